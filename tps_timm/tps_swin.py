@@ -1,0 +1,825 @@
+"""TPS-Swin: Swin Transformer with Temporal Patch Shift for video action recognition.
+
+A timm implementation of
+``Spatiotemporal Self-attention Modeling with Temporal Patch Shift for Action Recognition`` (Xiang et al., ECCV 2022,
+https://arxiv.org/abs/2207.13259), numerically equal to the authors' mmaction2 backbone
+(``SwinTransformer2D_TPS``) at 32 frames and 7 x 7 windows, and defined for any clip length and frame size.
+
+Layout follows timm's ``swin_transformer.py``: patch merging at the start of stages 1-3, channels-last features
+``(B, D, H, W, C)``, ``head.fc`` classifier. Blocks alternate a channel shift (even) and a temporal patch shift with
+shifted windows (odd); both are index gathers from ``tps_timm.shift``.
+"""
+import logging
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Dict, List, Optional, Set, Tuple, Type, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.layers import ClassifierHead, DropPath, Format, Mlp, resize_rel_pos_bias_table, to_2tuple, trunc_normal_, \
+    use_fused_attn
+from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model
+from timm.models._features import feature_take_indices
+from timm.models._pretrained import PretrainedCfg
+
+from .shift import channel_shift, patch_shift_offsets, window_token_index
+
+__all__ = ['TpsSwinTransformer', 'VideoPretrainedCfg', 'checkpoint_filter_fn', 'TEMPORAL_MIXING']
+
+_logger = logging.getLogger(__name__)
+
+# temporal mixing per block kind (even, odd), for the paper's Table 2 ablations
+TEMPORAL_MIXING: Dict[str, Tuple[str, str]] = {
+    'tps': ('channel', 'patch'),  # the paper's model: channel shift and patch shift alternating
+    'patch': ('patch', 'patch'),  # patch shift in every block
+    'channel': ('channel', 'channel'),  # channel shift (TSM) in every block
+    'none': ('none', 'none'),  # no temporal mixing: a per-frame 2D Swin with the same weights
+}
+MASK_VALUE = -100.0  # Swin's value between tokens of different regions of a shifted window
+
+
+def relative_position_index(
+        num_frames: int,
+        window_size: Tuple[int, int],
+        table_size: Tuple[int, int, int],
+        shift: str,
+        device: Optional[torch.device] = None,
+) -> torch.Tensor:
+    """Row of the bias table for every (frame, query, key) of a window, shape ``(D, N, N)``.
+
+    ``row = ((dt + Dt - 1) * (2Wh - 1) + rp - rq + Wh - 1) * (2Ww - 1) + sp - sq + Ww - 1`` with the table's extents
+    ``(Dt, Wh, Ww)``. Like the reference, ``dt`` compares the query's frame with frame 0: ``dt = i`` for channel-shift
+    blocks, ``dt = ((i - k_p) mod D) - ((-k_q) mod D)`` for patch-shift blocks (``k`` from the shift pattern), and
+    ``dt = 0`` without temporal mixing (a per-frame 2D Swin).
+    """
+    table_frames, table_h, table_w = table_size
+    win_h, win_w = window_size
+    rows = torch.arange(win_h, device=device).repeat_interleave(win_w)
+    cols = torch.arange(win_w, device=device).repeat(win_h)
+    frames = torch.arange(num_frames, device=device).view(-1, 1, 1)
+    if shift == 'patch':
+        k = patch_shift_offsets(window_size, device=device).flatten()
+        dt = (frames - k.view(1, -1, 1)) % num_frames - (-k.view(1, 1, -1)) % num_frames
+    elif shift == 'channel':
+        dt = frames.expand(-1, win_h * win_w, win_h * win_w)
+    else:
+        dt = torch.zeros(num_frames, win_h * win_w, win_h * win_w, dtype=torch.long, device=device)
+    dr = (rows[:, None] - rows[None, :] + table_h - 1).unsqueeze(0)
+    ds = (cols[:, None] - cols[None, :] + table_w - 1).unsqueeze(0)
+    return ((dt + table_frames - 1) * (2 * table_h - 1) + dr) * (2 * table_w - 1) + ds
+
+
+def shifted_window_mask(
+        feat_size: Tuple[int, int],
+        window_size: Tuple[int, int],
+        shift_size: Tuple[int, int],
+        device: Optional[torch.device] = None,
+) -> torch.Tensor:
+    """Swin's mask ``(num_windows, N, N)`` for the padded map rolled by ``shift_size``: -100 across regions."""
+    # regions are laid out in the rolled map's coordinates, so the windows are read without a further roll
+    index = window_token_index(1, feat_size, window_size, device=device).partition
+    pad_h, pad_w = (-(-s // w) * w for s, w in zip(feat_size, window_size))
+    region_h = torch.bucketize(torch.arange(pad_h, device=device),
+                               torch.tensor([pad_h - window_size[0], pad_h - shift_size[0]], device=device), right=True)
+    region_w = torch.bucketize(torch.arange(pad_w, device=device),
+                               torch.tensor([pad_w - window_size[1], pad_w - shift_size[1]], device=device), right=True)
+    region = (region_h[:, None] * 3 + region_w[None, :]).flatten()[index].view(-1, window_size[0] * window_size[1])
+    return (region[:, :, None] != region[:, None, :]).float() * MASK_VALUE
+
+
+_cached_relative_position_index = lru_cache(maxsize=256)(relative_position_index)
+_cached_shifted_window_mask = lru_cache(maxsize=256)(shifted_window_mask)
+
+
+class WindowAttention(nn.Module):
+    """Multi-head self-attention inside one-frame windows, with a relative position bias indexed across frames."""
+    fused_attn: torch.jit.Final[bool]
+
+    def __init__(
+            self,
+            dim: int,
+            num_heads: int,
+            table_size: Tuple[int, int, int] = (16, 7, 7),
+            qkv_bias: bool = True,
+            attn_drop: float = 0.,
+            proj_drop: float = 0.,
+    ):
+        """
+        Args:
+            dim: Number of input channels.
+            num_heads: Number of attention heads.
+            table_size: Temporal and spatial extents (Dt, Wh, Ww) covered by the relative position bias table.
+            qkv_bias: If True, add a learnable bias to query, key, value.
+            attn_drop: Dropout ratio of attention weights.
+            proj_drop: Dropout ratio of the output.
+        """
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f'dim {dim} is not divisible by num_heads {num_heads}')
+        self.dim = dim
+        self.num_heads = num_heads
+        self.table_size = table_size
+        self.scale = (dim // num_heads) ** -0.5
+        self.fused_attn = use_fused_attn()
+        dt, wh, ww = table_size
+        self.relative_position_bias_table = nn.Parameter(
+            torch.zeros((2 * dt - 1) * (2 * wh - 1) * (2 * ww - 1), num_heads))
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.attn_drop = nn.Dropout(attn_drop)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+        trunc_normal_(self.relative_position_bias_table, std=.02)
+
+    def attn_bias(self, bias_index: torch.Tensor, window_mask: Optional[torch.Tensor], num_windows: int) -> torch.Tensor:
+        """Bias (+ shifted-window mask) for every (frame, window, head): ``(D * nW * heads, N, N)``."""
+        num_frames, tokens, _ = bias_index.shape
+        bias = self.relative_position_bias_table[bias_index.flatten()].view(num_frames, tokens, tokens, -1)
+        bias = bias.permute(0, 3, 1, 2).unsqueeze(1)  # D, 1, heads, N, N
+        if window_mask is None:
+            bias = bias.expand(-1, num_windows, -1, -1, -1)
+        else:
+            bias = bias + window_mask.to(bias.dtype).view(1, num_windows, 1, tokens, tokens)
+        return bias.reshape(-1, tokens, tokens)
+
+    def forward(self, x: torch.Tensor, attn_bias: torch.Tensor) -> torch.Tensor:
+        """
+        Args:
+            x: Windowed tokens ``(B, D * nW, N, C)``.
+            attn_bias: Additive bias ``(D * nW * heads, N, N)``, shared by the batch.
+
+        Returns:
+            Attended tokens ``(B, D * nW * N, C)``.
+        """
+        batch, num_windows, tokens, channels = x.shape
+        qkv = self.qkv(x).view(batch, num_windows, tokens, 3, self.num_heads, -1).permute(3, 0, 1, 4, 2, 5)
+        q, k, v = qkv.reshape(3, batch, num_windows * self.num_heads, tokens, -1).unbind(0)
+        attn_bias = attn_bias.to(q.dtype)
+        if self.fused_attn:
+            x = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=attn_bias, dropout_p=self.attn_drop.p if self.training else 0.)
+        else:
+            attn = (q * self.scale) @ k.transpose(-2, -1) + attn_bias
+            attn = self.attn_drop(attn.softmax(dim=-1))
+            x = attn @ v
+        x = x.view(batch, num_windows, self.num_heads, tokens, -1).transpose(2, 3).reshape(batch, -1, channels)
+        return self.proj_drop(self.proj(x))
+
+
+class TpsSwinTransformerBlock(nn.Module):
+    """TPS-Swin block: window attention with a temporal shift on its input, then an MLP."""
+
+    def __init__(
+            self,
+            dim: int,
+            num_heads: int,
+            window_size: Tuple[int, int] = (7, 7),
+            shift_window: bool = False,
+            temporal_shift: str = 'channel',
+            max_temporal_tokens: int = 16,
+            mlp_ratio: float = 4.,
+            qkv_bias: bool = True,
+            proj_drop: float = 0.,
+            attn_drop: float = 0.,
+            drop_path: float = 0.,
+            act_layer: Type[nn.Module] = nn.GELU,
+            norm_layer: Type[nn.Module] = nn.LayerNorm,
+    ):
+        """
+        Args:
+            dim: Number of input channels.
+            num_heads: Number of attention heads.
+            window_size: Spatial window size (clamped to smaller feature maps).
+            shift_window: Shift windows by half a window (Swin's SW-MSA).
+            temporal_shift: 'channel', 'patch' or 'none'.
+            max_temporal_tokens: Temporal extent of the relative position bias table.
+            mlp_ratio: Ratio of mlp hidden dim to embedding dim.
+            qkv_bias: If True, add a learnable bias to query, key, value.
+            proj_drop: Dropout rate after projections.
+            attn_drop: Attention dropout rate.
+            drop_path: Stochastic depth rate.
+            act_layer: Activation layer.
+            norm_layer: Normalization layer.
+        """
+        super().__init__()
+        if temporal_shift not in ('channel', 'patch', 'none'):
+            raise ValueError(f"temporal_shift must be 'channel', 'patch' or 'none', got {temporal_shift!r}")
+        self.dim = dim
+        self.num_heads = num_heads
+        self.window_size = to_2tuple(window_size)
+        self.shift_window = shift_window
+        self.temporal_shift = temporal_shift
+        self.max_temporal_tokens = max_temporal_tokens
+        self.norm1 = norm_layer(dim)
+        self.attn = WindowAttention(
+            dim,
+            num_heads=num_heads,
+            table_size=(max_temporal_tokens, *self.window_size),
+            qkv_bias=qkv_bias,
+            attn_drop=attn_drop,
+            proj_drop=proj_drop,
+        )
+        self.drop_path1 = DropPath(drop_path) if drop_path > 0. else nn.Identity()
+        self.norm2 = norm_layer(dim)
+        self.mlp = Mlp(in_features=dim, hidden_features=int(dim * mlp_ratio), act_layer=act_layer, drop=proj_drop)
+        self.drop_path2 = DropPath(drop_path) if drop_path > 0. else nn.Identity()
+
+    def window_and_shift(self, feat_size: Tuple[int, int]) -> Tuple[Tuple[int, int], Tuple[int, int]]:
+        """Window clamped to the map, and no window shift along a side the window already covers."""
+        window = tuple(min(s, w) for s, w in zip(feat_size, self.window_size))
+        shift = tuple(w // 2 if self.shift_window and s > w else 0 for s, w in zip(feat_size, self.window_size))
+        return window, shift
+
+    def _attn(self, x: torch.Tensor) -> torch.Tensor:
+        batch, num_frames, height, width, channels = x.shape
+        if num_frames > self.max_temporal_tokens:
+            raise ValueError(
+                f'the clip has {num_frames} temporal tokens but the relative position bias covers '
+                f'{self.max_temporal_tokens}; create the model with max_temporal_tokens>={num_frames}')
+        window, shift = self.window_and_shift((height, width))
+        args = (num_frames, (height, width), window, shift, self.temporal_shift == 'patch')
+        index = window_token_index(*args, device=x.device)
+        geometry = (num_frames, window, (self.max_temporal_tokens, *self.window_size), self.temporal_shift, x.device)
+        cached = not torch.compiler.is_compiling()
+        bias_index = (_cached_relative_position_index if cached else relative_position_index)(*geometry)
+        window_mask = None
+        if any(shift):
+            window_mask = (_cached_shifted_window_mask if cached else shifted_window_mask)(
+                (height, width), window, shift, x.device)
+
+        if self.temporal_shift == 'channel':
+            x = channel_shift(x, self.num_heads)
+        pad_h, pad_w = (-s % w for s, w in zip((height, width), window))
+        if pad_h or pad_w:
+            x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
+        tokens = window[0] * window[1]
+        windows = x.reshape(batch, -1, channels).index_select(1, index.partition).view(batch, -1, tokens, channels)
+        attn_bias = self.attn.attn_bias(bias_index, window_mask, windows.shape[1] // num_frames)
+        x = self.attn(windows, attn_bias)
+        # proj is per token, so the inverse patch shift folds into the window reverse after it
+        return x.index_select(1, index.reverse).view(batch, num_frames, height, width, channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Forward pass on ``(B, D, H, W, C)``."""
+        x = x + self.drop_path1(self._attn(self.norm1(x)))
+        x = x + self.drop_path2(self.mlp(self.norm2(x)))
+        return x
+
+
+class PatchMerging(nn.Module):
+    """Merge each 2 x 2 spatial neighbourhood of every frame, halving H and W; time is kept."""
+
+    def __init__(self, dim: int, out_dim: Optional[int] = None, norm_layer: Type[nn.Module] = nn.LayerNorm):
+        super().__init__()
+        self.dim = dim
+        self.out_dim = out_dim or 2 * dim
+        self.norm = norm_layer(4 * dim)
+        self.reduction = nn.Linear(4 * dim, self.out_dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, D, H, W, C)`` -> ``(B, D, ceil(H/2), ceil(W/2), out_dim)``."""
+        batch, num_frames, height, width, channels = x.shape
+        x = F.pad(x, (0, 0, 0, width % 2, 0, height % 2))
+        height, width = x.shape[2:4]
+        # channel order (0,0), (1,0), (0,1), (1,1) in (row, col), as the reference concatenates
+        x = x.reshape(batch, num_frames, height // 2, 2, width // 2, 2, channels).permute(0, 1, 2, 4, 5, 3, 6)
+        return self.reduction(self.norm(x.flatten(4)))
+
+
+class PatchEmbed3d(nn.Module):
+    """Video to tokens: ``Conv3d`` over (2, 4, 4) patches, zero padding at the end of T, H, W; channels-last out."""
+
+    def __init__(
+            self,
+            patch_size: Tuple[int, int, int] = (2, 4, 4),
+            in_chans: int = 3,
+            embed_dim: int = 96,
+            norm_layer: Optional[Type[nn.Module]] = nn.LayerNorm,
+    ):
+        super().__init__()
+        self.patch_size = tuple(patch_size)
+        self.in_chans = in_chans
+        self.proj = nn.Conv3d(in_chans, embed_dim, kernel_size=self.patch_size, stride=self.patch_size)
+        self.norm = norm_layer(embed_dim) if norm_layer else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, T, H, W)`` -> ``(B, D, H/4, W/4, embed_dim)``."""
+        pad_t, pad_h, pad_w = (-s % p for s, p in zip(x.shape[2:], self.patch_size))
+        if pad_t or pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h, 0, pad_t))
+        return self.norm(self.proj(x).permute(0, 2, 3, 4, 1))
+
+
+class TpsSwinTransformerStage(nn.Module):
+    """One stage: optional patch merging at its start (timm layout), then alternating blocks."""
+
+    def __init__(
+            self,
+            dim: int,
+            out_dim: int,
+            depth: int,
+            downsample: bool = True,
+            num_heads: int = 4,
+            window_size: Tuple[int, int] = (7, 7),
+            temporal_mixing: str = 'tps',
+            max_temporal_tokens: int = 16,
+            mlp_ratio: float = 4.,
+            qkv_bias: bool = True,
+            proj_drop: float = 0.,
+            attn_drop: float = 0.,
+            drop_path: Union[List[float], float] = 0.,
+            norm_layer: Type[nn.Module] = nn.LayerNorm,
+    ):
+        super().__init__()
+        self.dim = dim
+        self.grad_checkpointing = False
+        self.downsample = PatchMerging(dim, out_dim, norm_layer) if downsample else nn.Identity()
+        if not downsample and dim != out_dim:
+            raise ValueError(f'a stage without patch merging keeps its width, got {dim} -> {out_dim}')
+        self.blocks = nn.Sequential(*[
+            TpsSwinTransformerBlock(
+                dim=out_dim,
+                num_heads=num_heads,
+                window_size=window_size,
+                shift_window=i % 2 == 1,
+                temporal_shift=TEMPORAL_MIXING[temporal_mixing][i % 2],
+                max_temporal_tokens=max_temporal_tokens,
+                mlp_ratio=mlp_ratio,
+                qkv_bias=qkv_bias,
+                proj_drop=proj_drop,
+                attn_drop=attn_drop,
+                drop_path=drop_path[i] if isinstance(drop_path, (list, tuple)) else drop_path,
+                norm_layer=norm_layer,
+            )
+            for i in range(depth)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.downsample(x)
+        if self.grad_checkpointing and not torch.jit.is_scripting():
+            return checkpoint_seq(self.blocks, x)
+        return self.blocks(x)
+
+
+class TpsSwinTransformer(nn.Module):
+    """TPS-Swin video transformer (the paper's PST).
+
+    Takes float clips ``(B, in_chans, T, H, W)`` of any length and size; features are channels-last
+    ``(B, D, H, W, C)`` with ``D = ceil(T / 2)``.
+    """
+
+    def __init__(
+            self,
+            in_chans: int = 3,
+            num_classes: int = 400,
+            global_pool: str = 'avg',
+            embed_dim: int = 96,
+            depths: Tuple[int, ...] = (2, 2, 6, 2),
+            num_heads: Tuple[int, ...] = (3, 6, 12, 24),
+            patch_size: Tuple[int, int, int] = (2, 4, 4),
+            window_size: Union[int, Tuple[int, int]] = 7,
+            max_temporal_tokens: int = 16,
+            temporal_mixing: str = 'tps',
+            mlp_ratio: float = 4.,
+            qkv_bias: bool = True,
+            drop_rate: float = 0.,
+            proj_drop_rate: float = 0.,
+            attn_drop_rate: float = 0.,
+            drop_path_rate: float = 0.1,
+            patch_norm: bool = True,
+            norm_layer: Type[nn.Module] = nn.LayerNorm,
+    ):
+        """
+        Args:
+            in_chans: Number of input channels.
+            num_classes: Number of classes of the classifier head (0 for none).
+            global_pool: Pooling over (D, H, W) before the head: 'avg', 'max', 'avgmax' or ''.
+            embed_dim: Width of the first stage.
+            depths: Blocks per stage.
+            num_heads: Attention heads per stage.
+            patch_size: (time, height, width) of the patch embedding.
+            window_size: Spatial attention window.
+            max_temporal_tokens: Temporal extent of the bias tables; clips may have up to this many tokens
+                (``ceil(T / 2)``). Checkpoints with another extent are resampled along time on load.
+            temporal_mixing: 'tps' (channel / patch shift alternating, the paper), 'patch', 'channel' or 'none'.
+            mlp_ratio: Ratio of mlp hidden dim to embedding dim.
+            qkv_bias: If True, add a learnable bias to query, key, value.
+            drop_rate: Head dropout rate.
+            proj_drop_rate: Projection dropout rate.
+            attn_drop_rate: Attention dropout rate.
+            drop_path_rate: Stochastic depth rate, linearly increasing over blocks.
+            patch_norm: LayerNorm after the patch embedding.
+            norm_layer: Normalization layer.
+        """
+        super().__init__()
+        if temporal_mixing not in TEMPORAL_MIXING:
+            raise ValueError(f'temporal_mixing must be one of {sorted(TEMPORAL_MIXING)}, got {temporal_mixing!r}')
+        if max_temporal_tokens < 1:
+            raise ValueError(f'max_temporal_tokens must be >= 1, got {max_temporal_tokens}')
+        self.num_classes = num_classes
+        self.global_pool = global_pool
+        self.in_chans = in_chans
+        self.temporal_mixing = temporal_mixing
+        self.max_temporal_tokens = max_temporal_tokens
+        self.window_size = to_2tuple(window_size)
+        num_layers = len(depths)
+        self.num_features = self.head_hidden_size = int(embed_dim * 2 ** (num_layers - 1))
+
+        self.patch_embed = PatchEmbed3d(patch_size, in_chans, embed_dim, norm_layer if patch_norm else None)
+        dpr = [x.tolist() for x in torch.linspace(0, drop_path_rate, sum(depths)).split(list(depths))]
+        self.feature_info = []
+        layers = []
+        in_dim = embed_dim
+        for i in range(num_layers):
+            out_dim = int(embed_dim * 2 ** i)
+            layers.append(TpsSwinTransformerStage(
+                dim=in_dim,
+                out_dim=out_dim,
+                depth=depths[i],
+                downsample=i > 0,
+                num_heads=num_heads[i],
+                window_size=self.window_size,
+                temporal_mixing=temporal_mixing,
+                max_temporal_tokens=max_temporal_tokens,
+                mlp_ratio=mlp_ratio,
+                qkv_bias=qkv_bias,
+                proj_drop=proj_drop_rate,
+                attn_drop=attn_drop_rate,
+                drop_path=dpr[i],
+                norm_layer=norm_layer,
+            ))
+            in_dim = out_dim
+            self.feature_info += [dict(num_chs=out_dim, reduction=patch_size[1] * 2 ** i, module=f'layers.{i}')]
+        self.layers = nn.Sequential(*layers)
+        self.norm = norm_layer(self.num_features)
+        self.head = ClassifierHead(
+            self.num_features, num_classes, pool_type=global_pool, drop_rate=drop_rate, input_fmt='NHWC')
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            trunc_normal_(m.weight, std=.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> Set[str]:
+        """Bias tables are excluded from weight decay (norms and biases are, by dimension, in timm)."""
+        return {n for n, _ in self.named_parameters() if 'relative_position_bias_table' in n}
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
+        """Parameter groups for layer-wise lr decay, as timm's Swin."""
+        return dict(
+            stem=r'^patch_embed',
+            blocks=r'^layers\.(\d+)' if coarse else [
+                (r'^layers\.(\d+).downsample', (0,)),
+                (r'^layers\.(\d+)\.\w+\.(\d+)', None),
+                (r'^norm', (99999,)),
+            ]
+        )
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute block activations in the backward pass instead of storing them."""
+        for layer in self.layers:
+            layer.grad_checkpointing = enable
+
+    @torch.jit.ignore
+    def get_classifier(self) -> nn.Module:
+        return self.head.fc
+
+    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
+        """Replace the classifier (and optionally the pooling) with a fresh one for ``num_classes``."""
+        self.num_classes = num_classes
+        self.head.reset(num_classes, pool_type=global_pool)
+        if global_pool is not None:
+            self.global_pool = global_pool
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise a ValueError unless ``x`` is a float clip ``(B, in_chans, T, H, W)``."""
+        if not isinstance(x, torch.Tensor) or x.ndim != 5 or x.shape[1] != self.in_chans \
+                or not x.is_floating_point():
+            got = f'{type(x).__name__}' if not isinstance(x, torch.Tensor) else \
+                f'{x.dtype} tensor of shape {tuple(x.shape)}'
+            raise ValueError(
+                f'expected a floating-point video tensor of shape (B, {self.in_chans}, T, H, W), got {got}')
+
+    def forward_intermediates(
+            self,
+            x: torch.Tensor,
+            indices: Optional[Union[int, List[int]]] = None,
+            norm: bool = False,
+            stop_early: bool = False,
+            output_fmt: Union[str, Format] = 'NCHW',
+            intermediates_only: bool = False,
+    ) -> Union[List[torch.Tensor], Tuple[torch.Tensor, List[torch.Tensor]]]:
+        """Forward returning per-stage feature maps.
+
+        Args:
+            x: Input clips ``(B, C, T, H, W)``.
+            indices: Take the last n stages if int, all if None, the listed stages if a sequence.
+            norm: Apply the final norm to the last stage's map.
+            stop_early: Stop after the last requested stage.
+            output_fmt: 'NCHW' / 'NCDHW' for ``(B, C, D, H, W)``, 'NHWC' / 'NDHWC' for ``(B, D, H, W, C)``.
+            intermediates_only: Only return the intermediates.
+
+        Returns:
+            The intermediates, or (final features, intermediates).
+        """
+        fmt = output_fmt.value if isinstance(output_fmt, Format) else output_fmt
+        if fmt not in ('NCHW', 'NCDHW', 'NHWC', 'NDHWC'):
+            raise ValueError(f"output_fmt must be 'NCHW'/'NCDHW' or 'NHWC'/'NDHWC', got {output_fmt!r}")
+        channels_first = fmt in ('NCHW', 'NCDHW')
+        self.check_input(x)
+        intermediates = []
+        take_indices, max_index = feature_take_indices(len(self.layers), indices)
+        x = self.patch_embed(x)
+        num_stages = len(self.layers)
+        stages = self.layers if torch.jit.is_scripting() or not stop_early else self.layers[:max_index + 1]
+        i = 0
+        for i, stage in enumerate(stages):
+            x = stage(x)
+            if i in take_indices:
+                x_inter = self.norm(x) if norm and i == num_stages - 1 else x
+                intermediates.append(x_inter.permute(0, 4, 1, 2, 3).contiguous() if channels_first else x_inter)
+        if intermediates_only:
+            return intermediates
+        if i == num_stages - 1:
+            x = self.norm(x)
+        return x, intermediates
+
+    def prune_intermediate_layers(
+            self,
+            indices: Union[int, List[int]] = 1,
+            prune_norm: bool = False,
+            prune_head: bool = True,
+    ) -> List[int]:
+        """Drop the stages (and norm / head) not needed for the given intermediates."""
+        take_indices, max_index = feature_take_indices(len(self.layers), indices)
+        prune_end = max_index < len(self.layers) - 1
+        if prune_norm or prune_end:
+            self.norm = nn.Identity()
+        self.layers = self.layers[:max_index + 1]
+        if prune_end:
+            self.num_features = self.head_hidden_size = self.feature_info[max_index]['num_chs']
+        if prune_head or prune_end:
+            self.head = ClassifierHead(self.num_features, 0, pool_type='', input_fmt='NHWC')
+            self.num_classes, self.global_pool = 0, ''
+        return take_indices
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Clips ``(B, C, T, H, W)`` -> normalised features ``(B, D, H/32, W/32, num_features)``."""
+        self.check_input(x)
+        x = self.patch_embed(x)
+        x = self.layers(x)
+        return self.norm(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Pool over (D, H, W) and classify; ``pre_logits`` returns the pooled features."""
+        batch, num_frames, height = x.shape[:3]
+        out = self.head(x.flatten(1, 2), pre_logits=pre_logits)  # (D*H, W) pooled as one NHWC map
+        if out.ndim == 4:  # no pooling: give the frames back
+            out = out.view(batch, num_frames, height, *out.shape[2:])
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# checkpoint conversion
+
+def _unwrap_state_dict(state_dict: Dict[str, Any]) -> Dict[str, torch.Tensor]:
+    for key in ('state_dict', 'model', 'module'):
+        if isinstance(state_dict.get(key), dict):
+            return _unwrap_state_dict(state_dict[key])
+    return state_dict
+
+
+def _resize_bias_table(table: torch.Tensor, target_shape: torch.Size, table_size: Tuple[int, int, int],
+                       name: str) -> torch.Tensor:
+    """Bring a 2D Swin table ``(S, heads)`` or a TPS table ``((2Dt'-1) * S, heads)`` to ``target_shape``.
+
+    2D tables are resized bicubically if the window differs and tiled along time (the authors' inflation); TPS
+    tables with another temporal extent are resampled linearly along time.
+    """
+    rows, heads = target_shape
+    frames, win_h, win_w = table_size
+    spatial = (2 * win_h - 1) * (2 * win_w - 1)
+    if table.shape[1] != heads:
+        raise ValueError(f'{name}: checkpoint has {table.shape[1]} heads, the model {heads}')
+    side = math.isqrt(table.shape[0])
+    if side * side == table.shape[0] and table.shape[0] % spatial and side % 2 or table.shape[0] == spatial:
+        # a 2D table (a square of (2w-1) x (2w-1) offsets)
+        if table.shape[0] != spatial:
+            table = resize_rel_pos_bias_table(
+                table, new_window_size=(win_h, win_w), new_bias_shape=(spatial, heads))
+        return table.repeat(2 * frames - 1, 1)
+    if table.shape[0] % spatial or (table.shape[0] // spatial) % 2 == 0:
+        raise ValueError(f'{name}: cannot read a bias table of shape {tuple(table.shape)} for a model table of '
+                         f'shape {tuple(target_shape)}')
+    stored = table.shape[0] // spatial
+    if stored != 2 * frames - 1:
+        table = table.view(stored, spatial * heads).t().unsqueeze(0)
+        table = F.interpolate(table, size=2 * frames - 1, mode='linear', align_corners=True)
+        table = table.squeeze(0).t().reshape(rows, heads)
+    return table
+
+
+def checkpoint_filter_fn(state_dict: Dict[str, Any], model: TpsSwinTransformer) -> Dict[str, torch.Tensor]:
+    """Convert any supported checkpoint to this model's layout.
+
+    Recognised: our own layout; timm 2D Swin (``timm/swin_*``); Microsoft 2D Swin; the authors' mmaction / ModelScope
+    TPS checkpoints (``state_dict`` / ``model`` / ``module.`` wrapping, ``backbone.`` and ``cls_head.fc_cls.`` keys,
+    patch merging at the end of a stage). 2D weights are inflated as the authors do: the patch kernel repeated along
+    time and divided by its length, bias tables tiled along time. Derived buffers (position indices, masks) are dropped.
+    """
+    import re
+    state_dict = _unwrap_state_dict(state_dict)
+    state_dict = {re.sub(r'^(module\.)?(backbone\.)?', '', k): v for k, v in state_dict.items()}
+    # Microsoft and mmaction checkpoints merge patches at the end of a stage, timm and we at the start of the next
+    merge_at_end = 'layers.0.downsample.reduction.weight' in state_dict
+    model_sd = model.state_dict()
+    out = {}
+    for k, v in state_dict.items():
+        if any(n in k for n in ('relative_position_index', 'attn_mask')):
+            continue
+        if merge_at_end:
+            k = re.sub(r'^layers\.(\d+)\.downsample', lambda m: f'layers.{int(m.group(1)) + 1}.downsample', k)
+        k = re.sub(r'^cls_head\.fc_cls\.', 'head.fc.', k)
+        k = re.sub(r'^head\.(weight|bias)$', r'head.fc.\1', k)
+        if k == 'patch_embed.proj.weight' and v.ndim == 4:
+            frames = model.patch_embed.patch_size[0]
+            v = v.unsqueeze(2).repeat(1, 1, frames, 1, 1) / frames
+        if k.endswith('relative_position_bias_table') and k in model_sd and v.shape != model_sd[k].shape:
+            v = _resize_bias_table(v, model_sd[k].shape, model.get_submodule(k.rsplit('.', 1)[0]).table_size, k)
+        out[k] = v
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# pretrained configs and entrypoints
+
+@dataclass
+class VideoPretrainedCfg(PretrainedCfg):
+    """timm's pretrained config plus how clips are sampled and viewed for this model."""
+    num_frames: int = 32
+    frame_interval: int = 2
+    sampling: str = 'dense'  # 'dense' (K400) or 'uniform' segments (SSv1/v2, Diving-48)
+    test_num_clips: int = 1
+    test_num_crops: int = 3
+    dataset: Optional[str] = None
+
+
+def as_video_pretrained_cfg(cfg: Union[Dict[str, Any], PretrainedCfg]) -> VideoPretrainedCfg:
+    """Read a pretrained config (e.g. from a Hub ``config.json``) into a :class:`VideoPretrainedCfg`."""
+    if isinstance(cfg, VideoPretrainedCfg):
+        return cfg
+    if isinstance(cfg, PretrainedCfg):
+        cfg = cfg.to_dict(remove_null=False)
+    fields = VideoPretrainedCfg.__dataclass_fields__
+    unknown = sorted(set(cfg) - set(fields))
+    if unknown:
+        _logger.warning(f'ignoring unknown pretrained_cfg keys {unknown}')
+    return VideoPretrainedCfg(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items() if k in fields})
+
+
+HUB_ORG = 'tps-timm'  # our Hub organisation: video weights live at {HUB_ORG}/{architecture}.{tag}
+TIMM_SWIN_2D = {'tiny': 'swin_tiny_patch4_window7_224', 'small': 'swin_small_patch4_window7_224',
+                'base': 'swin_base_patch4_window7_224', 'large': 'swin_large_patch4_window7_224'}
+VIDEO_DATASETS = {
+    # tag: (num_classes, sampling, test clips, test crops)
+    'k400': (400, 'dense', 4, 3),
+    'sthv2': (174, 'uniform', 1, 3),
+    'sthv1': (174, 'uniform', 1, 3),
+    'diving48': (48, 'uniform', 1, 3),
+}
+
+
+def _cfg(**kwargs) -> VideoPretrainedCfg:
+    cfg = dict(
+        num_classes=400, input_size=(3, 224, 224), pool_size=None, crop_pct=224 / 256, interpolation='bilinear',
+        fixed_input_size=False, mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD,
+        first_conv='patch_embed.proj', classifier='head.fc', license='apache-2.0',
+        paper_ids='arXiv:2207.13259', paper_name='Spatiotemporal Self-attention Modeling with Temporal Patch Shift '
+                                                 'for Action Recognition',
+        origin_url='https://github.com/MartinXM/TPS',
+    )
+    cfg.update(kwargs)
+    return VideoPretrainedCfg(**cfg)
+
+
+def _video_cfg(size: str, dataset: str) -> VideoPretrainedCfg:
+    num_classes, sampling, clips, crops = VIDEO_DATASETS[dataset]
+    return _cfg(hf_hub_id=f'{HUB_ORG}/', num_classes=num_classes, sampling=sampling, test_num_clips=clips,
+                test_num_crops=crops, dataset=dataset)
+
+
+def _imagenet_cfg(size: str, tag: str) -> VideoPretrainedCfg:
+    return _cfg(hf_hub_id=f'timm/{TIMM_SWIN_2D[size]}.{tag}', num_classes=21841 if tag == 'ms_in22k' else 1000,
+                license='mit', dataset='imagenet-22k' if tag == 'ms_in22k' else 'imagenet-1k',
+                description=f'ImageNet init: timm {TIMM_SWIN_2D[size]}.{tag} inflated to video')
+
+
+_IMAGENET_TAGS = {
+    'tiny': ('ms_in1k', 'ms_in22k_ft_in1k', 'ms_in22k'),
+    'small': ('ms_in1k', 'ms_in22k_ft_in1k', 'ms_in22k'),
+    'base': ('ms_in1k', 'ms_in22k_ft_in1k', 'ms_in22k'),
+    'large': ('ms_in22k_ft_in1k', 'ms_in22k'),
+}
+default_cfgs = generate_default_cfgs({
+    **{f'tps_swin_{size}.{ds}': _video_cfg(size, ds) for size in TIMM_SWIN_2D for ds in VIDEO_DATASETS},
+    **{f'tps_swin_{size}.{tag}': _imagenet_cfg(size, tag) for size, tags in _IMAGENET_TAGS.items() for tag in tags},
+})
+
+
+def _pretrained_source(variant: str, kwargs: Dict[str, Any]) -> Tuple[str, str]:
+    from timm.models import resolve_pretrained_cfg
+    cfg = resolve_pretrained_cfg(variant, kwargs.get('pretrained_cfg'), kwargs.get('pretrained_cfg_overlay'))
+    return f'{variant}.{cfg.tag}' if cfg.tag else variant, cfg.hf_hub_id or cfg.file or cfg.url or '(none)'
+
+
+def _create_tps_swin(variant: str, pretrained: bool = False, **kwargs) -> TpsSwinTransformer:
+    out_indices = kwargs.pop('out_indices', tuple(range(len(kwargs.get('depths', (2, 2, 6, 2))))))
+    if isinstance(kwargs.get('pretrained_cfg'), (dict, PretrainedCfg)):
+        kwargs['pretrained_cfg'] = as_video_pretrained_cfg(kwargs['pretrained_cfg'])  # keeps the video keys
+    try:
+        return build_model_with_cfg(
+            TpsSwinTransformer, variant, pretrained,
+            pretrained_filter_fn=checkpoint_filter_fn,
+            feature_cfg=dict(feature_cls='getter', out_indices=out_indices),
+            **kwargs)
+    except (OSError, RuntimeError, ValueError) as e:
+        if not pretrained or isinstance(e, (FileNotFoundError,)) and 'config' in str(e):
+            raise
+        import huggingface_hub.errors as hf_errors
+        if not isinstance(e, (hf_errors.HfHubHTTPError, hf_errors.LocalEntryNotFoundError,
+                              hf_errors.EntryNotFoundError, hf_errors.RepositoryNotFoundError, OSError)):
+            raise
+        name, location = _pretrained_source(variant, kwargs)
+        raise RuntimeError(
+            f'could not load the pretrained weights of {name} from {location!r}: {e}\n'
+            f'If this Hub repo holds no weights yet (see the model table in the README), load a local file instead:\n'
+            f"  timm.create_model('{name}', pretrained=True, pretrained_cfg_overlay=dict(file='path/to/weights'))\n"
+            f"or a converted folder: timm.create_model('local-dir:path/to/folder', pretrained=True)") from e
+
+
+_VARIANT_ARGS = {
+    'tiny': dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24)),
+    'small': dict(embed_dim=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24)),
+    'base': dict(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32)),
+    'large': dict(embed_dim=192, depths=(2, 2, 18, 2), num_heads=(6, 12, 24, 48)),
+}
+
+
+def _create_variant(size: str, pretrained: bool, tag: Optional[str] = None, **kwargs) -> TpsSwinTransformer:
+    if tag is not None and not kwargs.get('pretrained_cfg'):
+        kwargs['pretrained_cfg'] = tag
+    return _create_tps_swin(f'tps_swin_{size}', pretrained=pretrained, **dict(_VARIANT_ARGS[size], **kwargs))
+
+
+@register_model
+def tps_swin_tiny(pretrained: bool = False, **kwargs) -> TpsSwinTransformer:
+    """TPS-Swin-T (PST-T): C=96, depths 2-2-6-2."""
+    return _create_variant('tiny', pretrained, **kwargs)
+
+
+@register_model
+def tps_swin_small(pretrained: bool = False, **kwargs) -> TpsSwinTransformer:
+    """TPS-Swin-S: C=96, depths 2-2-18-2."""
+    return _create_variant('small', pretrained, **kwargs)
+
+
+@register_model
+def tps_swin_base(pretrained: bool = False, **kwargs) -> TpsSwinTransformer:
+    """TPS-Swin-B (PST-B): C=128, depths 2-2-18-2."""
+    return _create_variant('base', pretrained, **kwargs)
+
+
+@register_model
+def tps_swin_large(pretrained: bool = False, **kwargs) -> TpsSwinTransformer:
+    """TPS-Swin-L: C=192, depths 2-2-18-2."""
+    return _create_variant('large', pretrained, **kwargs)
+
+
+def _register_dataset_aliases() -> None:
+    """``tps_swin_{size}_{dataset}`` names, as users write them: the architecture with that dataset's config."""
+    import sys
+    module = sys.modules[__name__]
+    for size in _VARIANT_ARGS:
+        for dataset in VIDEO_DATASETS:
+            def entrypoint(pretrained: bool = False, _size=size, _dataset=dataset, **kwargs) -> TpsSwinTransformer:
+                return _create_variant(_size, pretrained, tag=_dataset, **kwargs)
+            entrypoint.__name__ = entrypoint.__qualname__ = f'tps_swin_{size}_{dataset}'
+            entrypoint.__module__ = __name__
+            entrypoint.__doc__ = f'TPS-Swin-{size[0].upper()} with the {dataset} configuration (= tps_swin_{size}.' \
+                                 f'{dataset}).'
+            setattr(module, entrypoint.__name__, entrypoint)
+            register_model(entrypoint)
+
+
+_register_dataset_aliases()
