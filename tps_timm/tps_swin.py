@@ -428,7 +428,8 @@ class TpsSwinTransformer(nn.Module):
         self.num_features = self.head_hidden_size = int(embed_dim * 2 ** (num_layers - 1))
 
         self.patch_embed = PatchEmbed3d(patch_size, in_chans, embed_dim, norm_layer if patch_norm else None)
-        dpr = [x.tolist() for x in torch.linspace(0, drop_path_rate, sum(depths)).split(list(depths))]
+        rates = [drop_path_rate * i / max(sum(depths) - 1, 1) for i in range(sum(depths))]  # linear over blocks
+        dpr = [rates[sum(depths[:i]):sum(depths[:i + 1])] for i in range(len(depths))]
         self.feature_info = []
         layers = []
         in_dim = embed_dim

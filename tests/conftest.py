@@ -1,0 +1,34 @@
+import os
+
+# nothing may be fetched from the Hub in tests: hub loading is exercised against caches the tests build
+os.environ.setdefault('HF_HUB_OFFLINE', '1')
+os.environ.setdefault('HF_HUB_DISABLE_TELEMETRY', '1')
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import tps_timm  # noqa: E402,F401  (registers the models)
+from tps_timm.tps_swin import TpsSwinTransformer  # noqa: E402
+
+SMALL = dict(embed_dim=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8))  # head_dim 32 as in the real variants
+
+
+def small_model(**kwargs) -> TpsSwinTransformer:
+    torch.manual_seed(0)
+    args = dict(SMALL, num_classes=10, drop_path_rate=0.)
+    args.update(kwargs)
+    return TpsSwinTransformer(**args).eval()
+
+
+def randomize_(model: torch.nn.Module, std: float = 0.05) -> torch.nn.Module:
+    """Give every parameter (norms and bias tables too) random values so that no path hides behind an init."""
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * std)
+    return model
+
+
+@pytest.fixture
+def model():
+    return randomize_(small_model())

@@ -1,0 +1,140 @@
+import pytest
+import timm
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from tps_timm.tps_swin import checkpoint_filter_fn
+
+from conftest import randomize_, small_model
+from reference import reference_block
+
+
+@pytest.mark.parametrize('name,classes,millions', [
+    ('tps_swin_tiny', 400, 28.53), ('tps_swin_tiny', 174, 28.36), ('tps_swin_small', 400, 50.58),
+    ('tps_swin_small', 174, 50.41), ('tps_swin_base', 400, 89.07), ('tps_swin_base', 174, 88.83),
+    ('tps_swin_large', 400, 198.48), ('tps_swin_large', 174, 198.13)])
+def test_parameter_counts(name, classes, millions):
+    with torch.device('meta'):
+        model = timm.create_model(name, num_classes=classes)
+    count = sum(p.numel() for p in model.parameters()) / 1e6
+    assert abs(count - millions) / millions < 1e-3
+
+
+@pytest.mark.parametrize('mixing', ['tps', 'patch', 'channel', 'none'])
+@pytest.mark.parametrize('size', [(56, 56), (60, 44)])
+def test_blocks_equal_literal_spec_reference(mixing, size):
+    """Every block of a 16-token clip (the reference setting) equals the step-by-step spec implementation."""
+    model = randomize_(small_model(temporal_mixing=mixing)).double()
+    x = torch.randn(1, 3, 32, *size, dtype=torch.float64)
+    with torch.no_grad():
+        feats = model.patch_embed(x)
+        for stage in model.layers:
+            feats = stage.downsample(feats)
+            for block in stage.blocks:
+                expected = reference_block(block, feats)
+                feats = block(feats)
+                assert torch.allclose(feats, expected, atol=1e-10), (block.temporal_shift, block.shift_window)
+
+
+@pytest.mark.parametrize('frames', [1, 2, 7, 16, 32, 40])
+def test_output_shapes_any_clip_length(frames):
+    model = small_model(max_temporal_tokens=20)
+    x = torch.randn(2, 3, frames, 45, 61)  # odd frame sizes: padded inside
+    with torch.no_grad():
+        feats = model.forward_features(x)
+        logits = model(x)
+    assert feats.shape == (2, -(-frames // 2), 2, 2, model.num_features)
+    assert logits.shape == (2, 10)
+    assert torch.isfinite(logits).all()
+
+
+def test_clip_longer_than_bias_table_is_a_clear_error():
+    with pytest.raises(ValueError, match='max_temporal_tokens>=20'):
+        small_model()(torch.randn(1, 3, 40, 32, 32))
+
+
+@pytest.mark.parametrize('x,message', [
+    (torch.randn(3, 8, 32, 32), r'\(B, 3, T, H, W\).*shape \(3, 8, 32, 32\)'),
+    (torch.randn(1, 1, 8, 32, 32), r'shape \(1, 1, 8, 32, 32\)'),
+    (torch.zeros(1, 3, 8, 32, 32, dtype=torch.uint8), 'torch.uint8'),
+])
+def test_bad_input_raises_value_error(x, message):
+    with pytest.raises(ValueError, match=message):
+        small_model()(x)
+
+
+def test_bad_constructor_arguments():
+    with pytest.raises(ValueError, match='temporal_mixing'):
+        small_model(temporal_mixing='both')
+    with pytest.raises(ValueError, match='max_temporal_tokens'):
+        small_model(max_temporal_tokens=0)
+
+
+def test_inflated_2d_swin_on_static_clip_gives_2d_logits():
+    """Shifts, bias indexing and inflation must all be right for a clip of one repeated image to match 2D Swin."""
+    torch.manual_seed(0)
+    swin2d = timm.create_model('swin_tiny_patch4_window7_224').eval()
+    with torch.no_grad():  # random, non-trivial values everywhere (bias tables, norms, head)
+        for p in swin2d.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    model = timm.create_model('tps_swin_tiny', num_classes=1000).eval()
+    model.load_state_dict(checkpoint_filter_fn(swin2d.state_dict(), model))
+    image = torch.randn(2, 3, 224, 224)
+    clip = image.unsqueeze(2).expand(-1, -1, 6, -1, -1)
+    with torch.no_grad():
+        expected = swin2d(image)
+        logits = model(clip)
+        moving = model(torch.randn(2, 3, 6, 224, 224))
+    assert (logits - expected).abs().max() <= 1e-4
+    assert (moving - expected).abs().max() > 1e-2  # and the frames do matter
+
+
+def _swap_temporal_tokens(x: torch.Tensor) -> torch.Tensor:
+    return torch.cat([x[:, :, 2:4], x[:, :, :2], x[:, :, 4:]], 2)  # token 0 <-> token 1 (frame pairs)
+
+
+def test_no_temporal_mixing_is_a_per_frame_2d_swin():
+    x = torch.randn(1, 3, 8, 32, 32)
+    with torch.no_grad():
+        flat = randomize_(small_model(temporal_mixing='none'))
+        a, b = flat.forward_features(x), flat.forward_features(_swap_temporal_tokens(x))
+        assert torch.allclose(a[:, [1, 0, 2, 3]], b, atol=1e-5)
+        tps = randomize_(small_model())
+        a, b = tps.forward_features(x), tps.forward_features(_swap_temporal_tokens(x))
+        assert not torch.allclose(a[:, [1, 0, 2, 3]], b, atol=1e-3)
+
+
+def test_flops_tiny_32x224():
+    model = timm.create_model('tps_swin_tiny').eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.randn(1, 3, 32, 224, 224))
+    macs = counter.get_total_flops() / 2
+    assert abs(macs / 72e9 - 1) < 0.02
+
+
+def test_fused_and_explicit_attention_paths_agree():
+    model = randomize_(small_model())
+    x = torch.randn(2, 3, 6, 40, 40)
+    with torch.no_grad():
+        fused = model(x)
+        for m in model.modules():
+            if hasattr(m, 'fused_attn'):
+                m.fused_attn = False
+        explicit = model(x)
+    assert torch.allclose(fused, explicit, atol=1e-5)
+
+
+def test_gradients_reach_every_parameter(model):
+    model.train()
+    model(torch.randn(2, 3, 4, 64, 64)).sum().backward()  # >1 token per window everywhere
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for n, p in model.named_parameters()), \
+        [n for n, p in model.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+
+
+@pytest.mark.slow
+def test_torch_compile_parity():
+    model = randomize_(small_model())
+    x = torch.randn(2, 3, 6, 40, 40)
+    compiled = torch.compile(model, fullgraph=True)
+    with torch.no_grad():
+        assert torch.allclose(compiled(x), model(x), atol=1e-4)

@@ -1,0 +1,96 @@
+import pytest
+import torch
+
+from tps_timm.shift import PATCH_SHIFT_PATTERN, channel_shift, channel_shift_reference, patch_shift, \
+    patch_shift_offsets, patch_shift_reference, window_token_index
+from tps_timm.tps_swin import relative_position_index
+
+from reference import spec_bias_rows
+
+
+def _grad_pair(fused, ref, x):
+    xa = x.clone().requires_grad_()
+    xb = x.clone().requires_grad_()
+    ya, yb = fused(xa), ref(xb)
+    g = torch.randn_like(ya)
+    ya.backward(g)
+    yb.backward(g)
+    return ya, yb, xa.grad, xb.grad
+
+
+@pytest.mark.parametrize('frames', [1, 2, 5, 16])
+@pytest.mark.parametrize('heads', [1, 3])
+def test_channel_shift_fused_equals_reference(frames, heads):
+    x = torch.randn(2, frames, 4, 5, heads * 32, dtype=torch.float64)
+    ya, yb, ga, gb = _grad_pair(lambda t: channel_shift(t, heads), lambda t: channel_shift_reference(t, heads), x)
+    assert torch.equal(ya, yb)
+    assert torch.allclose(ga, gb)
+
+
+def test_channel_shift_moves_the_spec_channels():
+    x = torch.arange(4.).view(1, 4, 1, 1).expand(1, 4, 1, 32).contiguous()  # value = frame index, one head
+    y = channel_shift(x, 1)[0, :, 0]
+    assert y[:, :4].tolist() == [[0.] * 4, [0.] * 4, [1.] * 4, [2.] * 4]  # from t-1; frame 0 keeps its own
+    assert y[:, 4:8].tolist() == [[1.] * 4, [2.] * 4, [3.] * 4, [3.] * 4]  # from t+1; last frame keeps its own
+    assert torch.equal(y[:, 8:], x[0, :, 0, 8:])
+
+
+@pytest.mark.parametrize('frames', [1, 3, 16])
+@pytest.mark.parametrize('window', [(7, 7), (4, 5), (2, 3)])
+@pytest.mark.parametrize('inverse', [False, True])
+def test_patch_shift_fused_equals_reference(frames, window, inverse):
+    x = torch.randn(2, frames, 3, window[0] * window[1], 8, dtype=torch.float64)
+    ya, yb, ga, gb = _grad_pair(lambda t: patch_shift(t, window, inverse),
+                                lambda t: patch_shift_reference(t, window, inverse), x)
+    assert torch.equal(ya, yb)
+    assert torch.equal(ga, gb)
+
+
+@pytest.mark.parametrize('shift', [patch_shift, patch_shift_reference])
+def test_patch_shift_then_inverse_is_identity(shift):
+    x = torch.randn(2, 16, 4, 49, 8)
+    assert torch.equal(shift(shift(x, (7, 7)), (7, 7), inverse=True), x)
+    assert not torch.equal(shift(x, (7, 7)), x)
+
+
+def test_patch_shift_gathers_nine_frames_per_tile():
+    offsets = patch_shift_offsets((7, 7))
+    assert offsets[:3, :3].flatten().unique().numel() == 9
+    assert offsets.tolist()[0][:3] == list(PATCH_SHIFT_PATTERN[0])
+    x = torch.arange(16.).view(1, 16, 1, 1, 1).expand(1, 16, 1, 49, 1)
+    y = patch_shift(x, (7, 7))[0, :, 0, :, 0]  # frame each token was read from
+    assert torch.equal(y[5].view(7, 7), ((5 - offsets) % 16).float())
+
+
+@pytest.mark.parametrize('size,window,shift', [((14, 14), (7, 7), (3, 3)), ((10, 13), (7, 7), (3, 3)),
+                                               ((7, 7), (7, 7), (0, 0)), ((5, 6), (5, 6), (0, 0))])
+@pytest.mark.parametrize('shift_patches', [False, True])
+def test_window_token_index_is_pad_roll_partition_shift(size, window, shift, shift_patches):
+    frames, (h, w) = 4, size
+    x = torch.randn(2, frames, h, w, 3)
+    hp, wp = -(-h // window[0]) * window[0], -(-w // window[1]) * window[1]
+    padded = torch.nn.functional.pad(x, (0, 0, 0, wp - w, 0, hp - h))
+    rolled = torch.roll(padded, (-shift[0], -shift[1]), (2, 3))
+    nh, nw = hp // window[0], wp // window[1]
+    expected = rolled.view(2, frames, nh, window[0], nw, window[1], 3).permute(0, 1, 2, 4, 3, 5, 6)
+    expected = expected.reshape(2, frames, nh * nw, -1, 3)
+    if shift_patches:
+        expected = patch_shift_reference(expected, window)
+    index = window_token_index(frames, size, window, shift, shift_patches)
+    windows = padded.reshape(2, -1, 3)[:, index.partition]
+    assert torch.equal(windows, expected.reshape(2, -1, 3))
+    assert torch.equal(windows[:, index.reverse].view_as(x), x)  # reverse undoes all of it and drops padding
+
+
+@pytest.mark.parametrize('kind', ['patch', 'channel', 'none'])
+def test_bias_index_equals_spec_formula_at_16_frames(kind):
+    assert torch.equal(relative_position_index(16, (7, 7), (16, 7, 7), kind), spec_bias_rows(16, (7, 7), kind=kind))
+
+
+@pytest.mark.parametrize('frames,window', [(3, (7, 7)), (16, (4, 4)), (20, (7, 7))])
+def test_bias_index_other_clips_and_windows(frames, window):
+    table = (max(16, frames), 7, 7)
+    for kind in ('patch', 'channel'):
+        rows = relative_position_index(frames, window, table, kind)
+        assert torch.equal(rows, spec_bias_rows(frames, window, table, kind))
+        assert rows.min() >= 0 and rows.max() < (2 * table[0] - 1) * 13 * 13

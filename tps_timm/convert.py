@@ -1,0 +1,124 @@
+"""Convert a checkpoint into a Hub-ready folder: ``model.safetensors`` + timm ``config.json``.
+
+Accepts everything :func:`tps_timm.tps_swin.checkpoint_filter_fn` reads: our own weights, timm or Microsoft 2D Swin
+(inflated to video), and the authors' mmaction / ModelScope TPS checkpoints. The folder loads with
+``timm.create_model('local-dir:OUT_DIR', pretrained=True)`` and can be pushed to the Hub as it is.
+
+    python -m tps_timm.convert pytorch_model.pt out/tps_swin_tiny.k400 --model tps_swin_tiny --labels labels.txt
+"""
+import argparse
+import json
+import pickle
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+
+__all__ = ['load_checkpoint_file', 'read_label_names', 'convert']
+
+
+def load_checkpoint_file(path: str, trust_pickle: bool = False) -> Dict[str, Any]:
+    """Read a safetensors file, a timm folder or a torch pickle; pickles may hold only tensors unless trusted."""
+    p = Path(path)
+    if p.is_dir():
+        candidates = [p / 'model.safetensors', p / 'pytorch_model.bin']
+        p = next((c for c in candidates if c.is_file()), None)
+        if p is None:
+            raise FileNotFoundError(f'{path}: folder has neither model.safetensors nor pytorch_model.bin')
+    if not p.is_file():
+        raise FileNotFoundError(f'{path}: no such checkpoint file')
+    if p.suffix == '.safetensors':
+        from safetensors.torch import load_file
+        return load_file(str(p))
+    try:
+        return torch.load(p, map_location='cpu', weights_only=not trust_pickle)
+    except pickle.UnpicklingError as e:
+        raise ValueError(
+            f'{path} holds pickled Python objects besides tensors, which could run code when loaded. '
+            f'If you trust its source, pass --trust-pickle (trust_pickle=True). Detail: {e}') from e
+
+
+def read_label_names(path: str) -> List[str]:
+    """Class names from a JSON list / {index: name} dict, or a text file with one name per line."""
+    text = Path(path).read_text(encoding='utf-8')
+    if path.endswith('.json'):
+        data = json.loads(text)
+        if isinstance(data, dict):
+            return [data[k] for k in sorted(data, key=int)] if all(k.isdigit() for k in data) else \
+                [k for k, _ in sorted(data.items(), key=lambda kv: int(kv[1]))]
+        return [str(x) for x in data]
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def convert(
+        src: str,
+        out_dir: str,
+        model_name: str = 'tps_swin_tiny',
+        num_classes: Optional[int] = None,
+        label_names: Optional[Sequence[str]] = None,
+        trust_pickle: bool = False,
+        model_args: Optional[Dict[str, Any]] = None,
+        pretrained_cfg: Optional[Dict[str, Any]] = None,
+) -> Path:
+    """Convert ``src`` to a Hub-ready folder ``out_dir`` for ``model_name`` and return its path.
+
+    ``num_classes`` defaults to the checkpoint's classifier (or the label count); the classifier is dropped when its
+    size differs from ``num_classes`` (e.g. inflating an ImageNet Swin into a 400-class video model).
+    """
+    import timm
+    from timm.models import save_for_hf
+
+    from .tps_swin import checkpoint_filter_fn
+
+    raw = load_checkpoint_file(src, trust_pickle=trust_pickle)
+    model_args = dict(model_args or {})
+    probe = timm.create_model(model_name, num_classes=0, **model_args)
+    state_dict = checkpoint_filter_fn(raw, probe)
+    head = state_dict.get('head.fc.weight')
+    if num_classes is None:
+        num_classes = len(label_names) if label_names else head.shape[0] if head is not None else 0
+    if label_names is not None and len(label_names) != num_classes:
+        raise ValueError(f'{len(label_names)} label names given for {num_classes} classes')
+    if head is not None and head.shape[0] != num_classes:
+        print(f'dropping the checkpoint classifier ({head.shape[0]} classes) for a new one with {num_classes}',
+              file=sys.stderr)
+        state_dict.pop('head.fc.weight'), state_dict.pop('head.fc.bias', None)
+    overlay = dict(pretrained_cfg or {})
+    model = timm.create_model(model_name, num_classes=num_classes, pretrained_cfg_overlay=overlay, **model_args)
+    missing, unexpected = model.load_state_dict(state_dict, strict=False)
+    missing = [k for k in missing if not k.startswith('head.fc.')]
+    if missing or unexpected:
+        raise ValueError(f'{src} does not fit {model_name}: missing {missing[:8]}, unexpected {unexpected[:8]}')
+    out = Path(out_dir)
+    config = {'label_names': list(label_names)} if label_names else {}
+    save_for_hf(model, out, model_config=config, model_args=model_args or None, safe_serialization=True)
+    return out
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(prog='python -m tps_timm.convert', description=__doc__.split('\n\n')[0])
+    parser.add_argument('src', help='checkpoint file (.pth/.pt/.bin/.safetensors) or timm folder')
+    parser.add_argument('out_dir', help='folder to write model.safetensors and config.json to')
+    parser.add_argument('--model', default='tps_swin_tiny', help='architecture, e.g. tps_swin_base')
+    parser.add_argument('--num-classes', type=int, default=None, help='classifier size (default: from checkpoint)')
+    parser.add_argument('--labels', default=None, help='class names: text file (one per line) or JSON list/dict')
+    parser.add_argument('--max-temporal-tokens', type=int, default=None,
+                        help='temporal extent of the bias tables (default 16: clips up to 32 frames)')
+    parser.add_argument('--num-frames', type=int, default=None, help='input frames per clip to record in the config')
+    parser.add_argument('--sampling', choices=('dense', 'uniform'), default=None, help='frame sampling to record')
+    parser.add_argument('--trust-pickle', action='store_true',
+                        help='allow arbitrary pickled objects in SRC (only for files you trust)')
+    args = parser.parse_args(argv)
+    model_args = {'max_temporal_tokens': args.max_temporal_tokens} if args.max_temporal_tokens else {}
+    cfg = {k: v for k, v in dict(num_frames=args.num_frames, sampling=args.sampling).items() if v is not None}
+    try:
+        labels = read_label_names(args.labels) if args.labels else None
+        out = convert(args.src, args.out_dir, args.model, args.num_classes, labels, args.trust_pickle, model_args, cfg)
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        parser.exit(2, f'error: {e}\n')
+    print(f"wrote {out}; load it with timm.create_model('local-dir:{out}', pretrained=True) after `import tps_timm`")
+
+
+if __name__ == '__main__':
+    main()
