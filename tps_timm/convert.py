@@ -77,7 +77,7 @@ def convert(
     state_dict = checkpoint_filter_fn(raw, probe)
     head = state_dict.get('head.fc.weight')
     if num_classes is None:
-        num_classes = len(label_names) if label_names else head.shape[0] if head is not None else 0
+        num_classes = head.shape[0] if head is not None else len(label_names) if label_names else 0
     if label_names is not None and len(label_names) != num_classes:
         raise ValueError(f'{len(label_names)} label names given for {num_classes} classes')
     if head is not None and head.shape[0] != num_classes:

@@ -568,8 +568,8 @@ class TpsSwinTransformer(nn.Module):
         if prune_end:
             self.num_features = self.head_hidden_size = self.feature_info[max_index]['num_chs']
         if prune_head or prune_end:
-            self.head = ClassifierHead(self.num_features, 0, pool_type='', input_fmt='NHWC')
-            self.num_classes, self.global_pool = 0, ''
+            self.head = ClassifierHead(self.num_features, 0, input_fmt='NHWC')  # sized for the new last stage
+            self.reset_classifier(0, '')  # as timm: the pruned model returns unpooled maps
         return take_indices
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -716,7 +716,7 @@ def _cfg(**kwargs) -> VideoPretrainedCfg:
 
 def _video_cfg(size: str, dataset: str) -> VideoPretrainedCfg:
     num_classes, sampling, clips, crops = VIDEO_DATASETS[dataset]
-    return _cfg(hf_hub_id=f'{HUB_ORG}/', num_classes=num_classes, sampling=sampling, test_num_clips=clips,
+    return _cfg(hf_hub_id=f'{HUB_ORG}/tps_swin_{size}.{dataset}', num_classes=num_classes, sampling=sampling, test_num_clips=clips,
                 test_num_crops=crops, dataset=dataset)
 
 
