@@ -1,0 +1,119 @@
+"""Annotation readers: the authors' list files and the formats the datasets are downloaded in.
+
+Every reader returns a :class:`VideoList`: ``(path, label)`` samples plus the class names, which travel with the
+data into checkpoints and Hub configs.
+"""
+import csv
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence, Tuple
+
+__all__ = ['VideoList', 'read_list_file', 'read_class_names', 'read_kinetics_csv', 'read_sthv2', 'read_sthv1',
+           'read_diving48']
+
+
+@dataclass
+class VideoList:
+    samples: List[Tuple[str, int]]
+    class_names: List[str] = field(default_factory=list)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names) if self.class_names else 1 + max((label for _, label in self.samples), default=-1)
+
+
+def read_class_names(path: str) -> List[str]:
+    """One class name per line (blank lines skipped)."""
+    with open(path, encoding='utf-8') as f:
+        return [line.strip() for line in f if line.strip()]
+
+
+def read_list_file(path: str, data_root: str = '', class_names: Optional[Sequence[str]] = None) -> VideoList:
+    """``relative/path label`` per line, space or comma separated (``path num_frames label`` also accepted)."""
+    samples = []
+    with open(path, encoding='utf-8') as f:
+        for line_no, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            parts = [p for p in re.split(r'[,\s]+', line) if p]
+            if len(parts) < 2 or not parts[-1].lstrip('-').isdigit():
+                raise ValueError(f'{path}:{line_no}: expected "path label", got {line!r}')
+            samples.append((os.path.join(data_root, parts[0]), int(parts[-1])))
+    return VideoList(samples, list(class_names or []))
+
+
+def read_kinetics_csv(path: str, data_root: str = '', class_names: Optional[Sequence[str]] = None,
+                      ext: str = '.mp4') -> VideoList:
+    """Kinetics CSV (``label,youtube_id,time_start,time_end,split``) -> ``{id}_{start:06d}_{end:06d}.mp4`` files.
+
+    Classes are the sorted label names of the file unless ``class_names`` (e.g. from the train split) is given.
+    """
+    with open(path, newline='', encoding='utf-8') as f:
+        rows = list(csv.DictReader(f))
+    if rows and not {'label', 'youtube_id', 'time_start', 'time_end'} <= rows[0].keys():
+        raise ValueError(f'{path}: not a Kinetics CSV (columns {list(rows[0])})')
+    names = list(class_names) if class_names else sorted({r['label'] for r in rows})
+    index = {name: i for i, name in enumerate(names)}
+    samples = []
+    for r in rows:
+        if r['label'] not in index:
+            raise ValueError(f'{path}: label {r["label"]!r} is not among the {len(names)} class names')
+        file = f"{r['youtube_id']}_{int(float(r['time_start'])):06d}_{int(float(r['time_end'])):06d}{ext}"
+        label_dir = r['label'] if os.path.isdir(os.path.join(data_root, r['label'])) else ''
+        samples.append((os.path.join(data_root, label_dir, file), index[r['label']]))
+    return VideoList(samples, names)
+
+
+def _strip_brackets(template: str) -> str:
+    return template.replace('[', '').replace(']', '')
+
+
+def read_sthv2(labels_json: str, split_json: str, data_root: str = '', ext: str = '.webm') -> VideoList:
+    """Something-Something v2: ``labels.json`` ({name: index}) and ``train.json`` / ``validation.json``.
+
+    A video's class is its template with the brackets stripped ("Putting [something] on [something]").
+    """
+    with open(labels_json, encoding='utf-8') as f:
+        label_index = {name: int(i) for name, i in json.load(f).items()}
+    names = [name for name, _ in sorted(label_index.items(), key=lambda kv: kv[1])]
+    with open(split_json, encoding='utf-8') as f:
+        entries = json.load(f)
+    samples = []
+    for e in entries:
+        name = _strip_brackets(e['template'])
+        if name not in label_index:
+            raise ValueError(f'{split_json}: template {e["template"]!r} of video {e["id"]} is not in {labels_json}')
+        samples.append((os.path.join(data_root, f"{e['id']}{ext}"), label_index[name]))
+    return VideoList(samples, names)
+
+
+def read_sthv1(labels_csv: str, split_csv: str, data_root: str = '') -> VideoList:
+    """Something-Something v1: class names one per line, splits as ``id;class name``; videos are frame folders."""
+    names = read_class_names(labels_csv)
+    index = {name: i for i, name in enumerate(names)}
+    samples = []
+    with open(split_csv, encoding='utf-8') as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            video_id, _, name = line.strip().partition(';')
+            if name not in index:
+                raise ValueError(f'{split_csv}:{line_no}: class {name!r} is not in {labels_csv}')
+            samples.append((os.path.join(data_root, video_id), index[name]))
+    return VideoList(samples, names)
+
+
+def read_diving48(split_json: str, data_root: str = '', vocab_json: Optional[str] = None,
+                  ext: str = '.mp4') -> VideoList:
+    """Diving-48: ``[{"vid_name", "label", ...}]`` splits; class names from ``Diving48_vocab.json`` if given."""
+    with open(split_json, encoding='utf-8') as f:
+        entries = json.load(f)
+    names = []
+    if vocab_json:
+        with open(vocab_json, encoding='utf-8') as f:
+            names = [', '.join(v) if isinstance(v, list) else str(v) for v in json.load(f)]
+    samples = [(os.path.join(data_root, f"{e['vid_name']}{ext}"), int(e['label'])) for e in entries]
+    return VideoList(samples, names)

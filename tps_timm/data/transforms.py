@@ -1,0 +1,160 @@
+"""Clip transforms on uint8 tensors ``(T, C, H, W)``: every frame of a clip gets the same random parameters.
+
+Geometry uses torchvision's tensor functionals, which treat leading dims as a batch, so one crop box and one flip
+serve all frames by construction. RandAugment (timm) is replayed with the same random state on every frame.
+Normalisation and random erasing run late, on the batch and on the accelerator when there is one.
+"""
+import math
+import random
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torchvision.transforms.v2.functional as TF
+
+__all__ = ['SSV2_FLIP_LABEL_MAP', 'short_side_resize', 'ClipTrainTransform', 'ClipEvalTransform', 'normalize_clip',
+           'ClipRandomErasing']
+
+# Something-Something classes that a horizontal flip turns into each other ("... left to right" <-> "... right to left")
+SSV2_FLIP_LABEL_MAP: Dict[int, int] = {86: 87, 87: 86, 93: 94, 94: 93, 166: 167, 167: 166}
+
+
+def short_side_resize(clip: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize ``(..., H, W)`` so that its short side is ``size``, keeping the aspect ratio."""
+    height, width = clip.shape[-2:]
+    if min(height, width) == size:
+        return clip
+    scale = size / min(height, width)
+    return TF.resize(clip, [max(size, round(height * scale)), max(size, round(width * scale))], antialias=True)
+
+
+def _random_resized_box(height: int, width: int, scale: Tuple[float, float], ratio: Tuple[float, float],
+                        rng: random.Random) -> Tuple[int, int, int, int]:
+    """(top, left, h, w) of a random crop with area fraction in ``scale`` and aspect ratio in ``ratio``."""
+    area = height * width
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target = area * rng.uniform(*scale)
+        aspect = math.exp(rng.uniform(*log_ratio))
+        w = round(math.sqrt(target * aspect))
+        h = round(math.sqrt(target / aspect))
+        if 0 < w <= width and 0 < h <= height:
+            return rng.randint(0, height - h), rng.randint(0, width - w), h, w
+    side = min(height, width)  # fall back to a centre crop
+    return (height - side) // 2, (width - side) // 2, side, side
+
+
+class ClipTrainTransform:
+    """Training augmentation: short-side resize, RandomResizedCrop, flip (with label swap), RandAugment.
+
+    Args:
+        size: Output crop size.
+        short_side: Short side after the first resize (256 in the authors' recipes).
+        scale: Area range of RandomResizedCrop.
+        ratio: Aspect ratio range of RandomResizedCrop.
+        hflip: Probability of a horizontal flip.
+        flip_label_map: Classes swapped by a flip (``SSV2_FLIP_LABEL_MAP`` for SSv1/v2).
+        rand_augment: timm RandAugment config string, e.g. ``'rand-m7-n4-mstd0.5-inc1'``, or None.
+    """
+
+    def __init__(
+            self,
+            size: int = 224,
+            short_side: int = 256,
+            scale: Tuple[float, float] = (0.08, 1.0),
+            ratio: Tuple[float, float] = (3 / 4, 4 / 3),
+            hflip: float = 0.5,
+            flip_label_map: Optional[Dict[int, int]] = None,
+            rand_augment: Optional[str] = None,
+    ):
+        self.size = size
+        self.short_side = short_side
+        self.scale = scale
+        self.ratio = ratio
+        self.hflip = hflip
+        self.flip_label_map = dict(flip_label_map or {})
+        self.rand_augment = None
+        if rand_augment:
+            from timm.data.auto_augment import rand_augment_transform
+            self.rand_augment = rand_augment_transform(rand_augment, dict(translate_const=int(size * 0.45),
+                                                                          img_mean=(124, 116, 104)))
+
+    def __call__(self, clip: torch.Tensor, label: int, rng: Optional[random.Random] = None) -> Tuple[torch.Tensor, int]:
+        """``clip`` uint8 ``(T, C, H, W)`` -> augmented uint8 ``(T, C, size, size)`` and the (possibly swapped) label."""
+        rng = rng or random.Random()
+        clip = short_side_resize(clip, self.short_side)
+        top, left, h, w = _random_resized_box(*clip.shape[-2:], self.scale, self.ratio, rng)
+        clip = TF.resized_crop(clip, top, left, h, w, [self.size, self.size], antialias=True)
+        if rng.random() < self.hflip:
+            clip = TF.horizontal_flip(clip)
+            label = self.flip_label_map.get(label, label)
+        if self.rand_augment is not None:
+            clip = self._rand_augment(clip, rng)
+        return clip, label
+
+    def _rand_augment(self, clip: torch.Tensor, rng: random.Random) -> torch.Tensor:
+        # timm's ops draw from the global `random`: replay one state per frame so every frame gets the same ops
+        from PIL import Image
+        saved = random.getstate()
+        state = random.Random(rng.getrandbits(64)).getstate()
+        frames = []
+        for frame in clip.permute(0, 2, 3, 1).numpy():
+            random.setstate(state)
+            frames.append(np.asarray(self.rand_augment(Image.fromarray(frame))))
+        random.setstate(saved)
+        return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).contiguous()
+
+
+class ClipEvalTransform:
+    """Test views: short-side resize, then a centre crop or three crops along the long side.
+
+    Returns uint8 ``(num_crops, T, C, size, size)``.
+    """
+
+    def __init__(self, size: int = 224, short_side: Optional[int] = None, num_crops: int = 1):
+        if num_crops not in (1, 3):
+            raise ValueError(f'num_crops must be 1 or 3, got {num_crops}')
+        self.size = size
+        self.short_side = short_side or size
+        self.num_crops = num_crops
+
+    def __call__(self, clip: torch.Tensor) -> torch.Tensor:
+        clip = short_side_resize(clip, self.short_side)
+        height, width = clip.shape[-2:]
+        if self.num_crops == 1:
+            return TF.center_crop(clip, [self.size, self.size]).unsqueeze(0)
+        crops = []
+        for frac in (0.0, 0.5, 1.0):  # first, middle, last along the long side
+            top = round((height - self.size) * frac) if height > width else (height - self.size) // 2
+            left = round((width - self.size) * frac) if width >= height else (width - self.size) // 2
+            crops.append(TF.crop(clip, top, left, self.size, self.size))
+        return torch.stack(crops)
+
+
+def normalize_clip(clip: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 clips ``(..., C, T, H, W)`` -> float, ``(x / 255 - mean) / std`` per channel."""
+    shape = (len(mean), 1, 1, 1)
+    mean_t = torch.tensor(mean, device=clip.device).view(shape) * 255
+    std_t = torch.tensor(std, device=clip.device).view(shape) * 255
+    return (clip.float() - mean_t) / std_t
+
+
+class ClipRandomErasing:
+    """timm's RandomErasing with one box per clip, for normalised batches ``(B, C, T, H, W)``.
+
+    Frames are folded into channels so that timm draws a single box for the whole clip.
+    """
+
+    def __init__(self, probability: float = 0.25, mode: str = 'pixel', device: str = 'cpu'):
+        from timm.data.random_erasing import RandomErasing
+        self.probability = probability
+        self.erase = RandomErasing(probability, mode=mode, device=device)
+
+    def __call__(self, clips: torch.Tensor) -> torch.Tensor:
+        if self.probability <= 0:
+            return clips
+        batch, channels, frames, height, width = clips.shape
+        folded = clips.reshape(batch, channels * frames, height, width)
+        for sample in folded:
+            self.erase(sample)  # in place, on a view of the clip
+        return folded.view(clips.shape)

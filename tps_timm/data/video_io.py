@@ -1,0 +1,161 @@
+"""Decode selected frames of a video as uint8 RGB ``(T, H, W, 3)``: decord first, PyAV as the fallback.
+
+decord 0.6.0 is unmaintained and mis-decodes some valid files, so a failure (an error, or frames of the wrong
+shape) with one backend is retried with the other before a file is declared unreadable. Folders of JPEG frames
+(Something-Something v1) are read directly.
+"""
+import os
+from importlib.util import find_spec
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+__all__ = ['BACKENDS', 'VideoReadError', 'default_backend', 'load_clip', 'probe_size']
+
+BACKENDS = ('decord', 'pyav')
+_IMAGE_EXTS = ('.jpg', '.jpeg', '.png')
+IndexFn = Callable[[int], np.ndarray]  # number of frames -> frame indices (any shape)
+
+
+class VideoReadError(RuntimeError):
+    """A video that no backend could read; ``path`` and ``reason`` say which and why."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f'{path}: {reason}')
+        self.path = path
+        self.reason = reason
+
+
+def default_backend() -> str:
+    return 'decord' if find_spec('decord') is not None else 'pyav'
+
+
+def probe_size(path: str) -> Tuple[int, int]:
+    """(height, width) of the first video stream, from the container header."""
+    import av
+    with av.open(path) as container:
+        ctx = container.streams.video[0].codec_context
+        return ctx.height, ctx.width
+
+
+def _scaled_size(size: Tuple[int, int], short_side: Optional[int]) -> Optional[Tuple[int, int]]:
+    """(height, width) with the short side reduced to ``short_side``, or None when no reduction is needed."""
+    height, width = size
+    if not short_side or min(height, width) <= short_side:
+        return None
+    scale = short_side / min(height, width)
+    return max(short_side, round(height * scale)), max(short_side, round(width * scale))
+
+
+def _read_decord(path: str, index_fn: IndexFn, short_side: Optional[int]) -> np.ndarray:
+    import decord
+    scaled = _scaled_size(probe_size(path), short_side) if short_side else None
+    kwargs = dict(width=scaled[1], height=scaled[0]) if scaled else {}
+    reader = decord.VideoReader(path, num_threads=1, **kwargs)
+    indices = index_fn(len(reader))
+    frames = reader.get_batch(indices.reshape(-1).tolist()).asnumpy()
+    return frames.reshape(*indices.shape, *frames.shape[1:])
+
+
+def _read_pyav(path: str, index_fn: IndexFn, short_side: Optional[int]) -> np.ndarray:
+    import av
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        total = stream.frames
+        if total <= 0:  # no count in the header: count by demuxing
+            total = sum(1 for packet in container.demux(stream) if packet.size)
+            container.seek(0)
+        indices = index_fn(total)
+        wanted = set(indices.reshape(-1).tolist())
+        scaled = _scaled_size((stream.codec_context.height, stream.codec_context.width), short_side)
+        kwargs = dict(height=scaled[0], width=scaled[1]) if scaled else {}
+        decoded = {}
+        for i, frame in enumerate(container.decode(stream)):
+            if i in wanted:
+                decoded[i] = frame.to_ndarray(format='rgb24', **kwargs)
+            if i >= max(wanted):
+                break
+    missing = wanted - decoded.keys()
+    if missing:
+        raise ValueError(f'decoded {len(decoded)} of the frames asked for; missing e.g. frame {min(missing)}')
+    frames = np.stack([decoded[i] for i in indices.reshape(-1).tolist()])
+    return frames.reshape(*indices.shape, *frames.shape[1:])
+
+
+def _read_frame_folder(path: str, index_fn: IndexFn, short_side: Optional[int]) -> np.ndarray:
+    from PIL import Image
+    files = sorted(f for f in os.listdir(path) if f.lower().endswith(_IMAGE_EXTS))
+    if not files:
+        raise ValueError('frame folder has no images')
+    indices = index_fn(len(files))
+    frames = []
+    for i in indices.reshape(-1).tolist():
+        with Image.open(os.path.join(path, files[i])) as img:
+            img = img.convert('RGB')
+            scaled = _scaled_size((img.height, img.width), short_side)
+            frames.append(np.asarray(img.resize(scaled[::-1], Image.BILINEAR) if scaled else img))
+    frames = np.stack(frames)
+    return frames.reshape(*indices.shape, *frames.shape[1:])
+
+
+_READERS = {'decord': _read_decord, 'pyav': _read_pyav}
+
+
+def _check_frames(frames: np.ndarray, indices_shape: Sequence[int]) -> None:
+    if frames.dtype != np.uint8 or frames.ndim != len(indices_shape) + 3 or frames.shape[-1] != 3 \
+            or tuple(frames.shape[:len(indices_shape)]) != tuple(indices_shape) or 0 in frames.shape:
+        raise ValueError(f'decoded frames have shape {frames.shape} / {frames.dtype}, expected '
+                         f'{tuple(indices_shape)} + (H, W, 3) uint8')
+
+
+def load_clip(
+        path: str,
+        index_fn: IndexFn,
+        backend: Optional[str] = None,
+        short_side: Optional[int] = None,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Decode the frames ``index_fn(num_frames)`` of ``path``.
+
+    Args:
+        path: A video file, or a folder of JPEG/PNG frames.
+        index_fn: Maps the video's frame count to the frame indices to decode (any shape, e.g. clips x frames).
+        backend: 'decord' or 'pyav' (default: decord when installed); the other is tried if it fails.
+        short_side: Decode at reduced size with this short side when the video is larger (the recipe resizes anyway).
+
+    Returns:
+        ``(frames, indices)``: uint8 RGB frames of shape ``indices.shape + (H, W, 3)`` and the indices used.
+
+    Raises:
+        VideoReadError: The file is missing, empty or undecodable by every backend.
+    """
+    if not os.path.exists(path):
+        raise VideoReadError(path, 'no such file')
+    indices_seen = []
+
+    def tracking_index_fn(num_frames: int) -> np.ndarray:
+        if num_frames <= 0:
+            raise ValueError('video has no frames')
+        indices = np.asarray(index_fn(num_frames), dtype=np.int64)
+        indices_seen.append(indices)
+        return indices
+
+    if os.path.isdir(path):
+        readers: List[Tuple[str, Callable]] = [('frames', _read_frame_folder)]
+    else:
+        if os.path.getsize(path) == 0:
+            raise VideoReadError(path, 'empty file')
+        first = backend or default_backend()
+        if first not in _READERS:
+            raise ValueError(f'unknown video backend {first!r}, choose from {BACKENDS}')
+        readers = [(name, _READERS[name]) for name in (first, *(b for b in BACKENDS if b != first))]
+    reasons = []
+    for name, reader in readers:
+        try:
+            frames = reader(path, tracking_index_fn, short_side)
+            _check_frames(frames, indices_seen[-1].shape)
+            return frames, indices_seen[-1]
+        except ImportError as e:
+            reasons.append(f'{name}: not installed ({e})')
+        except Exception as e:  # any decoder failure: try the next backend
+            reasons.append(f'{name}: {type(e).__name__}: {e}'.strip())
+    raise VideoReadError(path, '; '.join(reasons))
