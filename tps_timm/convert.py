@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
-__all__ = ['load_checkpoint_file', 'read_label_names', 'convert']
+__all__ = ['load_checkpoint_file', 'load_model_weights', 'read_label_names', 'convert']
 
 
 def load_checkpoint_file(path: str, trust_pickle: bool = False) -> Dict[str, Any]:
@@ -37,6 +37,15 @@ def load_checkpoint_file(path: str, trust_pickle: bool = False) -> Dict[str, Any
         raise ValueError(
             f'{path} holds pickled Python objects besides tensors, which could run code when loaded. '
             f'If you trust its source, pass --trust-pickle (trust_pickle=True). Detail: {e}') from e
+
+
+def load_model_weights(model: torch.nn.Module, path: str, trust_pickle: bool = False) -> None:
+    """Load any checkpoint the model filter reads into ``model``; every weight must fit."""
+    from .tps_swin import checkpoint_filter_fn
+    state_dict = checkpoint_filter_fn(load_checkpoint_file(path, trust_pickle=trust_pickle), model)
+    missing, unexpected = model.load_state_dict(state_dict, strict=False)
+    if missing or unexpected:
+        raise ValueError(f'{path} does not fit the model: missing {missing[:8]}, unexpected {unexpected[:8]}')
 
 
 def read_label_names(path: str) -> List[str]:

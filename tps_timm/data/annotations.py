@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
-__all__ = ['VideoList', 'read_list_file', 'read_class_names', 'read_kinetics_csv', 'read_sthv2', 'read_sthv1',
+__all__ = ['VideoList', 'DATASET_FORMATS', 'load_video_list', 'read_list_file', 'read_class_names', 'read_kinetics_csv', 'read_sthv2', 'read_sthv1',
            'read_diving48']
 
 
@@ -117,3 +117,35 @@ def read_diving48(split_json: str, data_root: str = '', vocab_json: Optional[str
             names = [', '.join(v) if isinstance(v, list) else str(v) for v in json.load(f)]
     samples = [(os.path.join(data_root, f"{e['vid_name']}{ext}"), int(e['label'])) for e in entries]
     return VideoList(samples, names)
+
+
+DATASET_FORMATS = ('list', 'kinetics', 'sthv2', 'sthv1', 'diving48')
+
+
+def load_video_list(annotation: str, data_root: str = '', dataset_format: str = 'list',
+                    class_names: Optional[str] = None) -> VideoList:
+    """Read a split in any supported format.
+
+    Args:
+        annotation: The split file: list file, Kinetics CSV, SSv2 ``train.json``/``validation.json``, SSv1 split CSV
+            or Diving-48 split JSON.
+        data_root: Folder the video paths are relative to.
+        dataset_format: One of ``DATASET_FORMATS``.
+        class_names: Class-name source: a names file (list, kinetics), ``labels.json`` (sthv2, required), the labels
+            CSV (sthv1, required) or ``Diving48_vocab.json`` (diving48).
+    """
+    if dataset_format not in DATASET_FORMATS:
+        raise ValueError(f'dataset format must be one of {DATASET_FORMATS}, got {dataset_format!r}')
+    if not os.path.isfile(annotation):
+        raise FileNotFoundError(f'annotation file not found: {annotation}')
+    if dataset_format in ('sthv2', 'sthv1') and not class_names:
+        raise ValueError(f'{dataset_format} needs its class-name file (--class-names)')
+    if dataset_format == 'list':
+        return read_list_file(annotation, data_root, read_class_names(class_names) if class_names else None)
+    if dataset_format == 'kinetics':
+        return read_kinetics_csv(annotation, data_root, read_class_names(class_names) if class_names else None)
+    if dataset_format == 'sthv2':
+        return read_sthv2(class_names, annotation, data_root)
+    if dataset_format == 'sthv1':
+        return read_sthv1(class_names, annotation, data_root)
+    return read_diving48(annotation, data_root, class_names)

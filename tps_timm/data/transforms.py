@@ -93,15 +93,18 @@ class ClipTrainTransform:
         return clip, label
 
     def _rand_augment(self, clip: torch.Tensor, rng: random.Random) -> torch.Tensor:
-        # timm's ops draw from the global `random`: replay one state per frame so every frame gets the same ops
+        # timm's ops draw from the global `random` and `np.random`: replay one state of each per frame so every frame
+        # gets the same ops and magnitudes
         from PIL import Image
-        saved = random.getstate()
-        state = random.Random(rng.getrandbits(64)).getstate()
+        saved = random.getstate(), np.random.get_state()
+        seed = rng.getrandbits(32)
         frames = []
         for frame in clip.permute(0, 2, 3, 1).numpy():
-            random.setstate(state)
+            random.seed(seed)
+            np.random.seed(seed)
             frames.append(np.asarray(self.rand_augment(Image.fromarray(frame))))
-        random.setstate(saved)
+        random.setstate(saved[0])
+        np.random.set_state(saved[1])
         return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).contiguous()
 
 

@@ -1,0 +1,228 @@
+import csv
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import tps_timm.data.video_io as video_io
+from tps_timm.data import SSV2_FLIP_LABEL_MAP, ClipEvalTransform, ClipRandomErasing, ClipSampler, ClipTrainTransform, \
+    VideoDataset, VideoList, VideoReadError, dense_indices, load_clip, load_video_list, make_demo_dataset, \
+    render_clip, uniform_indices, write_video
+
+
+@pytest.fixture(scope='session')
+def demo(tmp_path_factory):
+    return make_demo_dataset(str(tmp_path_factory.mktemp('demo')), num_train=16, num_val=8, progress=False)
+
+
+@pytest.fixture
+def video(tmp_path):
+    frames = render_clip(0, 20, 48, np.random.default_rng(0))
+    path = tmp_path / 'clip.mp4'
+    write_video(path, frames)
+    return str(path), frames
+
+
+@pytest.mark.parametrize('codec', ['libx264', 'mpeg4'])
+def test_decord_and_pyav_decode_the_same_frames(tmp_path, codec):
+    path = str(tmp_path / 'v.mp4')
+    write_video(path, render_clip(6, 24, 64, np.random.default_rng(1)), codec=codec)
+    sampler = ClipSampler(8, 2, 2, 'dense')
+    a, ia = load_clip(path, lambda n: sampler(n), 'decord')
+    b, ib = load_clip(path, lambda n: sampler(n), 'pyav')
+    assert a.shape == b.shape == (2, 8, 64, 64, 3) and np.array_equal(ia, ib)
+    assert np.abs(a.astype(int) - b).max() <= 1
+
+
+def test_reduced_size_decoding_keeps_aspect(tmp_path):
+    path = str(tmp_path / 'wide.mp4')
+    write_video(path, np.zeros((6, 64, 128, 3), np.uint8))
+    for backend in ('decord', 'pyav'):
+        frames, _ = load_clip(path, lambda n: np.arange(3)[None], backend, short_side=32)
+        assert frames.shape == (1, 3, 32, 64, 3)
+
+
+def test_backend_failure_falls_back_to_the_other(video, monkeypatch):
+    path, _ = video
+
+    def broken(*args):
+        raise RuntimeError('decord mis-decoded this file')
+
+    def wrong_shape(path, index_fn, short_side):
+        return np.zeros((1, 2, 8, 8, 3), np.uint8)  # not the frames asked for
+
+    for fake in (broken, wrong_shape):
+        monkeypatch.setitem(video_io._READERS, 'decord', fake)
+        frames, _ = load_clip(path, lambda n: np.arange(4)[None], 'decord')
+        assert frames.shape == (1, 4, 48, 48, 3)
+
+
+def test_unreadable_files_raise_with_path_and_reason(tmp_path, video):
+    path, _ = video
+    truncated = tmp_path / 'truncated.mp4'
+    truncated.write_bytes(open(path, 'rb').read()[:200])
+    (tmp_path / 'empty.mp4').write_bytes(b'')
+    (tmp_path / 'garbage.mp4').write_bytes(b'not a video' * 100)
+    for name, reason in (('missing.mp4', 'no such file'), ('empty.mp4', 'empty file'),
+                         ('truncated.mp4', 'decord'), ('garbage.mp4', 'pyav')):
+        with pytest.raises(VideoReadError, match=reason) as err:
+            load_clip(str(tmp_path / name), lambda n: np.arange(4)[None])
+        assert err.value.path.endswith(name)
+
+
+def test_frame_folder(tmp_path):
+    frames = render_clip(2, 10, 32, np.random.default_rng(0))
+    for i, frame in enumerate(frames):
+        Image.fromarray(frame).save(tmp_path / f'{i + 1:05d}.png')  # lossless, so the comparison is exact
+    out, idx = load_clip(str(tmp_path), lambda n: uniform_indices(n, 5))
+    assert out.shape == (1, 5, 32, 32, 3) and idx.tolist() == [[1, 3, 5, 7, 9]]
+    assert np.array_equal(out[0], frames[idx[0]])
+
+
+def test_dense_sampling():
+    test = dense_indices(100, 8, 2, num_clips=4)
+    assert test.shape == (4, 8) and (np.diff(test, axis=1) == 2).all()
+    assert np.array_equal(test, dense_indices(100, 8, 2, num_clips=4))  # deterministic
+    assert test[0, 0] < test[1, 0] < test[2, 0] < test[3, 0] and test.max() < 100
+    rng = np.random.default_rng(0)
+    starts = {int(dense_indices(100, 8, 2, 1, True, rng)[0, 0]) for _ in range(50)}
+    assert len(starts) > 10 and max(starts) <= 100 - 16
+
+
+def test_uniform_sampling():
+    test = uniform_indices(64, 8)
+    assert test.tolist() == [[4, 12, 20, 28, 36, 44, 52, 60]]  # segment centres
+    rng = np.random.default_rng(0)
+    train = uniform_indices(64, 8, train=True, rng=rng)
+    assert ((train // 8) == np.arange(8)).all()  # one frame from each segment
+    two = uniform_indices(64, 8, num_clips=2)
+    assert two.tolist() == [[2, 10, 18, 26, 34, 42, 50, 58], [6, 14, 22, 30, 38, 46, 54, 62]]
+
+
+@pytest.mark.parametrize('mode', ['dense', 'uniform'])
+def test_short_videos_repeat_frames_in_order(mode):
+    sampler = ClipSampler(16, 2, 1, mode)
+    for train in (False, True):
+        idx = sampler(5, train, np.random.default_rng(0))[0]
+        assert idx.shape == (16,) and idx.max() <= 4 and idx.min() >= 0
+        assert (np.diff(idx) >= 0).all() and set(idx.tolist()) == set(range(5))
+    assert np.array_equal(sampler(5), sampler(5))
+
+
+def test_train_transform_is_one_crop_one_flip_for_every_frame():
+    image = torch.randint(0, 256, (3, 80, 120), dtype=torch.uint8)
+    clip = image.expand(6, -1, -1, -1).contiguous()
+    transform = ClipTrainTransform(size=48, short_side=64, rand_augment='rand-m9-n3-mstd0.5-inc1')
+    outs = {}
+    for seed in range(6):
+        out, _ = transform(clip, 0, __import__('random').Random(seed))
+        assert out.shape == (6, 3, 48, 48) and out.dtype == torch.uint8
+        assert all(torch.equal(out[0], frame) for frame in out)  # identical input frames stay identical
+        outs[seed] = out[0]
+    assert len({tuple(o.flatten()[:64].tolist()) for o in outs.values()}) > 3  # while the parameters do vary
+
+
+def test_flip_swaps_direction_labels():
+    clip = torch.arange(2 * 3 * 4 * 4, dtype=torch.uint8).view(2, 3, 4, 4)
+    flip = ClipTrainTransform(size=4, short_side=4, scale=(1, 1), ratio=(1, 1), hflip=1.0,
+                              flip_label_map=SSV2_FLIP_LABEL_MAP)
+    out, label = flip(clip, 86)
+    assert label == 87 and torch.equal(out, clip.flip(-1))
+    assert flip(clip, 93)[1] == 94 and flip(clip, 167)[1] == 166 and flip(clip, 5)[1] == 5
+    assert ClipTrainTransform(size=4, short_side=4, hflip=0.0, flip_label_map=SSV2_FLIP_LABEL_MAP)(clip, 86)[1] == 86
+
+
+def test_random_erasing_one_box_per_clip():
+    torch.manual_seed(0)
+    clips = torch.zeros(4, 3, 5, 32, 32)
+    erased = ClipRandomErasing(probability=1.0, mode='pixel')(clips.clone())
+    for clip in erased:
+        changed = (clip != 0).any(0)  # (T, H, W)
+        assert changed[0].any() and all(torch.equal(changed[0], c) for c in changed)
+        assert not torch.equal(clip[:, 0], clip[:, 1])  # pixel noise differs, the box does not
+
+
+def test_eval_transform_three_crops_along_long_side():
+    clip = torch.arange(96, dtype=torch.uint8).view(1, 1, 1, 96).expand(2, 3, 32, 96)
+    views = ClipEvalTransform(size=32, short_side=32, num_crops=3)(clip)
+    assert views.shape == (3, 2, 3, 32, 32)
+    assert [int(v[0, 0, 0, 0]) for v in views] == [0, 32, 64]
+    assert ClipEvalTransform(size=32, num_crops=1)(clip)[0, 0, 0, 0, 0] == 32
+
+
+def test_annotation_formats(tmp_path):
+    (tmp_path / 'list.txt').write_text('a/x.mp4 3\nb/y.mp4,1\nz.mp4 120 2\n\n')
+    v = load_video_list(str(tmp_path / 'list.txt'), '/data')
+    assert v.samples == [('/data/a/x.mp4', 3), ('/data/b/y.mp4', 1), ('/data/z.mp4', 2)] and v.num_classes == 4
+
+    with open(tmp_path / 'k400.csv', 'w', newline='') as f:
+        w = csv.writer(f)
+        w.writerow(['label', 'youtube_id', 'time_start', 'time_end', 'split'])
+        w.writerow(['riding a bike', 'abc', 10, 20, 'val'])
+        w.writerow(['abseiling', 'def', 0, 10, 'val'])
+    v = load_video_list(str(tmp_path / 'k400.csv'), 'root', 'kinetics')
+    assert v.class_names == ['abseiling', 'riding a bike']
+    assert v.samples == [('root/abc_000010_000020.mp4', 1), ('root/def_000000_000010.mp4', 0)]
+
+    (tmp_path / 'labels.json').write_text(json.dumps({'Pushing something from left to right': '1',
+                                                      'Approaching something with your camera': '0'}))
+    (tmp_path / 'validation.json').write_text(json.dumps([
+        {'id': '74225', 'label': 'pushing a pen from left to right',
+         'template': 'Pushing [something] from left to right', 'placeholders': ['a pen']}]))
+    v = load_video_list(str(tmp_path / 'validation.json'), 'v2', 'sthv2', str(tmp_path / 'labels.json'))
+    assert v.samples == [('v2/74225.webm', 1)] and v.class_names[0] == 'Approaching something with your camera'
+
+    (tmp_path / 'v1-labels.csv').write_text('Holding something\nPutting something on a surface\n')
+    (tmp_path / 'v1-validation.csv').write_text('1420;Putting something on a surface\n9;Holding something\n')
+    v = load_video_list(str(tmp_path / 'v1-validation.csv'), 'frames', 'sthv1', str(tmp_path / 'v1-labels.csv'))
+    assert v.samples == [('frames/1420', 1), ('frames/9', 0)]
+
+    (tmp_path / 'vocab.json').write_text(json.dumps([['Back', '15som', '05Twis', 'FREE'], ['Back', '15som', 'NoTwis',
+                                                                                             'PIKE']]))
+    (tmp_path / 'd48.json').write_text(json.dumps([{'vid_name': '-mmq0PT-u8k_00155', 'label': 1, 'start_frame': 0,
+                                                    'end_frame': 184}]))
+    v = load_video_list(str(tmp_path / 'd48.json'), 'rgb', 'diving48', str(tmp_path / 'vocab.json'))
+    assert v.samples == [('rgb/-mmq0PT-u8k_00155.mp4', 1)] and v.class_names[1] == 'Back, 15som, NoTwis, PIKE'
+
+    with pytest.raises(ValueError, match='needs its class-name file'):
+        load_video_list(str(tmp_path / 'validation.json'), '', 'sthv2')
+    (tmp_path / 'bad.txt').write_text('only_a_path.mp4\n')
+    with pytest.raises(ValueError, match='bad.txt:1'):
+        load_video_list(str(tmp_path / 'bad.txt'))
+
+
+def test_dataset_counts_unreadable_in_eval_and_replaces_in_training(demo, caplog):
+    good = load_video_list(demo['val'], demo['root']).samples[:3]
+    videos = VideoList(good + [('/nonexistent/video.mp4', 0)], [])
+    sampler = ClipSampler(8, 1, 2, 'uniform')
+    evaluation = VideoDataset(videos, sampler, ClipEvalTransform(32, num_crops=3))
+    items = [evaluation[i] for i in range(4)]
+    assert [i['readable'] for i in items] == [True, True, True, False]
+    assert items[0]['video'].shape == items[3]['video'].shape == (6, 3, 8, 32, 32)
+    training = VideoDataset(videos, sampler.__class__(8, 1, 1, 'uniform'), ClipTrainTransform(32, 40), train=True)
+    with caplog.at_level(logging.WARNING):
+        clip, label = training[3]
+    assert clip.shape == (3, 8, 32, 32) and 'nonexistent/video.mp4' in caplog.text and 'no such file' in caplog.text
+
+
+def test_demo_dataset_is_balanced_decodable_and_cached(demo):
+    lines = open(demo['train']).read().split('\n')
+    labels = [int(line.split()[1]) for line in lines if line]
+    assert len(labels) == 16 and np.bincount(labels).tolist() == [2] * 8
+    assert open(demo['classes']).read().split('\n')[:2] == ['moving left to right', 'moving right to left']
+    frames, _ = load_clip(f"{demo['root']}/{lines[0].split()[0]}", lambda n: np.arange(n)[None])
+    assert frames.shape == (1, 16, 64, 64, 3)
+    mtime = (lambda p: __import__('os').path.getmtime(p))(demo['train'])
+    make_demo_dataset(demo['root'], num_train=16, num_val=8, progress=False)  # same settings: nothing rewritten
+    assert __import__('os').path.getmtime(demo['train']) == mtime
+
+
+def test_demo_classes_need_time():
+    """A forward clip and its reversed twin hold the same set of frames: only the order tells them apart."""
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    for forward in (0, 2, 4, 6):
+        a, b = render_clip(forward, 16, 32, rng_a), render_clip(forward + 1, 16, 32, rng_b)
+        assert np.abs(a.astype(int) - b[::-1]).mean() < 25  # same content backwards, up to the noise

@@ -1,0 +1,56 @@
+"""Multi-view video evaluation, shared by validate.py and train.py: softmax averaged over clips x crops."""
+import time
+from typing import Dict, Sequence
+
+import torch
+
+from .data import normalize_clip
+
+__all__ = ['video_metrics', 'evaluate']
+
+
+def video_metrics(probs: torch.Tensor, labels: torch.Tensor, readable: torch.Tensor) -> Dict[str, float]:
+    """Top-1 / top-5 / mean class accuracy (%) and cross-entropy over the readable videos, and the counts."""
+    ok = readable.bool()
+    probs, labels = probs[ok], labels[ok]
+    result = dict(num_videos=int(readable.numel()), unreadable=int((~ok).sum()), evaluated=int(ok.sum()))
+    if not len(labels):
+        return dict(result, loss=float('nan'), top1=0.0, top5=0.0, mean_class_acc=0.0)
+    top = probs.topk(min(5, probs.shape[1]), dim=1).indices
+    hit1 = top[:, 0] == labels
+    per_class = [hit1[labels == c].float().mean() for c in labels.unique()]
+    nll = -probs.gather(1, labels[:, None]).clamp_min(1e-12).log().mean().item()  # of the view-averaged softmax
+    return dict(result, loss=nll, top1=100 * hit1.float().mean().item(),
+                top5=100 * (top == labels[:, None]).any(1).float().mean().item(),
+                mean_class_acc=100 * torch.stack(per_class).mean().item())
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, loader, accelerator, mean: Sequence[float], std: Sequence[float],
+             desc: str = 'eval') -> Dict[str, float]:
+    """Evaluate ``model`` on a loader of :class:`VideoDataset` eval items, across all Accelerate processes.
+
+    Each video's views go through the model together; results are gathered once (no video counted twice or
+    dropped at the end of the set).
+    """
+    from tqdm import tqdm
+    model.eval()
+    probs_all, labels_all, readable_all = [], [], []
+    views_seen = 0
+    start = time.perf_counter()
+    for batch in tqdm(loader, desc=desc, disable=not accelerator.is_main_process, leave=False):
+        video = batch['video']
+        num_videos, num_views = video.shape[:2]
+        with accelerator.autocast():
+            logits = model(normalize_clip(video.flatten(0, 1), mean, std))
+        probs = logits.float().softmax(-1).view(num_videos, num_views, -1).mean(1)
+        probs, labels, readable = accelerator.gather_for_metrics((probs, batch['label'], batch['readable']))
+        probs_all.append(probs.cpu())
+        labels_all.append(labels.cpu())
+        readable_all.append(readable.cpu())
+        views_seen += len(labels) * num_views
+    elapsed = time.perf_counter() - start
+    metrics = video_metrics(torch.cat(probs_all), torch.cat(labels_all), torch.cat(readable_all))
+    metrics['clips_per_s'] = views_seen / max(elapsed, 1e-9)
+    metrics['views'] = num_views if probs_all else 0
+    return metrics

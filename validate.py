@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""Evaluate a TPS-Swin video model: multi-view testing (clips x crops), top-1/top-5/mean class accuracy.
+
+    python validate.py --model tps_swin_tiny --checkpoint model.safetensors --data-root /data/k400 \\
+        --val-list val.csv --dataset-format kinetics --num-clips 4 --num-crops 3 --results-file results.json
+    accelerate launch validate.py --hparams hparams/k400.yaml --checkpoint ...
+"""
+import argparse
+import csv
+import json
+import logging
+import os
+import sys
+from typing import Optional, Sequence
+
+import torch
+
+import tps_timm  # noqa: F401  (registers the models)
+from tps_timm.cli import add_data_args, add_model_args, create_model_from_args, parse_with_hparams, resolve_video_cfg
+from tps_timm.data import ClipEvalTransform, ClipSampler, VideoDataset, load_video_list
+from tps_timm.evaluate import evaluate
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_args(parser)
+    add_data_args(parser)
+    parser.add_argument('--val-list', required=False, default=None, help='validation split annotation file')
+    parser.add_argument('--num-clips', type=int, default=None, help='clips per video (default: model config)')
+    parser.add_argument('--num-crops', type=int, choices=(1, 3), default=None, help='crops per clip (default: config)')
+    parser.add_argument('--short-side', type=int, default=None, help='short side before cropping (default: img size)')
+    parser.add_argument('--results-file', default=None, help='write the metrics to this .json or .csv file')
+    return parser
+
+
+def build_eval_dataset(args, video_cfg, num_clips: int, num_crops: int, short_side: Optional[int]) -> VideoDataset:
+    videos = load_video_list(args.val_list, args.data_root, args.dataset_format, args.class_names)
+    sampler = ClipSampler(video_cfg['num_frames'], video_cfg['frame_interval'], num_clips, video_cfg['sampling'])
+    transform = ClipEvalTransform(video_cfg['img_size'], short_side or video_cfg['img_size'], num_crops)
+    return VideoDataset(videos, sampler, transform, train=False, backend=args.video_backend,
+                        decode_short_side=short_side or video_cfg['img_size'])
+
+
+def write_results(path: str, metrics: dict) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    if path.endswith('.csv'):
+        with open(path, 'w', newline='') as f:
+            writer = csv.DictWriter(f, fieldnames=list(metrics))
+            writer.writeheader()
+            writer.writerow(metrics)
+    else:
+        with open(path, 'w') as f:
+            json.dump(metrics, f, indent=2)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict:
+    from accelerate import Accelerator
+    logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
+    parser = build_parser()
+    args = parse_with_hparams(parser, argv)
+    if not args.val_list:
+        parser.error('--val-list is required (in the command line or the --hparams file)')
+    accelerator = Accelerator(mixed_precision='bf16' if args.amp and torch.cuda.is_available() else 'no')
+    try:
+        probe = load_video_list(args.val_list, args.data_root, args.dataset_format, args.class_names)
+    except (FileNotFoundError, ValueError) as e:
+        parser.error(str(e))
+    model = create_model_from_args(args, num_classes=probe.num_classes if not args.pretrained else None)
+    video_cfg = resolve_video_cfg(args, model)
+    num_clips, num_crops = video_cfg['num_clips'], video_cfg['num_crops']
+    dataset = build_eval_dataset(args, video_cfg, num_clips, num_crops, args.short_side)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers,
+                                         shuffle=False)
+    if args.torchcompile:
+        model = torch.compile(model)
+    model, loader = accelerator.prepare(model, loader)
+    metrics = evaluate(model, loader, accelerator, video_cfg['mean'], video_cfg['std'], desc='validate')
+    metrics.update(model=args.model, num_frames=video_cfg['num_frames'], num_clips=num_clips, num_crops=num_crops)
+    if accelerator.is_main_process:
+        print(f"top-1 {metrics['top1']:.2f}  top-5 {metrics['top5']:.2f}  mean class {metrics['mean_class_acc']:.2f}"
+              f"  videos {metrics['num_videos']} (unreadable {metrics['unreadable']})  views {num_clips}x{num_crops}"
+              f"  {metrics['clips_per_s']:.1f} clips/s")
+        if args.results_file:
+            write_results(args.results_file, metrics)
+    return metrics
+
+
+if __name__ == '__main__':
+    main(sys.argv[1:])
