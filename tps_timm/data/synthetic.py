@@ -32,9 +32,9 @@ def render_clip(label: int, frames: int = 16, size: int = 64, rng: Optional[np.r
     rng = rng or np.random.default_rng()
     ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
     background = rng.integers(0, 256, 3)
-    colour = (background + rng.integers(80, 176, 3)) % 256  # always distinct from the background
+    colour = (background + rng.integers(112, 145, 3)) % 256  # random, but always far from the background
     course = _time_course(label, frames, rng)
-    radius = rng.uniform(0.12, 0.2) * size
+    radius = rng.uniform(0.14, 0.22) * size
     cy, cx = rng.uniform(0.3, 0.7, 2) * size
     travel = rng.uniform(0.5, 0.8) * size
     clip = np.empty((frames, size, size, 3), np.float32)
@@ -56,7 +56,7 @@ def render_clip(label: int, frames: int = 16, size: int = 64, rng: Optional[np.r
             across = -dx * math.sin(angle) + dy * math.cos(angle)
             alpha[(np.abs(along) <= size * 0.38) & (np.abs(across) <= size * 0.07)] = 1
         clip[t] = background * (1 - alpha[..., None]) + colour * alpha[..., None]
-    clip += rng.normal(0, 12, clip.shape)
+    clip += rng.normal(0, 6, clip.shape)
     return np.clip(clip, 0, 255).astype(np.uint8)
 
 
