@@ -43,6 +43,8 @@ def test_reduced_size_decoding_keeps_aspect(tmp_path):
     for backend in ('decord', 'pyav'):
         frames, _ = load_clip(path, lambda n: np.arange(3)[None], backend, short_side=32)
         assert frames.shape == (1, 3, 32, 64, 3)
+        frames, _ = load_clip(path, lambda n: np.arange(3)[None], backend, short_side=48)
+        assert frames.shape == (1, 3, 64, 128, 3)  # a small reduction is left to the transforms
 
 
 def test_backend_failure_falls_back_to_the_other(video, monkeypatch):

@@ -152,7 +152,7 @@ def convert_from_model(model, tmp_path, labels=None) -> Path:
 
 def test_convert_to_local_dir_round_trip(tmp_path, tiny_sthv2):
     out = convert_from_model(tiny_sthv2, tmp_path, labels=[f'class {i}' for i in range(174)])
-    assert sorted(p.name for p in out.iterdir()) == ['config.json', 'model.safetensors']
+    assert sorted(p.name for p in out.iterdir()) == ['README.md', 'config.json', 'model.safetensors']
     config = json.loads((out / 'config.json').read_text())
     assert config['architecture'] == 'tps_swin_tiny' and config['num_classes'] == 174
     assert config['label_names'][5] == 'class 5' and config['pretrained_cfg']['num_frames'] == 16

@@ -23,7 +23,13 @@ def parse_with_hparams(parser: argparse.ArgumentParser, argv: Optional[Sequence[
         if unknown:
             parser.error(f'{known.hparams}: unknown keys {unknown}')
         parser.set_defaults(**values)
-    return parser.parse_args(argv)
+    else:
+        values = {}
+    args = parser.parse_args(argv)
+    for key, value in values.items():  # mappings (e.g. model_kwargs): command-line entries add to the file's
+        if isinstance(value, dict) and isinstance(getattr(args, key), dict) and getattr(args, key) is not value:
+            setattr(args, key, {**value, **getattr(args, key)})
+    return args
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:

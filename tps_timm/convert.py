@@ -76,8 +76,8 @@ def convert(
     size differs from ``num_classes`` (e.g. inflating an ImageNet Swin into a 400-class video model).
     """
     import timm
-    from timm.models import save_for_hf
 
+    from .hub import save_hub_folder
     from .tps_swin import checkpoint_filter_fn
 
     raw = load_checkpoint_file(src, trust_pickle=trust_pickle)
@@ -88,7 +88,7 @@ def convert(
     if num_classes is None:
         num_classes = head.shape[0] if head is not None else len(label_names) if label_names else 0
     if label_names is not None and len(label_names) != num_classes:
-        raise ValueError(f'{len(label_names)} label names given for {num_classes} classes')
+        raise ValueError(f'{len(label_names)} label names given for {num_classes} classes')  # before any work
     if head is not None and head.shape[0] != num_classes:
         print(f'dropping the checkpoint classifier ({head.shape[0]} classes) for a new one with {num_classes}',
               file=sys.stderr)
@@ -99,10 +99,7 @@ def convert(
     missing = [k for k in missing if not k.startswith('head.fc.')]
     if missing or unexpected:
         raise ValueError(f'{src} does not fit {model_name}: missing {missing[:8]}, unexpected {unexpected[:8]}')
-    out = Path(out_dir)
-    config = {'label_names': list(label_names)} if label_names else {}
-    save_for_hf(model, out, model_config=config, model_args=model_args or None, safe_serialization=True)
-    return out
+    return save_hub_folder(model, out_dir, label_names, model_args, base_model=None)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

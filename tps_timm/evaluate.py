@@ -27,7 +27,7 @@ def video_metrics(probs: torch.Tensor, labels: torch.Tensor, readable: torch.Ten
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, loader, accelerator, mean: Sequence[float], std: Sequence[float],
-             desc: str = 'eval') -> Dict[str, float]:
+             desc: str = 'eval', progress: bool = True) -> Dict[str, float]:
     """Evaluate ``model`` on a loader of :class:`VideoDataset` eval items, across all Accelerate processes.
 
     Each video's views go through the model together; results are gathered once (no video counted twice or
@@ -38,7 +38,8 @@ def evaluate(model: torch.nn.Module, loader, accelerator, mean: Sequence[float],
     probs_all, labels_all, readable_all = [], [], []
     views_seen = 0
     start = time.perf_counter()
-    for batch in tqdm(loader, desc=desc, disable=not accelerator.is_main_process, leave=False):
+    for batch in tqdm(loader, desc=desc, disable=not (progress and accelerator.is_main_process),
+                      leave=False):
         video = batch['video']
         num_videos, num_views = video.shape[:2]
         with accelerator.autocast():

@@ -39,9 +39,12 @@ def probe_size(path: str) -> Tuple[int, int]:
 
 
 def _scaled_size(size: Tuple[int, int], short_side: Optional[int]) -> Optional[Tuple[int, int]]:
-    """(height, width) with the short side reduced to ``short_side``, or None when no reduction is needed."""
+    """(height, width) with the short side reduced to ``short_side``, or None when no reduction pays off.
+
+    Scaling inside the decoder costs more than it saves for small reductions, so only sizes over 1.5x are reduced.
+    """
     height, width = size
-    if not short_side or min(height, width) <= short_side:
+    if not short_side or min(height, width) <= 1.5 * short_side:
         return None
     scale = short_side / min(height, width)
     return max(short_side, round(height * scale)), max(short_side, round(width * scale))

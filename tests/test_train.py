@@ -1,0 +1,158 @@
+"""train.py end to end on generated videos, its building blocks, and the learning test."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+from safetensors.torch import load_file
+
+import train
+from tps_timm.data import make_demo_dataset
+from tps_timm.training import VideoMixup, optimizer_param_groups
+
+from test_pretrained import add_to_hf_cache
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ['--hparams', str(ROOT / 'hparams' / 'demo.yaml'), '--no-progress', '--workers', '0']
+
+
+@pytest.fixture(scope='module')
+def small_demo(tmp_path_factory):
+    return str(tmp_path_factory.mktemp('demo_small'))
+
+
+def run(tmp_path, demo_root, *extra, train_videos=48, val_videos=16):
+    return train.main([*DEMO, '--demo-data', demo_root, '--demo-train-videos', str(train_videos),
+                       '--demo-val-videos', str(val_videos), '--output', str(tmp_path), '--epochs', '2', *extra])
+
+
+def test_few_step_run_writes_outputs(tmp_path, small_demo):
+    result = run(tmp_path, small_demo, '--model-ema', '--model-ema-decay', '0.9')
+    out = Path(result['out_dir'])
+    assert sorted(p.name for p in (out / 'checkpoints').iterdir()) == ['best', 'epoch_0', 'epoch_1']
+    rows = (out / 'summary.csv').read_text().splitlines()
+    assert len(rows) == 3 and 'eval_top1' in rows[0] and 'eval_ema_top1' in rows[0]
+    assert 'lr: 0.001' in (out / 'args.yaml').read_text()
+    assert list((out / 'tensorboard').rglob('events.out.tfevents*'))
+    config = json.loads((out / 'model' / 'config.json').read_text())
+    assert config['label_names'][0] == 'moving left to right' and config['num_classes'] == 8
+    assert config['pretrained_cfg']['num_frames'] == 8 and config['model_args']['embed_dim'] == 32
+    card = (out / 'model' / 'README.md').read_text()
+    assert 'pipeline_tag: video-classification' in card and 'import tps_timm' in card and '## Results' in card
+    assert result['step'] == 2 * (48 // 16)
+
+
+def test_resume_after_interruption_continues_exactly(tmp_path, small_demo, monkeypatch):
+    full = run(tmp_path / 'full', small_demo)
+    original = train.train_one_epoch
+    calls = []
+
+    def interrupted(epoch, *args, **kwargs):
+        calls.append(epoch)
+        if epoch == 1:
+            raise KeyboardInterrupt  # killed during the second epoch
+        return original(epoch, *args, **kwargs)
+
+    monkeypatch.setattr(train, 'train_one_epoch', interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / 'cut', small_demo)
+    monkeypatch.setattr(train, 'train_one_epoch', original)
+    resumed = run(tmp_path / 'cut', small_demo, '--resume', 'auto')
+    assert resumed['step'] == full['step'] and resumed['val_top1'] == full['val_top1']
+    a = load_file(Path(full['model_dir']) / 'model.safetensors')
+    b = load_file(Path(resumed['model_dir']) / 'model.safetensors')
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    opt_a = torch.load(Path(full['out_dir']) / 'checkpoints' / 'epoch_1' / 'optimizer.bin', weights_only=False)
+    opt_b = torch.load(Path(resumed['out_dir']) / 'checkpoints' / 'epoch_1' / 'optimizer.bin', weights_only=False)
+    assert [g['lr'] for g in opt_a['param_groups']] == [g['lr'] for g in opt_b['param_groups']]
+    assert all(torch.allclose(opt_a['state'][i]['exp_avg'], opt_b['state'][i]['exp_avg'], atol=1e-6)
+               for i in opt_a['state'])
+
+
+def test_cutmix_pastes_the_same_box_into_every_frame():
+    torch.manual_seed(0)
+    mixup = VideoMixup(mixup_alpha=0., cutmix_alpha=1.0, prob=1.0, num_classes=4, label_smoothing=0.)
+    for _ in range(5):
+        x = torch.zeros(2, 3, 6, 32, 32)
+        x[1] = 1.0  # the batch is mixed with its flip: sample 0 receives sample 1's box
+        target = torch.tensor([0, 1])
+        mixed, soft = mixup(x, target)
+        pasted = mixed[0].mean(0)  # (T, H, W): 1 where the box is
+        fraction = pasted.mean((1, 2))
+        lam = soft[0, 0].item()
+        assert torch.allclose(fraction, torch.full_like(fraction, 1 - lam), atol=1e-6)
+        assert all(torch.equal(pasted[0], frame) for frame in pasted)
+    with pytest.raises(ValueError, match='B, C, T, H, W'):
+        mixup(torch.zeros(2, 3, 32, 32), torch.tensor([0, 1]))
+
+
+def test_backbone_lr_multiplier_and_no_decay_groups():
+    from timm.optim import create_optimizer_v2
+    from timm.scheduler import create_scheduler_v2
+    model = timm.create_model('tps_swin_tiny', embed_dim=32, depths=(1, 1, 1, 1), num_heads=(1, 2, 4, 8),
+                              num_classes=5)
+    optimizer = create_optimizer_v2(optimizer_param_groups(model, 0.02, backbone_lr_mult=0.1), 'adamw', lr=1e-3,
+                                    weight_decay=0.02)
+    scheduler, _ = create_scheduler_v2(optimizer, 'cosine', num_epochs=2, warmup_epochs=0, step_on_epochs=False,
+                                       updates_per_epoch=10)
+    scheduler.step_update(3)
+    names = {id(p): n for n, p in model.named_parameters()}
+    by_name = {names[id(p)]: g for g in optimizer.param_groups for p in g['params']}
+    head_lr = by_name['head.fc.weight']['lr']
+    assert by_name['layers.0.blocks.0.attn.qkv.weight']['lr'] == pytest.approx(0.1 * head_lr)
+    assert by_name['layers.0.blocks.0.attn.qkv.weight']['weight_decay'] == 0.02
+    for name in ('layers.0.blocks.0.attn.relative_position_bias_table', 'layers.0.blocks.0.norm1.weight',
+                 'layers.0.blocks.0.attn.qkv.bias', 'head.fc.bias'):
+        assert by_name[name]['weight_decay'] == 0, name
+    assert len(by_name) == len(names)  # every parameter in exactly one group
+
+
+def test_two_process_cpu_training(tmp_path, small_demo):
+    make_demo_dataset(small_demo, 48, 16, progress=False)  # generated once, before two processes read it
+    proc = subprocess.run([sys.executable, '-m', 'accelerate.commands.launch', '--num_processes', '2',
+                           '--num_machines', '1', '--mixed_precision', 'no', '--dynamo_backend', 'no', '--cpu',
+                           str(ROOT / 'train.py'), *DEMO, '--demo-data', small_demo, '--demo-train-videos', '48',
+                           '--demo-val-videos', '16', '--epochs', '1', '--batch-size', '8', '--output', str(tmp_path)],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'done: final val top-1' in proc.stdout
+    assert (tmp_path / 'demo' / 'model' / 'model.safetensors').is_file()
+    assert (tmp_path / 'demo' / 'summary.csv').read_text().count('\n') == 2  # header + one epoch
+
+
+def test_hub_folder_round_trip_and_push(tmp_path, small_demo, monkeypatch):
+    result = run(tmp_path, small_demo, '--epochs', '1')
+    folder = Path(result['model_dir'])
+    local = timm.create_model(f'local-dir:{folder}', pretrained=True).eval()
+    add_to_hf_cache(tmp_path / 'hub', 'me/tps-demo', {f.name: f for f in folder.iterdir()})
+    hub = timm.create_model('hf-hub:me/tps-demo', pretrained=True, cache_dir=tmp_path / 'hub').eval()
+    clip = torch.randn(1, 3, 8, 48, 48)
+    with torch.no_grad():
+        assert torch.equal(local(clip), hub(clip))
+    assert hub.pretrained_cfg['label_names'][7] == 'rotating counter-clockwise'
+
+    import huggingface_hub
+    uploads = []
+    monkeypatch.setattr(huggingface_hub.HfApi, 'create_repo', lambda self, repo_id, **kw: repo_id)
+    monkeypatch.setattr(huggingface_hub.HfApi, 'upload_folder',
+                        lambda self, folder_path, repo_id, **kw: uploads.append((folder_path, repo_id)) or 'url')
+    from tps_timm.hub import main as hub_main
+    hub_main(['push', str(folder), 'me/tps-demo'])
+    assert uploads == [(str(folder), 'me/tps-demo')]
+    with pytest.raises(SystemExit):
+        hub_main(['push', str(tmp_path), 'me/tps-demo'])  # not a Hub-ready folder
+
+
+@pytest.mark.slow
+def test_shifts_learn_temporal_order(tmp_path_factory):
+    """On classes that differ only in the direction of time, TPS learns them; without the shifts it cannot."""
+    demo = str(tmp_path_factory.mktemp('demo_full'))
+    out = tmp_path_factory.mktemp('learn')
+    quick = [*DEMO, '--demo-data', demo, '--output', str(out), '--hflip', '0', '--scale', '1', '1', '--ratio', '1', '1']
+    tps = train.main([*quick, '--epochs', '8', '--experiment', 'tps'])
+    flat = train.main([*quick, '--epochs', '3', '--experiment', 'none', '--model-kwargs', 'temporal_mixing=none'])
+    assert tps['val_top1'] >= 90, tps
+    assert flat['val_top1'] <= 60, flat

@@ -1,0 +1,116 @@
+"""Hub-ready folders (``model.safetensors`` + timm ``config.json`` + model card) and pushing them to the Hub.
+
+    python -m tps_timm.hub push output/run/model your-name/tps_swin_tiny.k400
+"""
+import argparse
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+
+__all__ = ['save_hub_folder', 'model_card', 'push_folder']
+
+CITATION = """@inproceedings{xiang2022tps,
+  title={Spatiotemporal Self-attention Modeling with Temporal Patch Shift for Action Recognition},
+  author={Xiang, Wangmeng and Li, Chao and Wang, Biao and Wei, Xihan and Hua, Xian-Sheng and Zhang, Lei},
+  booktitle={European Conference on Computer Vision (ECCV)},
+  year={2022}
+}"""
+
+
+def model_card(config: Dict[str, Any], repo_id: Optional[str] = None, results: Optional[Dict[str, Any]] = None,
+               recipe: Optional[Dict[str, Any]] = None, dataset: Optional[str] = None,
+               base_model: Optional[str] = None) -> str:
+    """A video-classification model card (Hub metadata, results, usage that imports tps_timm, recipe, citation)."""
+    cfg = config.get('pretrained_cfg', {})
+    arch = config['architecture']
+    name = repo_id or arch
+    meta = ['---', 'library_name: timm', 'pipeline_tag: video-classification', f"license: {cfg.get('license', 'apache-2.0')}",
+            'tags:', '- video-classification', '- timm', '- tps-timm', '- action-recognition']
+    if dataset:
+        meta += ['datasets:', f'- {dataset}']
+    if base_model:
+        meta += [f'base_model: {base_model}']
+    meta.append('---')
+    frames, sampling = cfg.get('num_frames', 32), cfg.get('sampling', 'dense')
+    size = cfg.get('input_size', (3, 224, 224))[-1]
+    lines = meta + [
+        f'# {name}', '',
+        f'TPS-Swin (`{arch}`) video action-recognition model: Swin Transformer with Temporal Patch Shift '
+        f'(Xiang et al., ECCV 2022), {config["num_classes"]} classes'
+        + (f', trained on {dataset}.' if dataset else '.'), '',
+        f'Input: {frames} frames ({sampling} sampling, frame interval {cfg.get("frame_interval", 2)}) at '
+        f'{size}x{size}, RGB normalised with mean {tuple(cfg.get("mean", ()))} and std {tuple(cfg.get("std", ()))}.', '',
+    ]
+    if results:
+        views = f"{results.get('num_crops', 1)} crops x {results.get('num_clips', 1)} clips"
+        lines += ['## Results', '', '| top-1 | top-5 | views | frames | videos |', '|---|---|---|---|---|',
+                  f"| {results.get('top1', float('nan')):.2f} | {results.get('top5', float('nan')):.2f} | {views} | "
+                  f"{frames} | {results.get('num_videos', '')} |", '']
+    lines += ['## Usage', '', '```python', 'import timm', 'import torch', 'import tps_timm  # registers the TPS-Swin models',
+              '', f"model = timm.create_model('hf-hub:{name}', pretrained=True).eval()",
+              f'clip = torch.randn(1, 3, {frames}, {size}, {size})  # (B, C, T, H, W), normalised RGB',
+              'probs = model(clip).softmax(-1)', '```', '',
+              f'Or from the command line: `python -m tps_timm.predict video.mp4 --model hf-hub:{name} --pretrained`.', '']
+    if recipe:
+        lines += ['## Training recipe', '', '```yaml']
+        lines += [f'{k}: {json.dumps(v)}' for k, v in sorted(recipe.items())]
+        lines += ['```', '']
+    lines += ['## Citation', '', '```bibtex', CITATION, '```', '']
+    return '\n'.join(lines)
+
+
+def save_hub_folder(
+        model: torch.nn.Module,
+        out_dir: str,
+        label_names: Optional[Sequence[str]] = None,
+        model_args: Optional[Dict[str, Any]] = None,
+        card: bool = True,
+        **card_kwargs,
+) -> Path:
+    """Write ``model.safetensors``, timm ``config.json`` (label names, model args, video config) and ``README.md``."""
+    from timm.models import save_for_hf
+    out = Path(out_dir)
+    if label_names is not None and len(label_names) != model.num_classes:
+        raise ValueError(f'{len(label_names)} label names given for {model.num_classes} classes')
+    config = {'label_names': list(label_names)} if label_names else {}
+    save_for_hf(model, out, model_config=config, model_args=model_args or None, safe_serialization=True)
+    if card:
+        hf_config = json.loads((out / 'config.json').read_text())
+        (out / 'README.md').write_text(model_card(hf_config, **card_kwargs))
+    return out
+
+
+def push_folder(folder: str, repo_id: str, token: Optional[str] = None, private: bool = False,
+                commit_message: str = 'Add TPS-Swin model') -> str:
+    """Upload a Hub-ready folder to ``repo_id`` (created if needed); returns the commit URL."""
+    from huggingface_hub import HfApi
+    path = Path(folder)
+    missing = [f for f in ('model.safetensors', 'config.json') if not (path / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f'{folder} is not a Hub-ready folder: missing {missing}')
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    info = api.upload_folder(folder_path=str(path), repo_id=repo_id, commit_message=commit_message)
+    return str(getattr(info, 'commit_url', info))
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(prog='python -m tps_timm.hub', description=__doc__.split('\n\n')[0])
+    sub = parser.add_subparsers(dest='command', required=True)
+    push = sub.add_parser('push', help='upload a Hub-ready folder')
+    push.add_argument('folder')
+    push.add_argument('repo_id')
+    push.add_argument('--private', action='store_true')
+    push.add_argument('--token', default=None, help='Hub token (default: the logged-in one)')
+    args = parser.parse_args(argv)
+    try:
+        url = push_folder(args.folder, args.repo_id, token=args.token, private=args.private)
+    except FileNotFoundError as e:
+        parser.exit(2, f'error: {e}\n')
+    print(f'pushed {args.folder} to {args.repo_id}: {url}')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,104 @@
+"""Training pieces on top of timm: 5D mixup/cutmix, the authors' optimizer groups, checkpoint bookkeeping."""
+import os
+import re
+import shutil
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, List, Optional
+
+import torch
+from timm.data import Mixup
+
+__all__ = ['VideoMixup', 'optimizer_param_groups', 'TrainState', 'save_checkpoint_atomic', 'list_checkpoints',
+           'prune_checkpoints']
+
+
+class VideoMixup(Mixup):
+    """timm's Mixup / CutMix for clips ``(B, C, T, H, W)``: one box for all frames of a clip.
+
+    timm's cutmix slices ``x[:, :, y0:y1, x0:x1]``, which on 5D clips cuts time and height. Folding frames into
+    channels gives timm the 4D ``(B, C*T, H, W)`` it expects, so its box covers the same region of every frame.
+    """
+
+    def __call__(self, x: torch.Tensor, target: torch.Tensor):
+        if x.ndim != 5:
+            raise ValueError(f'expected clips (B, C, T, H, W), got shape {tuple(x.shape)}')
+        batch, channels, frames, height, width = x.shape
+        folded = x.contiguous().view(batch, channels * frames, height, width)
+        folded, target = super().__call__(folded, target)
+        return folded.view(batch, channels, frames, height, width), target
+
+
+def optimizer_param_groups(model: torch.nn.Module, weight_decay: float, backbone_lr_mult: float = 1.0,
+                           layer_decay: Optional[float] = None) -> List[Dict[str, Any]]:
+    """Parameter groups for ``timm.optim.create_optimizer_v2``, as the authors configure AdamW.
+
+    No weight decay on norms, biases and bias tables (``model.no_weight_decay()``); everything but the classifier
+    learns at ``backbone_lr_mult`` x lr (0.1 in the reference configs), via timm's ``lr_scale``; optional layer decay.
+    """
+    from timm.optim import param_groups_layer_decay, param_groups_weight_decay
+    no_decay = model.no_weight_decay() if hasattr(model, 'no_weight_decay') else set()
+    if layer_decay is not None:
+        groups = param_groups_layer_decay(model, weight_decay, no_weight_decay_list=no_decay, layer_decay=layer_decay)
+    else:
+        groups = param_groups_weight_decay(model, weight_decay, no_weight_decay_list=no_decay)
+    head = {id(p) for p in model.get_classifier().parameters()} if hasattr(model, 'get_classifier') else set()
+    out = []
+    for group in groups:
+        for is_head in (False, True):
+            params = [p for p in group['params'] if (id(p) in head) == is_head]
+            if params:
+                scale = group.get('lr_scale', 1.0) * (1.0 if is_head else backbone_lr_mult)
+                out.append(dict(group, params=params, lr_scale=scale))
+    return out
+
+
+@dataclass
+class TrainState:
+    """Loop position and best result, saved with Accelerate's state."""
+    epoch: int = -1  # last completed epoch
+    step: int = 0  # optimizer updates so far
+    best_top1: float = -1.0
+    best_epoch: int = -1
+
+    def state_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
+
+
+_EPOCH_DIR = re.compile(r'^epoch_(\d+)$')
+
+
+def list_checkpoints(checkpoint_dir: str) -> List[str]:
+    """``epoch_N`` folders under ``checkpoint_dir``, oldest first."""
+    if not os.path.isdir(checkpoint_dir):
+        return []
+    found = [(int(m.group(1)), name) for name in os.listdir(checkpoint_dir) if (m := _EPOCH_DIR.match(name))]
+    return [os.path.join(checkpoint_dir, name) for _, name in sorted(found)]
+
+
+def save_checkpoint_atomic(accelerator, checkpoint_dir: str, name: str) -> str:
+    """``accelerator.save_state`` into a temporary folder, then rename: a killed run never leaves half a checkpoint."""
+    final = os.path.join(checkpoint_dir, name)
+    tmp = final + '.tmp'
+    if accelerator.is_main_process and os.path.exists(tmp):
+        shutil.rmtree(tmp)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(tmp)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        if os.path.exists(final):
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def prune_checkpoints(checkpoint_dir: str, keep_last: int, keep: Optional[str] = None) -> None:
+    """Delete all but the newest ``keep_last`` epoch folders, never ``keep`` (the best)."""
+    folders = list_checkpoints(checkpoint_dir)
+    for folder in folders[:max(len(folders) - keep_last, 0)]:
+        if keep is None or os.path.abspath(folder) != os.path.abspath(keep):
+            shutil.rmtree(folder)

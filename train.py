@@ -1,0 +1,327 @@
+#!/usr/bin/env python3
+"""Train TPS-Swin video models with Accelerate and timm's optimizers, schedulers, mixup, losses and EMA.
+
+    python train.py                                        # the demo: generated videos, small model, CPU, minutes
+    accelerate launch train.py --hparams hparams/k400.yaml --data-root /data/k400   # a paper recipe
+
+Flags follow timm's train.py names; ``--hparams FILE`` (YAML of flag names) sets defaults that flags override.
+Outputs go to ``--output/--experiment``: checkpoints (resumable with ``--resume auto``), summary.csv, TensorBoard
+logs, the resolved config, and the final model as a Hub-ready folder (``--push-to-hub REPO_ID`` uploads it).
+"""
+import argparse
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Dict, Optional, Sequence
+
+import torch
+import yaml
+
+import tps_timm  # noqa: F401  (registers the models)
+from tps_timm.cli import add_data_args, add_model_args, create_model_from_args, parse_with_hparams, resolve_video_cfg
+from tps_timm.data import SSV2_FLIP_LABEL_MAP, ClipEvalTransform, ClipRandomErasing, ClipSampler, \
+    ClipTrainTransform, VideoDataset, load_video_list, make_demo_dataset, normalize_clip
+from tps_timm.evaluate import evaluate
+from tps_timm.training import TrainState, VideoMixup, list_checkpoints, optimizer_param_groups, prune_checkpoints, \
+    save_checkpoint_atomic
+
+ROOT = Path(__file__).resolve().parent
+DEMO_HPARAMS = ROOT / 'hparams' / 'demo.yaml'
+FLIP_LABEL_MAPS = {'none': {}, 'sthv2': SSV2_FLIP_LABEL_MAP, 'demo': {0: 1, 1: 0, 6: 7, 7: 6}}
+_logger = logging.getLogger('train')
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_args(parser)
+    add_data_args(parser)
+    g = parser.add_argument_group('data and augmentation')
+    g.add_argument('--train-list', default=None, help='training split annotation file')
+    g.add_argument('--val-list', default=None, help='validation split annotation file (evaluated during training)')
+    g.add_argument('--demo-data', default=None, help="generate the built-in demo set here ('auto': the user cache)")
+    g.add_argument('--demo-train-videos', type=int, default=960)
+    g.add_argument('--demo-val-videos', type=int, default=160)
+    g.add_argument('--short-side', type=int, default=None, help='short side before cropping (default 256/224 x size)')
+    g.add_argument('--scale', type=float, nargs=2, default=(0.08, 1.0), help='RandomResizedCrop area range')
+    g.add_argument('--ratio', type=float, nargs=2, default=(3 / 4, 4 / 3), help='RandomResizedCrop aspect range')
+    g.add_argument('--hflip', type=float, default=0.5, help='horizontal flip probability')
+    g.add_argument('--flip-label-map', default='none', choices=sorted(FLIP_LABEL_MAPS),
+                   help='classes swapped by a flip (sthv2: SSv1/v2 direction classes)')
+    g.add_argument('--aa', default=None, help="timm RandAugment string, e.g. 'rand-m7-n4-mstd0.5-inc1'")
+    g.add_argument('--reprob', type=float, default=0., help='random erasing probability')
+    g.add_argument('--remode', default='pixel', help='random erasing mode')
+    g.add_argument('--mixup', type=float, default=0., help='mixup alpha (0: off)')
+    g.add_argument('--cutmix', type=float, default=0., help='cutmix alpha (0: off)')
+    g.add_argument('--mixup-prob', type=float, default=1.0)
+    g.add_argument('--mixup-switch-prob', type=float, default=0.5)
+    g.add_argument('--mixup-mode', default='batch', choices=('batch', 'pair', 'elem'))
+    g.add_argument('--smoothing', type=float, default=0.1, help='label smoothing')
+    g = parser.add_argument_group('optimization')
+    g.add_argument('--epochs', type=int, default=30)
+    g.add_argument('--opt', default='adamw')
+    g.add_argument('--lr', type=float, default=1e-3)
+    g.add_argument('--backbone-lr-mult', type=float, default=1.0, help='lr multiplier of everything but the head')
+    g.add_argument('--weight-decay', type=float, default=0.02)
+    g.add_argument('--layer-decay', type=float, default=None)
+    g.add_argument('--opt-eps', type=float, default=None)
+    g.add_argument('--opt-betas', type=float, nargs=2, default=None)
+    g.add_argument('--momentum', type=float, default=0.9)
+    g.add_argument('--sched', default='cosine')
+    g.add_argument('--warmup-epochs', type=float, default=2.5)
+    g.add_argument('--warmup-lr', type=float, default=1e-6)
+    g.add_argument('--min-lr', type=float, default=0.)
+    g.add_argument('--clip-grad', type=float, default=None)
+    g.add_argument('--grad-accum-steps', type=int, default=1)
+    g.add_argument('--drop', type=float, default=None, help='head dropout')
+    g.add_argument('--drop-path', type=float, default=None, help='stochastic depth')
+    g.add_argument('--model-ema', action='store_true')
+    g.add_argument('--model-ema-decay', type=float, default=0.9998)
+    g.add_argument('--mixed-precision', default='no', choices=('no', 'bf16', 'fp16'))
+    g.add_argument('--grad-checkpointing', action='store_true')
+    g = parser.add_argument_group('run')
+    g.add_argument('--output', default='output/train')
+    g.add_argument('--experiment', default=None, help='sub-folder of --output (default: model name)')
+    g.add_argument('--resume', default=None, help="checkpoint folder to continue from, or 'auto' (latest in output)")
+    g.add_argument('--checkpoint-hist', type=int, default=2, help='epoch checkpoints to keep (plus the best)')
+    g.add_argument('--eval-interval', type=int, default=1, help='evaluate every N epochs (and after the last)')
+    g.add_argument('--log-interval', type=int, default=20)
+    g.add_argument('--push-to-hub', default=None, metavar='REPO_ID', help='upload the final model folder')
+    g.add_argument('--no-progress', action='store_true')
+    return parser
+
+
+def resolve_data(args) -> None:
+    """Fill data paths from ``--demo-data`` (generating the demo set if needed)."""
+    if args.demo_data:
+        root = args.demo_data
+        if root == 'auto':
+            root = os.path.join(os.environ.get('TPS_TIMM_CACHE', os.path.expanduser('~/.cache/tps_timm')), 'demo')
+        paths = make_demo_dataset(root, args.demo_train_videos, args.demo_val_videos, progress=not args.no_progress)
+        args.data_root, args.train_list, args.val_list = paths['root'], paths['train'], paths['val']
+        args.class_names, args.dataset_format = paths['classes'], 'list'
+
+
+def build_loaders(args, video_cfg: Dict, train_videos, val_videos):
+    sampler = ClipSampler(video_cfg['num_frames'], video_cfg['frame_interval'], 1, video_cfg['sampling'])
+    size = video_cfg['img_size']
+    short_side = args.short_side or round(size * 256 / 224)
+    train_tf = ClipTrainTransform(size, short_side, tuple(args.scale), tuple(args.ratio), args.hflip,
+                                  FLIP_LABEL_MAPS[args.flip_label_map], args.aa)
+    train_set = VideoDataset(train_videos, sampler, train_tf, train=True, backend=args.video_backend,
+                             decode_short_side=short_side)
+    loader_kwargs = dict(batch_size=args.batch_size, num_workers=args.workers, persistent_workers=args.workers > 0)
+    train_loader = torch.utils.data.DataLoader(train_set, shuffle=True, drop_last=True, **loader_kwargs)
+    val_loader = None
+    if val_videos is not None:  # single view during training; validate.py does the full multi-view test
+        val_set = VideoDataset(val_videos, sampler, ClipEvalTransform(size, short_side, 1), backend=args.video_backend,
+                               decode_short_side=short_side)
+        val_loader = torch.utils.data.DataLoader(val_set, shuffle=False, **loader_kwargs)
+    return train_loader, val_loader
+
+
+def train_one_epoch(epoch, model, loader, optimizer, scheduler, criterion, accelerator, state, video_cfg, args,
+                    mixup=None, erasing=None, ema=None) -> Dict[str, float]:
+    from tqdm import tqdm
+    model.train()
+    losses, seen, start = [], 0, time.perf_counter()
+    bar = tqdm(loader, desc=f'epoch {epoch}', disable=args.no_progress or not accelerator.is_main_process,
+               leave=False)
+    for clips, labels in bar:
+        with accelerator.accumulate(model):
+            x = normalize_clip(clips, video_cfg['mean'], video_cfg['std'])
+            if erasing is not None:
+                x = erasing(x)
+            target = labels
+            if mixup is not None:
+                x, target = mixup(x, labels)
+            with accelerator.autocast():
+                loss = criterion(model(x), target)
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and args.clip_grad:
+                accelerator.clip_grad_norm_(model.parameters(), args.clip_grad)
+            optimizer.step()
+            optimizer.zero_grad()
+        if accelerator.sync_gradients:
+            state.step += 1
+            scheduler.step_update(num_updates=state.step)
+            if ema is not None:
+                ema.update(accelerator.unwrap_model(model), step=state.step)
+        losses.append(loss.detach())
+        seen += len(clips) * accelerator.num_processes
+        lr = optimizer.param_groups[-1]['lr']
+        bar.set_postfix(loss=f'{loss.item():.3f}', lr=f'{lr:.2e}', clips_s=f'{seen / (time.perf_counter() - start):.1f}')
+        if accelerator.is_main_process and state.step % args.log_interval == 0:
+            accelerator.log({'train/loss': loss.item(), 'train/lr': lr}, step=state.step)
+    loss = accelerator.reduce(torch.stack(losses).mean(), reduction='mean').item()
+    return dict(loss=loss, clips_per_s=seen / (time.perf_counter() - start))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> Dict:
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration, set_seed
+    from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+    from timm.optim import create_optimizer_v2
+    from timm.scheduler import create_scheduler_v2
+    from timm.utils import ModelEmaV3, update_summary
+
+    logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
+    logging.getLogger('accelerate').setLevel(logging.WARNING)  # its per-file checkpoint messages
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not any(a.split('=')[0] in ('--hparams', '--train-list', '--demo-data') for a in argv):
+        argv = ['--hparams', str(DEMO_HPARAMS), *argv]  # no recipe and no data: the built-in demo
+    parser = build_parser()
+    args = parse_with_hparams(parser, argv)
+    resolve_data(args)
+    if not args.train_list:
+        parser.error('--train-list (or --demo-data) is required')
+    experiment = args.experiment or args.model.replace('/', '_').replace(':', '_')
+    out_dir = os.path.join(args.output, experiment)
+    checkpoint_dir = os.path.join(out_dir, 'checkpoints')
+
+    accelerator = Accelerator(
+        gradient_accumulation_steps=args.grad_accum_steps, mixed_precision=args.mixed_precision,
+        log_with='tensorboard', project_config=ProjectConfiguration(project_dir=out_dir, logging_dir=out_dir))
+    try:
+        train_videos = load_video_list(args.train_list, args.data_root, args.dataset_format, args.class_names)
+        val_videos = load_video_list(args.val_list, args.data_root, args.dataset_format, args.class_names) \
+            if args.val_list else None
+    except (FileNotFoundError, ValueError) as e:
+        parser.error(str(e))
+    for name, value in (('drop_rate', args.drop), ('drop_path_rate', args.drop_path)):
+        if value is not None:
+            args.model_kwargs[name] = value
+    model = create_model_from_args(args, num_classes=train_videos.num_classes)
+    if model.num_classes != train_videos.num_classes:
+        parser.error(f'the model has {model.num_classes} classes, the training list {train_videos.num_classes}')
+    if args.grad_checkpointing:
+        model.set_grad_checkpointing(True)
+    video_cfg = resolve_video_cfg(args, model)
+    train_loader, val_loader = build_loaders(args, video_cfg, train_videos, val_videos)
+
+    groups = optimizer_param_groups(model, args.weight_decay, args.backbone_lr_mult, args.layer_decay)
+    opt_kwargs = {k: v for k, v in dict(eps=args.opt_eps, betas=args.opt_betas).items() if v is not None}
+    optimizer = create_optimizer_v2(groups, opt=args.opt, lr=args.lr, weight_decay=args.weight_decay,
+                                    momentum=args.momentum, **opt_kwargs)
+    updates_per_epoch = math.ceil(len(train_loader) / accelerator.num_processes / args.grad_accum_steps)
+    scheduler, num_epochs = create_scheduler_v2(
+        optimizer, sched=args.sched, num_epochs=args.epochs, warmup_epochs=args.warmup_epochs,
+        warmup_lr=args.warmup_lr, min_lr=args.min_lr, step_on_epochs=False, updates_per_epoch=updates_per_epoch)
+    ema = ModelEmaV3(model, decay=args.model_ema_decay) if args.model_ema else None
+    mixup = None
+    if args.mixup > 0 or args.cutmix > 0:
+        mixup = VideoMixup(mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, prob=args.mixup_prob,
+                           switch_prob=args.mixup_switch_prob, mode=args.mixup_mode, label_smoothing=args.smoothing,
+                           num_classes=model.num_classes)
+    criterion = SoftTargetCrossEntropy() if mixup else \
+        LabelSmoothingCrossEntropy(args.smoothing) if args.smoothing > 0 else torch.nn.CrossEntropyLoss()
+    erasing = ClipRandomErasing(args.reprob, args.remode, device=str(accelerator.device)) if args.reprob > 0 else None
+
+    if args.torchcompile:
+        model = torch.compile(model)
+    model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
+    if val_loader is not None:
+        val_loader = accelerator.prepare(val_loader)
+    state = TrainState()
+    accelerator.register_for_checkpointing(scheduler, state)
+    if ema is not None:
+        accelerator.register_for_checkpointing(ema)
+
+    if args.resume:
+        resume = args.resume
+        if resume == 'auto':
+            found = list_checkpoints(checkpoint_dir)
+            resume = found[-1] if found else None
+        if resume:
+            if not os.path.isdir(resume):
+                parser.error(f'--resume: no checkpoint folder {resume}')
+            accelerator.load_state(resume)
+            accelerator.print(f'resumed from {resume}: epoch {state.epoch} done, step {state.step}')
+    if accelerator.is_main_process:
+        os.makedirs(out_dir, exist_ok=True)
+        with open(os.path.join(out_dir, 'args.yaml'), 'w') as f:
+            yaml.safe_dump({k: list(v) if isinstance(v, tuple) else v for k, v in vars(args).items()}, f,
+                           sort_keys=True)
+    accelerator.init_trackers('tensorboard')
+
+    eval_metrics = {}
+    for epoch in range(state.epoch + 1, num_epochs):
+        set_seed(args.seed + epoch)  # each epoch's randomness depends on the epoch only: resumes replay it exactly
+        train_metrics = train_one_epoch(epoch, model, train_loader, optimizer, scheduler, criterion, accelerator,
+                                        state, video_cfg, args, mixup, erasing, ema)
+        last = epoch == num_epochs - 1
+        if val_loader is not None and ((epoch + 1) % args.eval_interval == 0 or last):
+            eval_metrics = evaluate(model, val_loader, accelerator, video_cfg['mean'], video_cfg['std'], 'val',
+                                    not args.no_progress)
+            if ema is not None:
+                ema_metrics = evaluate(ema.module, val_loader, accelerator, video_cfg['mean'], video_cfg['std'],
+                                       'val ema', not args.no_progress)
+                eval_metrics.update({f'ema_{k}': v for k, v in ema_metrics.items()})
+        state.epoch = epoch
+        improved = bool(eval_metrics) and eval_metrics['top1'] > state.best_top1
+        if improved:
+            state.best_top1, state.best_epoch = eval_metrics['top1'], epoch
+        lr = optimizer.param_groups[-1]['lr']
+        saved = save_checkpoint_atomic(accelerator, checkpoint_dir, f'epoch_{epoch}')
+        if accelerator.is_main_process:
+            if improved:
+                best = os.path.join(checkpoint_dir, 'best')
+                save_checkpoint_best(saved, best)
+            prune_checkpoints(checkpoint_dir, args.checkpoint_hist)
+            summary = {k: v for k, v in eval_metrics.items() if isinstance(v, (int, float))}
+            update_summary(epoch, train_metrics, summary, os.path.join(out_dir, 'summary.csv'), lr=lr,
+                           write_header=epoch == 0 or not os.path.exists(os.path.join(out_dir, 'summary.csv')))
+            accelerator.log({'train/epoch_loss': train_metrics['loss'],
+                             **{f'val/{k}': v for k, v in summary.items()}}, step=state.step)
+            msg = f"epoch {epoch}: train loss {train_metrics['loss']:.4f}, {train_metrics['clips_per_s']:.1f} clips/s"
+            if eval_metrics:
+                msg += f", val top-1 {eval_metrics['top1']:.2f} top-5 {eval_metrics['top5']:.2f}"
+            accelerator.print(msg)
+    accelerator.end_training()
+
+    result = dict(out_dir=out_dir, best_top1=state.best_top1, best_epoch=state.best_epoch, step=state.step,
+                  **{f'val_{k}': v for k, v in eval_metrics.items() if isinstance(v, (int, float))})
+    if accelerator.is_main_process:
+        folder = export_final_model(accelerator.unwrap_model(model), args, video_cfg, train_videos, eval_metrics,
+                                    out_dir)
+        result['model_dir'] = str(folder)
+        if args.push_to_hub:
+            from tps_timm.hub import push_folder
+            accelerator.print(f'pushed to {args.push_to_hub}: {push_folder(folder, args.push_to_hub)}')
+        top1 = f"{eval_metrics['top1']:.2f}%" if eval_metrics else 'n/a'
+        accelerator.print(f'done: final val top-1 {top1} (best {state.best_top1:.2f}% at epoch {state.best_epoch}); '
+                          f'outputs in {out_dir}, Hub-ready model in {folder}')
+    return result
+
+
+def save_checkpoint_best(src: str, best: str) -> None:
+    import shutil
+    tmp = best + '.tmp'
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    shutil.rmtree(best, ignore_errors=True)
+    os.replace(tmp, best)
+
+
+def export_final_model(model, args, video_cfg, train_videos, eval_metrics, out_dir) -> Path:
+    """The trained weights as a Hub-ready folder, with the clip settings in the pretrained config."""
+    from tps_timm.hub import save_hub_folder
+    model.pretrained_cfg = dict(
+        model.pretrained_cfg, num_frames=video_cfg['num_frames'], frame_interval=video_cfg['frame_interval'],
+        sampling=video_cfg['sampling'], input_size=(3, video_cfg['img_size'], video_cfg['img_size']),
+        mean=video_cfg['mean'], std=video_cfg['std'], num_classes=model.num_classes, test_num_clips=1,
+        test_num_crops=1)
+    recipe = {k: v for k, v in vars(args).items()
+              if k in ('epochs', 'lr', 'backbone_lr_mult', 'weight_decay', 'opt', 'sched', 'warmup_epochs',
+                       'batch_size', 'smoothing', 'mixup', 'cutmix', 'aa', 'reprob', 'drop_path', 'num_frames',
+                       'frame_interval', 'sampling', 'img_size', 'mixed_precision')}
+    results = dict(eval_metrics, num_clips=1, num_crops=1) if eval_metrics else None
+    names = train_videos.class_names if len(train_videos.class_names) == model.num_classes else None
+    return save_hub_folder(model, os.path.join(out_dir, 'model'), names, repo_id=args.push_to_hub,
+                           results=results, recipe=recipe)
+
+
+if __name__ == '__main__':
+    main()
