@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--demo-train-videos', type=int, default=960)
     g.add_argument('--demo-val-videos', type=int, default=160)
     g.add_argument('--short-side', type=int, default=None, help='short side before cropping (default 256/224 x size)')
+    g.add_argument('--num-clips', type=int, default=1, help='test clips per video, recorded in the exported config')
+    g.add_argument('--num-crops', type=int, default=1, choices=(1, 3), help='test crops, recorded likewise')
     g.add_argument('--scale', type=float, nargs=2, default=(0.08, 1.0), help='RandomResizedCrop area range')
     g.add_argument('--ratio', type=float, nargs=2, default=(3 / 4, 4 / 3), help='RandomResizedCrop aspect range')
     g.add_argument('--hflip', type=float, default=0.5, help='horizontal flip probability')
@@ -311,8 +313,8 @@ def export_final_model(model, args, video_cfg, train_videos, eval_metrics, out_d
     model.pretrained_cfg = dict(
         model.pretrained_cfg, num_frames=video_cfg['num_frames'], frame_interval=video_cfg['frame_interval'],
         sampling=video_cfg['sampling'], input_size=(3, video_cfg['img_size'], video_cfg['img_size']),
-        mean=video_cfg['mean'], std=video_cfg['std'], num_classes=model.num_classes, test_num_clips=1,
-        test_num_crops=1)
+        mean=video_cfg['mean'], std=video_cfg['std'], num_classes=model.num_classes, test_num_clips=args.num_clips,
+        test_num_crops=args.num_crops)
     recipe = {k: v for k, v in vars(args).items()
               if k in ('epochs', 'lr', 'backbone_lr_mult', 'weight_decay', 'opt', 'sched', 'warmup_epochs',
                        'batch_size', 'smoothing', 'mixup', 'cutmix', 'aa', 'reprob', 'drop_path', 'num_frames',

@@ -56,8 +56,9 @@ def write_results(path: str, metrics: dict) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     from accelerate import Accelerator
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
+    from train import build_parser as train_parser
     parser = build_parser()
-    args = parse_with_hparams(parser, argv)
+    args = parse_with_hparams(parser, argv, shared_with=train_parser())  # recipes hold training keys too
     if not args.val_list:
         parser.error('--val-list is required (in the command line or the --hparams file)')
     accelerator = Accelerator(mixed_precision='bf16' if args.amp and torch.cuda.is_available() else 'no')

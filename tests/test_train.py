@@ -156,3 +156,22 @@ def test_shifts_learn_temporal_order(tmp_path_factory):
     flat = train.main([*quick, '--epochs', '3', '--experiment', 'none', '--model-kwargs', 'temporal_mixing=none'])
     assert tps['val_top1'] >= 90, tps
     assert flat['val_top1'] <= 60, flat
+
+
+@pytest.mark.parametrize('recipe', ['k400', 'sthv2', 'sthv1', 'diving48', 'demo'])
+def test_recipes_parse_for_train_and_validate(recipe):
+    """Every recipe is read by both scripts (keys are flag names), with the paper's settings."""
+    import validate
+    from tps_timm.cli import parse_with_hparams
+    path = str(ROOT / 'hparams' / f'{recipe}.yaml')
+    args = parse_with_hparams(train.build_parser(), ['--hparams', path])
+    vargs = parse_with_hparams(validate.build_parser(), ['--hparams', path], shared_with=train.build_parser())
+    assert vargs.model == args.model and vargs.num_frames == args.num_frames
+    if recipe != 'demo':
+        assert (args.num_frames, args.frame_interval, args.img_size, args.epochs) == (32, 2, 224, 30)
+        assert (args.lr, args.backbone_lr_mult, args.weight_decay, args.warmup_epochs) == (1e-3, 0.1, 0.02, 2.5)
+        assert args.drop_path == 0.1 and args.num_crops == 3
+        assert args.sampling == ('dense' if recipe == 'k400' else 'uniform')
+        assert args.num_clips == (4 if recipe == 'k400' else 1)
+        assert args.smoothing == (0.1 if recipe.startswith('sthv') else 0.0)
+        assert args.flip_label_map == ('sthv2' if recipe.startswith('sthv') else 'none')

@@ -7,8 +7,12 @@ import yaml
 __all__ = ['parse_with_hparams', 'add_data_args', 'add_model_args', 'create_model_from_args', 'resolve_video_cfg']
 
 
-def parse_with_hparams(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    """Parse ``argv`` with ``--hparams FILE`` (YAML of flag names) as defaults; command-line flags win."""
+def parse_with_hparams(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = None,
+                       shared_with: Optional[argparse.ArgumentParser] = None) -> argparse.Namespace:
+    """Parse ``argv`` with ``--hparams FILE`` (YAML of flag names) as defaults; command-line flags win.
+
+    Keys that are flags of ``shared_with`` (a sibling script reading the same recipe) are ignored; others are errors.
+    """
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument('--hparams', default=None)
     known, _ = pre.parse_known_args(argv)
@@ -19,6 +23,8 @@ def parse_with_hparams(parser: argparse.ArgumentParser, argv: Optional[Sequence[
             parser.error(f'{known.hparams}: expected a mapping of flag names to values')
         dests = {a.dest for a in parser._actions}
         values = {k.replace('-', '_'): v for k, v in values.items()}
+        if shared_with is not None:
+            values = {k: v for k, v in values.items() if k in dests or k not in {a.dest for a in shared_with._actions}}
         unknown = sorted(k for k in values if k not in dests)
         if unknown:
             parser.error(f'{known.hparams}: unknown keys {unknown}')
