@@ -43,13 +43,17 @@ def swin_mask(hp, wp, win, shift):
     return m.masked_fill(m != 0, -100.0)
 
 
-def reference_attn_branch(block, x):
-    """norm1 -> shifts -> window attention -> inverse shift -> merge, for x (B, D, H, W, C)."""
+def reference_attn_branch(block, x, model_attention=False, normed=False):
+    """norm1 -> shifts -> window attention -> inverse shift -> merge, for x (B, D, H, W, C).
+
+    ``model_attention`` swaps the loop-built bias and explicit softmax for the block's own attention module (SDPA,
+    cached bias): benchmarks/bench.py times the literal shifts that way. ``normed``: x is already normalised.
+    """
     B, D, H, W, C = x.shape
     heads = block.num_heads
     win = tuple(min(s, w) for s, w in zip((H, W), block.window_size))
     shift = tuple(w // 2 if block.shift_window and s > w else 0 for s, w in zip((H, W), block.window_size))
-    x = block.norm1(x)
+    x = x if normed else block.norm1(x)
     pad_h, pad_w = (-H) % win[0], (-W) % win[1]
     x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
     Hp, Wp = H + pad_h, W + pad_w
@@ -63,6 +67,8 @@ def reference_attn_branch(block, x):
         win_x = channel_shift_reference(win_x, heads)
     N = win[0] * win[1]
     attn_mod = block.attn
+    if model_attention:
+        return _model_attention(block, win_x, B, D, H, W, Hp, Wp, win, shift)
     qkv = attn_mod.qkv(win_x).view(B, D, nh * nw, N, 3, heads, C // heads).permute(4, 0, 1, 2, 5, 3, 6)
     q, k, v = qkv[0], qkv[1], qkv[2]  # B, D, nW, heads, N, hd
     attn = (q * attn_mod.scale) @ k.transpose(-2, -1)
@@ -76,10 +82,28 @@ def reference_attn_branch(block, x):
     if block.temporal_shift == 'patch':
         out = patch_shift_reference(out, win, inverse=True)
     out = attn_mod.proj(out)
+    return _merge(out, B, D, H, W, Hp, Wp, win, shift)
+
+
+def _merge(out, B, D, H, W, Hp, Wp, win, shift):
+    nh, nw, C = Hp // win[0], Wp // win[1], out.shape[-1]
     out = out.view(B, D, nh, nw, win[0], win[1], C).permute(0, 1, 2, 4, 3, 5, 6).reshape(B, D, Hp, Wp, C)
     if any(shift):
         out = torch.roll(out, shift, (2, 3))
     return out[:, :, :H, :W]
+
+
+def _model_attention(block, win_x, B, D, H, W, Hp, Wp, win, shift):
+    from tps_timm.tps_swin import relative_position_index, shifted_window_mask
+    num_windows = win_x.shape[2]
+    table = (block.max_temporal_tokens, *block.window_size)
+    bias_index = relative_position_index(D, win, table, block.temporal_shift, win_x.device)
+    mask = shifted_window_mask((H, W), win, shift, win_x.device) if any(shift) else None
+    out = block.attn(win_x.flatten(1, 2), block.attn.attn_bias(bias_index, mask, num_windows))
+    out = out.view(B, D, num_windows, -1, win_x.shape[-1])
+    if block.temporal_shift == 'patch':
+        out = patch_shift_reference(out, win, inverse=True)
+    return _merge(out, B, D, H, W, Hp, Wp, win, shift)
 
 
 def reference_block(block, x):

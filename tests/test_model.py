@@ -138,3 +138,17 @@ def test_torch_compile_parity():
     compiled = torch.compile(model, fullgraph=True)
     with torch.no_grad():
         assert torch.allclose(compiled(x), model(x), atol=1e-4)
+
+
+def test_benchmark_eager_baseline_computes_the_same_function():
+    """benchmarks/bench.py times our fused model against the literal shifts: both must compute the same thing."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'benchmarks'))
+    from bench import use_literal_shifts
+    fused = randomize_(small_model())
+    literal = randomize_(small_model())
+    use_literal_shifts(literal)
+    x = torch.randn(2, 3, 8, 60, 44)
+    with torch.no_grad():
+        assert torch.allclose(fused(x), literal(x), atol=1e-5)

@@ -1,0 +1,236 @@
+#!/usr/bin/env python3
+"""Side-by-side speed and memory of TPS-Swin, measured in one run; prints ratios.
+
+    python benchmarks/bench.py [--device cpu|cuda] [--compile] [--json OUT] [--quick]
+
+1. The shift ops alone at real shapes (stages 1 and 3 of tiny and base, D=16): fused vs the literal per-tile
+   reference vs a plain copy of the same tensor (the floor), forward and backward; and the window partition with
+   the patch shift folded in vs the plain partition (what the shift adds to a block).
+2. Whole models on one 32x224 clip: TPS-Swin-T vs timm's 2D Swin-T on the same 16 frames (the floor) vs torchvision
+   swin3d_t (Video Swin) vs TPS-Swin-T with the literal eager shifts: inference and a training step, time and peak
+   memory (CUDA: max allocated; CPU: peak RSS of a fresh subprocess).
+3. Data loading: decoded training clips/s in one worker, K400-style dense and SSv2-style uniform sampling.
+
+Medians of several repetitions after warm-up.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Dict
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import tps_timm  # noqa: E402,F401
+from tps_timm.shift import channel_shift, channel_shift_reference, patch_shift, patch_shift_reference, \
+    window_token_index  # noqa: E402
+
+SHAPES = {  # name: (channels, heads, map side) at 224 input
+    'tiny stage1': (96, 3, 56), 'tiny stage3': (384, 12, 14),
+    'base stage1': (128, 4, 56), 'base stage3': (512, 16, 14),
+}
+
+
+def timeit(fn: Callable, device: str, reps: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        if device == 'cuda':
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device == 'cuda':
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench_shifts(device: str, reps: int, frames: int = 16, batch: int = 1) -> Dict:
+    results = {}
+    for name, (channels, heads, side) in SHAPES.items():
+        windows = (side // 7) ** 2
+        x = torch.randn(batch, frames, windows, 49, channels, device=device, requires_grad=True)
+        grad = torch.randn_like(x)
+
+        def fwd_bwd(op):
+            def run():
+                x.grad = None
+                op(x).backward(grad)
+            return run
+
+        ops = {
+            'patch fused': lambda t: patch_shift(t, (7, 7)),
+            'patch reference': lambda t: patch_shift_reference(t, (7, 7)),
+            'channel fused': lambda t: channel_shift(t, heads),
+            'channel reference': lambda t: channel_shift_reference(t, heads),
+            'copy': lambda t: t.clone(),
+        }
+        row = {}
+        with torch.no_grad():
+            for op_name, op in ops.items():
+                row[f'{op_name} fwd'] = timeit(lambda: op(x), device, reps)
+        for op_name, op in ops.items():
+            row[f'{op_name} fwd+bwd'] = timeit(fwd_bwd(op), device, reps)
+        # the block's own gather: partition (+ cyclic shift) with and without the patch shift folded in
+        flat = torch.randn(batch, frames * side * side, channels, device=device)
+        plain = window_token_index(frames, (side, side), (7, 7), (3, 3), False, device=device).partition
+        shifted = window_token_index(frames, (side, side), (7, 7), (3, 3), True, device=device).partition
+        with torch.no_grad():
+            row['partition fwd'] = timeit(lambda: flat.index_select(1, plain), device, reps)
+            row['partition+patch shift fwd'] = timeit(lambda: flat.index_select(1, shifted), device, reps)
+        results[name] = row
+    return results
+
+
+def _model_worker(spec: str) -> None:
+    """Run one model measurement in this process and print JSON (fresh process: clean peak memory)."""
+    import resource
+    cfg = json.loads(spec)
+    device, kind, train = cfg['device'], cfg['model'], cfg['train']
+    torch.manual_seed(0)
+    frames, size = cfg['frames'], cfg['size']
+    if kind == 'swin2d':
+        import timm
+        model = timm.create_model('swin_tiny_patch4_window7_224', num_classes=400)
+        x = torch.randn(frames // 2, 3, size, size)
+    elif kind == 'swin3d_t':
+        import torchvision
+        model = torchvision.models.video.swin3d_t(num_classes=400)
+        x = torch.randn(1, 3, frames, size, size)
+    else:
+        import timm
+        model = timm.create_model('tps_swin_tiny', num_classes=400)
+        if kind == 'tps eager':
+            use_literal_shifts(model)
+        x = torch.randn(1, 3, frames, size, size)
+    model, x = model.to(device), x.to(device)
+    if cfg['compile']:
+        model = torch.compile(model)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    target = torch.zeros(x.shape[0], dtype=torch.long, device=device)
+
+    def step():
+        if train:
+            model.train()
+            loss = torch.nn.functional.cross_entropy(model(x), target)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        else:
+            model.eval()
+            with torch.no_grad():
+                model(x)
+
+    if device == 'cuda':
+        torch.cuda.reset_peak_memory_stats()
+    seconds = timeit(step, device, cfg['reps'], warmup=1)
+    peak = torch.cuda.max_memory_allocated() if device == 'cuda' else \
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps(dict(seconds=seconds, peak_bytes=peak)))
+
+
+def use_literal_shifts(model: torch.nn.Module) -> None:
+    """Swap every block's attention branch for the plain one of tests/reference.py (pad, roll, view/permute
+    partition, per-tile rolls) around the same SDPA attention: the eager shifts as the authors write them."""
+    import types
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'tests'))
+    from reference import reference_attn_branch
+    for module in model.modules():
+        if hasattr(module, 'window_and_shift'):
+            module._attn = types.MethodType(
+                lambda self, x: reference_attn_branch(self, x, model_attention=True, normed=True), module)
+
+
+def bench_models(device: str, reps: int, compile_: bool, frames: int, size: int) -> Dict:
+    results = {}
+    for kind in ('swin2d', 'tps', 'tps eager', 'swin3d_t'):
+        for train in (False, True):
+            spec = json.dumps(dict(device=device, model=kind, train=train, reps=reps, compile=compile_, frames=frames,
+                                   size=size))
+            proc = subprocess.run([sys.executable, __file__, '--worker', spec], capture_output=True, text=True)
+            if proc.returncode:
+                raise RuntimeError(f'{kind}: {proc.stderr[-2000:]}')
+            results[f"{kind} {'train step' if train else 'inference'}"] = json.loads(proc.stdout.splitlines()[-1])
+    return results
+
+
+def bench_loading(reps: int) -> Dict:
+    import numpy as np
+
+    from tps_timm.data import ClipSampler, ClipTrainTransform, VideoDataset, VideoList, render_clip, write_video
+    with tempfile.TemporaryDirectory() as tmp:
+        rng = np.random.default_rng(0)
+        paths = []
+        for i in range(4):  # 10 s at 25 fps, 320x256: the size of a resized Kinetics / SSv2 video
+            frames = np.concatenate([render_clip(i % 8, 50, 256, rng)] * 5)
+            frames = np.concatenate([frames, frames[:, :, :64]], axis=2)
+            path = os.path.join(tmp, f'{i}.mp4')
+            write_video(path, frames, fps=25)
+            paths.append((path, 0))
+        results = {}
+        for name, sampler in (('K400 dense 32x2', ClipSampler(32, 2, 1, 'dense')),
+                              ('SSv2 uniform 32', ClipSampler(32, 2, 1, 'uniform'))):
+            dataset = VideoDataset(VideoList(paths), sampler, ClipTrainTransform(224, 256), train=True)
+            count = reps * len(paths)
+            start = time.perf_counter()
+            for i in range(count):
+                dataset[i % len(paths)]
+            results[name] = dict(clips_per_s=count / (time.perf_counter() - start))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu', choices=('cpu', 'cuda'))
+    parser.add_argument('--compile', action='store_true', help='torch.compile the models')
+    parser.add_argument('--json', default=None, help='write all measurements to this file')
+    parser.add_argument('--quick', action='store_true', help='fewer repetitions and a 16x112 clip for the models')
+    parser.add_argument('--worker', default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        return _model_worker(args.worker)
+    reps = 3 if args.quick else (5 if args.device == 'cpu' else 20)
+    frames, size = (16, 112) if args.quick else (32, 224)
+    env = dict(device=torch.cuda.get_device_name() if args.device == 'cuda' else f'CPU x{os.cpu_count()}',
+               torch=torch.__version__, date=time.strftime('%Y-%m-%d'), compile=args.compile,
+               clip=f'{frames}x{size}')
+    print(f"# {env['device']}, torch {env['torch']}, {env['date']}, compile={args.compile}")
+    shifts = bench_shifts(args.device, reps)
+    print('\n## shift ops, ratios (lower is better)')
+    print(f"{'shape':14} {'fused/copy':>12} {'ref/fused':>12} {'fused/copy':>12} {'ref/fused':>12} "
+          f"{'chan f/copy':>12} {'chan ref/f':>12} {'part+shift/part':>16}")
+    print(f"{'':14} {'fwd':>12} {'fwd':>12} {'fwd+bwd':>12} {'fwd+bwd':>12} {'fwd+bwd':>12} {'fwd+bwd':>12} {'fwd':>16}")
+    for name, r in shifts.items():
+        print(f"{name:14} {r['patch fused fwd'] / r['copy fwd']:12.2f} {r['patch reference fwd'] / r['patch fused fwd']:12.2f}"
+              f" {r['patch fused fwd+bwd'] / r['copy fwd+bwd']:12.2f}"
+              f" {r['patch reference fwd+bwd'] / r['patch fused fwd+bwd']:12.2f}"
+              f" {r['channel fused fwd+bwd'] / r['copy fwd+bwd']:12.2f}"
+              f" {r['channel reference fwd+bwd'] / r['channel fused fwd+bwd']:12.2f}"
+              f" {r['partition+patch shift fwd'] / r['partition fwd']:16.2f}")
+    models = bench_models(args.device, max(reps // 2, 2), args.compile, frames, size)
+    print(f'\n## models on one {frames}x{size} clip (2D Swin-T on the same {frames // 2} frames)')
+    print(f"{'model':24} {'seconds':>10} {'peak GiB':>10} {'time / 2D':>10} {'mem / 2D':>10}")
+    for mode in ('inference', 'train step'):
+        floor = models[f'swin2d {mode}']
+        for kind in ('swin2d', 'tps', 'tps eager', 'swin3d_t'):
+            r = models[f'{kind} {mode}']
+            print(f"{kind + ' ' + mode:24} {r['seconds']:10.3f} {r['peak_bytes'] / 2 ** 30:10.2f} "
+                  f"{r['seconds'] / floor['seconds']:10.2f} {r['peak_bytes'] / floor['peak_bytes']:10.2f}")
+    loading = bench_loading(max(reps, 3))
+    print('\n## data loading, one worker')
+    for name, r in loading.items():
+        print(f"{name:24} {r['clips_per_s']:8.1f} clips/s")
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(dict(env=env, shifts=shifts, models=models, loading=loading), f, indent=2)
+
+
+if __name__ == '__main__':
+    main()
