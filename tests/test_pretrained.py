@@ -184,3 +184,11 @@ def test_convert_rejects_wrong_label_count_and_mismatched_weights(tmp_path, tiny
         convert(str(tmp_path / 'ours.pth'), str(tmp_path / 'out'), 'tps_swin_base')
     with pytest.raises(FileNotFoundError, match='no such checkpoint'):
         convert(str(tmp_path / 'missing.pth'), str(tmp_path / 'out'))
+
+
+def test_repo_without_weights_names_the_repo(tmp_path):
+    """A Hub repo that exists but holds no weight file yet (our video repos until weights are pushed)."""
+    (tmp_path / 'README.md').write_text('weights coming soon')
+    add_to_hf_cache(tmp_path / 'hub', 'tps-timm/tps_swin_tiny.sthv1', {'README.md': tmp_path / 'README.md'})
+    with pytest.raises(RuntimeError, match=r"tps-timm/tps_swin_tiny\.sthv1.*\n.*local file"):
+        timm.create_model('tps_swin_tiny.sthv1', pretrained=True, cache_dir=tmp_path / 'hub')

@@ -10,7 +10,6 @@ Layout follows timm's ``swin_transformer.py``: patch merging at the start of sta
 shifted windows (odd); both are index gathers from ``tps_timm.shift``.
 """
 import logging
-import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Dict, List, Optional, Set, Tuple, Type, Union
@@ -602,7 +601,7 @@ def _unwrap_state_dict(state_dict: Dict[str, Any]) -> Dict[str, torch.Tensor]:
 
 
 def _resize_bias_table(table: torch.Tensor, target_shape: torch.Size, table_size: Tuple[int, int, int],
-                       name: str) -> torch.Tensor:
+                       name: str, from_2d: bool) -> torch.Tensor:
     """Bring a 2D Swin table ``(S, heads)`` or a TPS table ``((2Dt'-1) * S, heads)`` to ``target_shape``.
 
     2D tables are resized bicubically if the window differs and tiled along time (the authors' inflation); TPS
@@ -613,9 +612,7 @@ def _resize_bias_table(table: torch.Tensor, target_shape: torch.Size, table_size
     spatial = (2 * win_h - 1) * (2 * win_w - 1)
     if table.shape[1] != heads:
         raise ValueError(f'{name}: checkpoint has {table.shape[1]} heads, the model {heads}')
-    side = math.isqrt(table.shape[0])
-    if side * side == table.shape[0] and table.shape[0] % spatial and side % 2 or table.shape[0] == spatial:
-        # a 2D table (a square of (2w-1) x (2w-1) offsets)
+    if from_2d:  # (2w-1) x (2w-1) spatial offsets
         if table.shape[0] != spatial:
             table = resize_rel_pos_bias_table(
                 table, new_window_size=(win_h, win_w), new_bias_shape=(spatial, heads))
@@ -644,6 +641,7 @@ def checkpoint_filter_fn(state_dict: Dict[str, Any], model: TpsSwinTransformer) 
     state_dict = {re.sub(r'^(module\.)?(backbone\.)?', '', k): v for k, v in state_dict.items()}
     # Microsoft and mmaction checkpoints merge patches at the end of a stage, timm and we at the start of the next
     merge_at_end = 'layers.0.downsample.reduction.weight' in state_dict
+    from_2d = state_dict.get('patch_embed.proj.weight', torch.empty(0, 0, 0, 0, 0)).ndim == 4
     model_sd = model.state_dict()
     out = {}
     for k, v in state_dict.items():
@@ -653,11 +651,12 @@ def checkpoint_filter_fn(state_dict: Dict[str, Any], model: TpsSwinTransformer) 
             k = re.sub(r'^layers\.(\d+)\.downsample', lambda m: f'layers.{int(m.group(1)) + 1}.downsample', k)
         k = re.sub(r'^cls_head\.fc_cls\.', 'head.fc.', k)
         k = re.sub(r'^head\.(weight|bias)$', r'head.fc.\1', k)
-        if k == 'patch_embed.proj.weight' and v.ndim == 4:
+        if k == 'patch_embed.proj.weight' and from_2d:
             frames = model.patch_embed.patch_size[0]
             v = v.unsqueeze(2).repeat(1, 1, frames, 1, 1) / frames
         if k.endswith('relative_position_bias_table') and k in model_sd and v.shape != model_sd[k].shape:
-            v = _resize_bias_table(v, model_sd[k].shape, model.get_submodule(k.rsplit('.', 1)[0]).table_size, k)
+            v = _resize_bias_table(v, model_sd[k].shape, model.get_submodule(k.rsplit('.', 1)[0]).table_size, k,
+                                   from_2d)
         out[k] = v
     return out
 
@@ -748,18 +747,15 @@ def _create_tps_swin(variant: str, pretrained: bool = False, **kwargs) -> TpsSwi
     out_indices = kwargs.pop('out_indices', tuple(range(len(kwargs.get('depths', (2, 2, 6, 2))))))
     if isinstance(kwargs.get('pretrained_cfg'), (dict, PretrainedCfg)):
         kwargs['pretrained_cfg'] = as_video_pretrained_cfg(kwargs['pretrained_cfg'])  # keeps the video keys
+    from huggingface_hub.errors import EntryNotFoundError
     try:
         return build_model_with_cfg(
             TpsSwinTransformer, variant, pretrained,
             pretrained_filter_fn=checkpoint_filter_fn,
             feature_cfg=dict(feature_cls='getter', out_indices=out_indices),
             **kwargs)
-    except (OSError, RuntimeError, ValueError) as e:
-        if not pretrained or isinstance(e, (FileNotFoundError,)) and 'config' in str(e):
-            raise
-        import huggingface_hub.errors as hf_errors
-        if not isinstance(e, (hf_errors.HfHubHTTPError, hf_errors.LocalEntryNotFoundError,
-                              hf_errors.EntryNotFoundError, hf_errors.RepositoryNotFoundError, OSError)):
+    except (OSError, EntryNotFoundError) as e:  # hub not-found / offline / HTTP errors, a repo without the file
+        if not pretrained:
             raise
         name, location = _pretrained_source(variant, kwargs)
         raise RuntimeError(
