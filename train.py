@@ -22,11 +22,11 @@ import yaml
 
 import tps_timm  # noqa: F401  (registers the models)
 from tps_timm.cli import add_data_args, add_model_args, create_model_from_args, parse_with_hparams, resolve_video_cfg
-from tps_timm.data import SSV2_FLIP_LABEL_MAP, ClipEvalTransform, ClipRandomErasing, ClipSampler, \
-    ClipTrainTransform, VideoDataset, load_video_list, make_demo_dataset, normalize_clip
-from tps_timm.evaluate import evaluate
-from tps_timm.training import TrainState, VideoMixup, list_checkpoints, optimizer_param_groups, prune_checkpoints, \
-    save_checkpoint_atomic
+from tps_timm.data import SSV2_FLIP_LABEL_MAP, ClipRandomErasing, ClipSampler, ClipTrainTransform, VideoDataset, \
+    load_video_list, make_demo_dataset, normalize_clip
+from tps_timm.evaluate import eval_dataset, evaluate
+from tps_timm.training import TrainState, VideoMixup, copy_checkpoint_atomic, list_checkpoints, \
+    optimizer_param_groups, prune_checkpoints, save_checkpoint_atomic
 
 ROOT = Path(__file__).resolve().parent
 DEMO_HPARAMS = ROOT / 'hparams' / 'demo.yaml'
@@ -118,8 +118,7 @@ def build_loaders(args, video_cfg: Dict, train_videos, val_videos):
     train_loader = torch.utils.data.DataLoader(train_set, shuffle=True, drop_last=True, **loader_kwargs)
     val_loader = None
     if val_videos is not None:  # single view during training; validate.py does the full multi-view test
-        val_set = VideoDataset(val_videos, sampler, ClipEvalTransform(size, short_side, 1), backend=args.video_backend,
-                               decode_short_side=short_side)
+        val_set = eval_dataset(val_videos, video_cfg, 1, 1, short_side, args.video_backend)
         val_loader = torch.utils.data.DataLoader(val_set, shuffle=False, **loader_kwargs)
     return train_loader, val_loader
 
@@ -154,7 +153,8 @@ def train_one_epoch(epoch, model, loader, optimizer, scheduler, criterion, accel
         losses.append(loss.detach())
         seen += len(clips) * accelerator.num_processes
         lr = optimizer.param_groups[-1]['lr']
-        bar.set_postfix(loss=f'{loss.item():.3f}', lr=f'{lr:.2e}', clips_s=f'{seen / (time.perf_counter() - start):.1f}')
+        clips_s = seen / (time.perf_counter() - start)
+        bar.set_postfix(loss=f'{loss.item():.3f}', lr=f'{lr:.2e}', clips_s=f'{clips_s:.1f}')
         if accelerator.is_main_process and state.step % args.log_interval == 0:
             accelerator.log({'train/loss': loss.item(), 'train/lr': lr}, step=state.step)
     loss = accelerator.reduce(torch.stack(losses).mean(), reduction='mean').item()
@@ -269,8 +269,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         saved = save_checkpoint_atomic(accelerator, checkpoint_dir, f'epoch_{epoch}')
         if accelerator.is_main_process:
             if improved:
-                best = os.path.join(checkpoint_dir, 'best')
-                save_checkpoint_best(saved, best)
+                copy_checkpoint_atomic(saved, os.path.join(checkpoint_dir, 'best'))
             prune_checkpoints(checkpoint_dir, args.checkpoint_hist)
             summary = {k: v for k, v in eval_metrics.items() if isinstance(v, (int, float))}
             update_summary(epoch, train_metrics, summary, os.path.join(out_dir, 'summary.csv'), lr=lr,
@@ -296,15 +295,6 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         accelerator.print(f'done: final val top-1 {top1} (best {state.best_top1:.2f}% at epoch {state.best_epoch}); '
                           f'outputs in {out_dir}, Hub-ready model in {folder}')
     return result
-
-
-def save_checkpoint_best(src: str, best: str) -> None:
-    import shutil
-    tmp = best + '.tmp'
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp)
-    shutil.rmtree(best, ignore_errors=True)
-    os.replace(tmp, best)
 
 
 def export_final_model(model, args, video_cfg, train_videos, eval_metrics, out_dir) -> Path:

@@ -17,8 +17,8 @@ import torch
 
 import tps_timm  # noqa: F401  (registers the models)
 from tps_timm.cli import add_data_args, add_model_args, create_model_from_args, parse_with_hparams, resolve_video_cfg
-from tps_timm.data import ClipEvalTransform, ClipSampler, VideoDataset, load_video_list
-from tps_timm.evaluate import evaluate
+from tps_timm.data import load_video_list
+from tps_timm.evaluate import eval_dataset, evaluate
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,14 +31,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--short-side', type=int, default=None, help='short side before cropping (default: img size)')
     parser.add_argument('--results-file', default=None, help='write the metrics to this .json or .csv file')
     return parser
-
-
-def build_eval_dataset(args, video_cfg, num_clips: int, num_crops: int, short_side: Optional[int]) -> VideoDataset:
-    videos = load_video_list(args.val_list, args.data_root, args.dataset_format, args.class_names)
-    sampler = ClipSampler(video_cfg['num_frames'], video_cfg['frame_interval'], num_clips, video_cfg['sampling'])
-    transform = ClipEvalTransform(video_cfg['img_size'], short_side or video_cfg['img_size'], num_crops)
-    return VideoDataset(videos, sampler, transform, train=False, backend=args.video_backend,
-                        decode_short_side=short_side or video_cfg['img_size'])
 
 
 def write_results(path: str, metrics: dict) -> None:
@@ -63,13 +55,13 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         parser.error('--val-list is required (in the command line or the --hparams file)')
     accelerator = Accelerator(mixed_precision='bf16' if args.amp and torch.cuda.is_available() else 'no')
     try:
-        probe = load_video_list(args.val_list, args.data_root, args.dataset_format, args.class_names)
+        videos = load_video_list(args.val_list, args.data_root, args.dataset_format, args.class_names)
     except (FileNotFoundError, ValueError) as e:
         parser.error(str(e))
-    model = create_model_from_args(args, num_classes=probe.num_classes if not args.pretrained else None)
+    model = create_model_from_args(args, num_classes=videos.num_classes if not args.pretrained else None)
     video_cfg = resolve_video_cfg(args, model)
     num_clips, num_crops = video_cfg['num_clips'], video_cfg['num_crops']
-    dataset = build_eval_dataset(args, video_cfg, num_clips, num_crops, args.short_side)
+    dataset = eval_dataset(videos, video_cfg, num_clips, num_crops, args.short_side, args.video_backend)
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers,
                                          shuffle=False)
     if args.torchcompile:

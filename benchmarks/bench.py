@@ -206,9 +206,10 @@ def main() -> None:
     print('\n## shift ops, ratios (lower is better)')
     print(f"{'shape':14} {'fused/copy':>12} {'ref/fused':>12} {'fused/copy':>12} {'ref/fused':>12} "
           f"{'chan f/copy':>12} {'chan ref/f':>12} {'part+shift/part':>16}")
-    print(f"{'':14} {'fwd':>12} {'fwd':>12} {'fwd+bwd':>12} {'fwd+bwd':>12} {'fwd+bwd':>12} {'fwd+bwd':>12} {'fwd':>16}")
+    print(f"{'':14}" + ''.join(f' {p:>12}' for p in ('fwd', 'fwd') + ('fwd+bwd',) * 4) + f" {'fwd':>16}")
     for name, r in shifts.items():
-        print(f"{name:14} {r['patch fused fwd'] / r['copy fwd']:12.2f} {r['patch reference fwd'] / r['patch fused fwd']:12.2f}"
+        print(f"{name:14} {r['patch fused fwd'] / r['copy fwd']:12.2f}"
+              f" {r['patch reference fwd'] / r['patch fused fwd']:12.2f}"
               f" {r['patch fused fwd+bwd'] / r['copy fwd+bwd']:12.2f}"
               f" {r['patch reference fwd+bwd'] / r['patch fused fwd+bwd']:12.2f}"
               f" {r['channel fused fwd+bwd'] / r['copy fwd+bwd']:12.2f}"

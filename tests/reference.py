@@ -27,7 +27,8 @@ def spec_bias_rows(num_frames, win, table=(16, 7, 7), kind='patch'):
                     dt = i
                 else:
                     dt = 0
-                rows[i, p, q] = ((dt + dt_ext - 1) * (2 * th - 1) + (rp - rq + th - 1)) * (2 * tw - 1) + (sp - sq + tw - 1)
+                row = (dt + dt_ext - 1) * (2 * th - 1) + (rp - rq + th - 1)
+                rows[i, p, q] = row * (2 * tw - 1) + (sp - sq + tw - 1)
     return rows
 
 

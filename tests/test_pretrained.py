@@ -59,7 +59,8 @@ def authors_layout(model: torch.nn.Module) -> dict:
 
 def test_video_tag_loads_from_offline_hub_cache(tmp_path, tiny_sthv2):
     save_file(tiny_sthv2.state_dict(), tmp_path / 'model.safetensors')
-    add_to_hf_cache(tmp_path / 'hub', 'tps-timm/tps_swin_tiny.sthv2', {'model.safetensors': tmp_path / 'model.safetensors'})
+    add_to_hf_cache(tmp_path / 'hub', 'tps-timm/tps_swin_tiny.sthv2',
+                    {'model.safetensors': tmp_path / 'model.safetensors'})
     with torch.no_grad():
         expected = tiny_sthv2(CLIP)
         for name in ('tps_swin_tiny_sthv2', 'tps_swin_tiny.sthv2'):

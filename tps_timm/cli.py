@@ -102,7 +102,6 @@ def resolve_video_cfg(args: argparse.Namespace, model) -> Dict[str, Any]:
         std=tuple(cfg.get('std', (0.229, 0.224, 0.225))),
         num_clips=getattr(args, 'num_clips', None) or cfg.get('test_num_clips', 1),
         num_crops=getattr(args, 'num_crops', None) or cfg.get('test_num_crops', 1),
-        label_names=list(cfg.get('label_names') or []),
     )
 
 

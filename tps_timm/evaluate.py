@@ -1,12 +1,22 @@
 """Multi-view video evaluation, shared by validate.py and train.py: softmax averaged over clips x crops."""
 import time
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence
 
 import torch
 
-from .data import normalize_clip
+from .data import ClipEvalTransform, ClipSampler, VideoDataset, VideoList, normalize_clip
 
-__all__ = ['video_metrics', 'evaluate']
+__all__ = ['eval_dataset', 'video_metrics', 'evaluate']
+
+
+def eval_dataset(videos: VideoList, video_cfg: Dict, num_clips: int = 1, num_crops: int = 1,
+                 short_side: Optional[int] = None, backend: Optional[str] = None) -> VideoDataset:
+    """Test views of every video: ``num_clips`` clips x ``num_crops`` crops after a short-side resize
+    (default: the crop size), clip settings from ``video_cfg`` (see ``tps_timm.cli.resolve_video_cfg``)."""
+    short_side = short_side or video_cfg['img_size']
+    sampler = ClipSampler(video_cfg['num_frames'], video_cfg['frame_interval'], num_clips, video_cfg['sampling'])
+    return VideoDataset(videos, sampler, ClipEvalTransform(video_cfg['img_size'], short_side, num_crops),
+                        backend=backend, decode_short_side=short_side)
 
 
 def video_metrics(probs: torch.Tensor, labels: torch.Tensor, readable: torch.Tensor) -> Dict[str, float]:

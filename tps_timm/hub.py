@@ -26,7 +26,8 @@ def model_card(config: Dict[str, Any], repo_id: Optional[str] = None, results: O
     cfg = config.get('pretrained_cfg', {})
     arch = config['architecture']
     name = repo_id or arch
-    meta = ['---', 'library_name: timm', 'pipeline_tag: video-classification', f"license: {cfg.get('license', 'apache-2.0')}",
+    meta = ['---', 'library_name: timm', 'pipeline_tag: video-classification',
+            f"license: {cfg.get('license', 'apache-2.0')}",
             'tags:', '- video-classification', '- timm', '- tps-timm', '- action-recognition']
     if dataset:
         meta += ['datasets:', f'- {dataset}']
@@ -41,18 +42,21 @@ def model_card(config: Dict[str, Any], repo_id: Optional[str] = None, results: O
         f'(Xiang et al., ECCV 2022), {config["num_classes"]} classes'
         + (f', trained on {dataset}.' if dataset else '.'), '',
         f'Input: {frames} frames ({sampling} sampling, frame interval {cfg.get("frame_interval", 2)}) at '
-        f'{size}x{size}, RGB normalised with mean {tuple(cfg.get("mean", ()))} and std {tuple(cfg.get("std", ()))}.', '',
+        f'{size}x{size}, RGB normalised with mean {tuple(cfg.get("mean", ()))} and std '
+        f'{tuple(cfg.get("std", ()))}.', '',
     ]
     if results:
         views = f"{results.get('num_crops', 1)} crops x {results.get('num_clips', 1)} clips"
         lines += ['## Results', '', '| top-1 | top-5 | views | frames | videos |', '|---|---|---|---|---|',
                   f"| {results.get('top1', float('nan')):.2f} | {results.get('top5', float('nan')):.2f} | {views} | "
                   f"{frames} | {results.get('num_videos', '')} |", '']
-    lines += ['## Usage', '', '```python', 'import timm', 'import torch', 'import tps_timm  # registers the TPS-Swin models',
+    lines += ['## Usage', '', '```python', 'import timm', 'import torch',
+              'import tps_timm  # registers the TPS-Swin models',
               '', f"model = timm.create_model('hf-hub:{name}', pretrained=True).eval()",
               f'clip = torch.randn(1, 3, {frames}, {size}, {size})  # (B, C, T, H, W), normalised RGB',
               'probs = model(clip).softmax(-1)', '```', '',
-              f'Or from the command line: `python -m tps_timm.predict video.mp4 --model hf-hub:{name} --pretrained`.', '']
+              f'Or from the command line: '
+              f'`python -m tps_timm.predict video.mp4 --model hf-hub:{name} --pretrained`.', '']
     if recipe:
         lines += ['## Training recipe', '', '```yaml']
         lines += [f'{k}: {json.dumps(v)}' for k, v in sorted(recipe.items())]

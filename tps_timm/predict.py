@@ -10,28 +10,23 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 from .cli import add_model_args, create_model_from_args, label_names_for, parse_with_hparams, resolve_video_cfg
-from .data import BACKENDS, ClipEvalTransform, ClipSampler, VideoReadError, load_clip, normalize_clip, \
-    read_class_names
+from .data import BACKENDS, VideoList, normalize_clip, read_class_names
+from .evaluate import eval_dataset
 
 
 @torch.no_grad()
 def predict(model, paths: Sequence[str], video_cfg: Dict, class_names: List[str], top_k: int = 5,
             backend: Optional[str] = None) -> Dict[str, List]:
     """Top-k (name, probability) per video; an unreadable video maps to its error message."""
-    sampler = ClipSampler(video_cfg['num_frames'], video_cfg['frame_interval'], video_cfg['num_clips'],
-                          video_cfg['sampling'])
-    transform = ClipEvalTransform(video_cfg['img_size'], video_cfg['img_size'], video_cfg['num_crops'])
+    videos = eval_dataset(VideoList([(path, 0) for path in paths]), video_cfg, video_cfg['num_clips'],
+                          video_cfg['num_crops'], backend=backend)
     model.eval()
     out = {}
-    for path in paths:
-        try:
-            frames, _ = load_clip(path, lambda n: sampler(n), backend, video_cfg['img_size'])
-        except VideoReadError as e:
-            out[path] = e.reason
+    for path, item in zip(paths, videos):
+        if not item['readable']:
+            out[path] = item['error']
             continue
-        clips = torch.from_numpy(frames).permute(0, 1, 4, 2, 3)
-        views = torch.cat([transform(clip) for clip in clips]).permute(0, 2, 1, 3, 4)
-        probs = model(normalize_clip(views, video_cfg['mean'], video_cfg['std'])).softmax(-1).mean(0)
+        probs = model(normalize_clip(item['video'], video_cfg['mean'], video_cfg['std'])).softmax(-1).mean(0)
         top = probs.topk(min(top_k, probs.numel()))
         out[path] = [(class_names[i], p) for p, i in zip(top.values.tolist(), top.indices.tolist())]
     return out

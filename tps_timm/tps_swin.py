@@ -133,7 +133,8 @@ class WindowAttention(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop)
         trunc_normal_(self.relative_position_bias_table, std=.02)
 
-    def attn_bias(self, bias_index: torch.Tensor, window_mask: Optional[torch.Tensor], num_windows: int) -> torch.Tensor:
+    def attn_bias(
+            self, bias_index: torch.Tensor, window_mask: Optional[torch.Tensor], num_windows: int) -> torch.Tensor:
         """Bias (+ shifted-window mask) for every (frame, window, head): ``(D * nW * heads, N, N)``."""
         num_frames, tokens, _ = bias_index.shape
         bias = self.relative_position_bias_table[bias_index.flatten()].view(num_frames, tokens, tokens, -1)
@@ -715,8 +716,8 @@ def _cfg(**kwargs) -> VideoPretrainedCfg:
 
 def _video_cfg(size: str, dataset: str) -> VideoPretrainedCfg:
     num_classes, sampling, clips, crops = VIDEO_DATASETS[dataset]
-    return _cfg(hf_hub_id=f'{HUB_ORG}/tps_swin_{size}.{dataset}', num_classes=num_classes, sampling=sampling, test_num_clips=clips,
-                test_num_crops=crops, dataset=dataset)
+    return _cfg(hf_hub_id=f'{HUB_ORG}/tps_swin_{size}.{dataset}', num_classes=num_classes, sampling=sampling,
+                test_num_clips=clips, test_num_crops=crops, dataset=dataset)
 
 
 def _imagenet_cfg(size: str, tag: str) -> VideoPretrainedCfg:

@@ -8,8 +8,8 @@ from typing import Any, Dict, List, Optional
 import torch
 from timm.data import Mixup
 
-__all__ = ['VideoMixup', 'optimizer_param_groups', 'TrainState', 'save_checkpoint_atomic', 'list_checkpoints',
-           'prune_checkpoints']
+__all__ = ['VideoMixup', 'optimizer_param_groups', 'TrainState', 'save_checkpoint_atomic', 'copy_checkpoint_atomic',
+           'list_checkpoints', 'prune_checkpoints']
 
 
 class VideoMixup(Mixup):
@@ -79,21 +79,33 @@ def list_checkpoints(checkpoint_dir: str) -> List[str]:
     return [os.path.join(checkpoint_dir, name) for _, name in sorted(found)]
 
 
+def _replace_folder(tmp: str, final: str) -> None:
+    """Move a completely written ``tmp`` folder to ``final``, replacing what was there."""
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+
+
 def save_checkpoint_atomic(accelerator, checkpoint_dir: str, name: str) -> str:
     """``accelerator.save_state`` into a temporary folder, then rename: a killed run never leaves half a checkpoint."""
     final = os.path.join(checkpoint_dir, name)
     tmp = final + '.tmp'
-    if accelerator.is_main_process and os.path.exists(tmp):
-        shutil.rmtree(tmp)
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
     accelerator.wait_for_everyone()
     accelerator.save_state(tmp)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        if os.path.exists(final):
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        _replace_folder(tmp, final)
     accelerator.wait_for_everyone()
     return final
+
+
+def copy_checkpoint_atomic(src: str, dst: str) -> None:
+    """Copy a checkpoint folder (e.g. to ``best``) through a temporary folder and a rename."""
+    tmp = dst + '.tmp'
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp)
+    _replace_folder(tmp, dst)
 
 
 def prune_checkpoints(checkpoint_dir: str, keep_last: int, keep: Optional[str] = None) -> None:

@@ -1,6 +1,6 @@
 """Video data: decoding, frame sampling, annotation formats, clip transforms, datasets and demo data."""
-from .annotations import DATASET_FORMATS, VideoList, load_video_list, read_class_names, read_diving48, read_kinetics_csv, read_list_file, read_sthv1, \
-    read_sthv2
+from .annotations import DATASET_FORMATS, VideoList, load_video_list, read_class_names, read_diving48, \
+    read_kinetics_csv, read_list_file, read_sthv1, read_sthv2
 from .dataset import VideoDataset
 from .sampling import ClipSampler, dense_indices, uniform_indices
 from .synthetic import DEMO_CLASSES, make_demo_dataset, render_clip, write_video

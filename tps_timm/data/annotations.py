@@ -10,8 +10,8 @@ import re
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
-__all__ = ['VideoList', 'DATASET_FORMATS', 'load_video_list', 'read_list_file', 'read_class_names', 'read_kinetics_csv', 'read_sthv2', 'read_sthv1',
-           'read_diving48']
+__all__ = ['VideoList', 'DATASET_FORMATS', 'load_video_list', 'read_list_file', 'read_class_names',
+           'read_kinetics_csv', 'read_sthv2', 'read_sthv1', 'read_diving48']
 
 
 @dataclass

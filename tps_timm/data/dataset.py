@@ -22,7 +22,8 @@ class VideoDataset(Dataset):
 
     Training items are ``(clip uint8 (C, T, H, W), label)``; an unreadable video is reported by path and reason and
     replaced by another one. Evaluation items are dicts with ``video`` uint8 ``(views, C, T, H, W)`` (clips x crops),
-    ``label``, ``index`` and ``readable``; an unreadable video comes back zero-filled with ``readable=False`` so that
+    ``label``, ``index``, ``readable`` and ``error`` (the reason, if unreadable); an unreadable video comes back
+    zero-filled with ``readable=False`` so that
     evaluation can count it and leave it out of the accuracy.
     """
 
@@ -84,14 +85,17 @@ class VideoDataset(Dataset):
 
     def _eval_item(self, index: int, rng: np.random.Generator) -> Dict[str, torch.Tensor]:
         label = self.videos.samples[index][1]
+        error = ''
         try:
             clips = self._decode(index, rng)
             views = torch.cat([self.transform(clip) for clip in clips])  # clips x crops, T, C, H, W
             readable = True
         except VideoReadError as e:
             _logger.warning(f'unreadable video {e.path}: {e.reason}')
+            error = e.reason
             size = self.transform.size
             views = torch.zeros(self.sampler.num_clips * self.transform.num_crops, self.sampler.clip_len, 3, size,
                                 size, dtype=torch.uint8)
             readable = False
-        return dict(video=views.permute(0, 2, 1, 3, 4).contiguous(), label=label, index=index, readable=readable)
+        return dict(video=views.permute(0, 2, 1, 3, 4).contiguous(), label=label, index=index, readable=readable,
+                    error=error)

@@ -7,7 +7,6 @@ names, in the generic list format the training and evaluation scripts read.
 """
 import json
 import math
-import os
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 

@@ -80,7 +80,7 @@ class ClipTrainTransform:
                                                                           img_mean=(124, 116, 104)))
 
     def __call__(self, clip: torch.Tensor, label: int, rng: Optional[random.Random] = None) -> Tuple[torch.Tensor, int]:
-        """``clip`` uint8 ``(T, C, H, W)`` -> augmented uint8 ``(T, C, size, size)`` and the (possibly swapped) label."""
+        """uint8 ``(T, C, H, W)`` -> augmented uint8 ``(T, C, size, size)`` and the (possibly swapped) label."""
         rng = rng or random.Random()
         clip = short_side_resize(clip, self.short_side)
         top, left, h, w = _random_resized_box(*clip.shape[-2:], self.scale, self.ratio, rng)
