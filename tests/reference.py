@@ -100,8 +100,12 @@ def _model_attention(block, win_x, B, D, H, W, Hp, Wp, win, shift):
     table = (block.max_temporal_tokens, *block.window_size)
     bias_index = relative_position_index(D, win, table, block.temporal_shift, win_x.device)
     mask = shifted_window_mask((H, W), win, shift, win_x.device) if any(shift) else None
-    out = block.attn(win_x.flatten(1, 2), block.attn.attn_bias(bias_index, mask, num_windows))
-    out = out.view(B, D, num_windows, -1, win_x.shape[-1])
+    bias = block.attn.attn_bias(bias_index, mask, num_windows)
+    if mask is None:  # the bias is per frame only, shared by all windows: (B * nW, D) groups
+        out = block.attn(win_x.transpose(1, 2).flatten(0, 1), bias)
+        out = out.view(B, num_windows, D, -1, win_x.shape[-1]).transpose(1, 2)
+    else:
+        out = block.attn(win_x.flatten(1, 2), bias).view(B, D, num_windows, -1, win_x.shape[-1])
     if block.temporal_shift == 'patch':
         out = patch_shift_reference(out, win, inverse=True)
     return _merge(out, B, D, H, W, Hp, Wp, win, shift)

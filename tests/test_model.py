@@ -140,6 +140,18 @@ def test_torch_compile_parity():
         assert torch.allclose(compiled(x), model(x), atol=1e-4)
 
 
+@pytest.mark.slow
+def test_torch_compile_training_parity():
+    """The shifts' and row permutations' own backward passes, traced by AOT autograd, on a padded map."""
+    stage = randomize_(small_model()).layers[1].train()  # a channel-shift block, then a patch-shift one
+    x = torch.randn(2, 5, 17, 17, stage.downsample.dim, requires_grad=True)  # 9 x 9 after merging: padded
+    compiled = torch.compile(stage, fullgraph=True)
+    got = torch.autograd.grad(compiled(x).square().sum(), [x, *stage.parameters()])
+    expected = torch.autograd.grad(stage(x).square().sum(), [x, *stage.parameters()])
+    for a, b in zip(got, expected):
+        assert torch.allclose(a, b, rtol=1e-3, atol=1e-5)
+
+
 def test_benchmark_eager_baseline_computes_the_same_function():
     """benchmarks/bench.py times our fused model against the literal shifts: both must compute the same thing."""
     import sys

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from tps_timm.shift import PATCH_SHIFT_PATTERN, channel_shift, channel_shift_reference, patch_shift, \
-    patch_shift_offsets, patch_shift_reference, window_token_index
+    patch_shift_offsets, patch_shift_reference, permute_rows, window_token_index
 from tps_timm.tps_swin import relative_position_index
 
 from reference import spec_bias_rows
@@ -65,21 +65,34 @@ def test_patch_shift_gathers_nine_frames_per_tile():
 @pytest.mark.parametrize('size,window,shift', [((14, 14), (7, 7), (3, 3)), ((10, 13), (7, 7), (3, 3)),
                                                ((7, 7), (7, 7), (0, 0)), ((5, 6), (5, 6), (0, 0))])
 @pytest.mark.parametrize('shift_patches', [False, True])
-def test_window_token_index_is_pad_roll_partition_shift(size, window, shift, shift_patches):
+@pytest.mark.parametrize('window_major', [False, True])
+def test_window_token_index_is_roll_partition_shift(size, window, shift, shift_patches, window_major):
     frames, (h, w) = 4, size
-    x = torch.randn(2, frames, h, w, 3)
     hp, wp = -(-h // window[0]) * window[0], -(-w // window[1]) * window[1]
-    padded = torch.nn.functional.pad(x, (0, 0, 0, wp - w, 0, hp - h))
+    padded = torch.randn(2, frames, hp, wp, 3)
     rolled = torch.roll(padded, (-shift[0], -shift[1]), (2, 3))
     nh, nw = hp // window[0], wp // window[1]
     expected = rolled.view(2, frames, nh, window[0], nw, window[1], 3).permute(0, 1, 2, 4, 3, 5, 6)
     expected = expected.reshape(2, frames, nh * nw, -1, 3)
     if shift_patches:
         expected = patch_shift_reference(expected, window)
-    index = window_token_index(frames, size, window, shift, shift_patches)
-    windows = padded.reshape(2, -1, 3)[:, index.partition]
-    assert torch.equal(windows, expected.reshape(2, -1, 3))
-    assert torch.equal(windows[:, index.reverse].view_as(x), x)  # reverse undoes all of it and drops padding
+    if window_major:
+        expected = expected.transpose(1, 2)
+    index = window_token_index(frames, size, window, shift, shift_patches, window_major, batch=2)
+    windows = padded.reshape(-1, 3)[index.partition]
+    assert torch.equal(windows, expected.reshape(-1, 3))
+    assert torch.equal(windows[index.reverse].view_as(padded), padded)  # reverse undoes all of it
+
+
+@pytest.mark.parametrize('window_major', [False, True])
+def test_permute_rows_gradient_is_the_inverse_gather(window_major):
+    index = window_token_index(3, (10, 13), (7, 7), (3, 3), True, window_major, batch=2)  # padded to 14 x 14
+    x = torch.randn(index.partition.numel(), 5, dtype=torch.float64, requires_grad=True)
+    g = torch.randn_like(x)
+    expected, = torch.autograd.grad(x[index.partition], x, g)  # autograd's own scatter
+    got, = torch.autograd.grad(permute_rows(x, index.partition, index.reverse), x, g)
+    assert torch.equal(got, expected)
+    assert torch.autograd.gradcheck(lambda t: permute_rows(t, index.partition, index.reverse), (x[:, :1],))
 
 
 @pytest.mark.parametrize('kind', ['patch', 'channel', 'none'])

@@ -25,7 +25,7 @@ from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_c
 from timm.models._features import feature_take_indices
 from timm.models._pretrained import PretrainedCfg
 
-from .shift import channel_shift, patch_shift_offsets, window_token_index
+from .shift import channel_shift, patch_shift_offsets, permute_rows, window_token_index
 
 __all__ = ['TpsSwinTransformer', 'VideoPretrainedCfg', 'checkpoint_filter_fn', 'TEMPORAL_MIXING']
 
@@ -134,38 +134,45 @@ class WindowAttention(nn.Module):
         trunc_normal_(self.relative_position_bias_table, std=.02)
 
     def attn_bias(
-            self, bias_index: torch.Tensor, window_mask: Optional[torch.Tensor], num_windows: int) -> torch.Tensor:
-        """Bias (+ shifted-window mask) for every (frame, window, head): ``(D * nW * heads, N, N)``."""
+            self,
+            bias_index: torch.Tensor,
+            window_mask: Optional[torch.Tensor] = None,
+            num_windows: int = 1,
+    ) -> torch.Tensor:
+        """Additive attention bias, shared by the batch.
+
+        Without a window mask: ``(D * heads, N, N)``, the same for every window (windows ordered window-major).
+        With one: ``(D * nW * heads, N, N)``, for windows ordered frame-major.
+        """
         num_frames, tokens, _ = bias_index.shape
         bias = self.relative_position_bias_table[bias_index.flatten()].view(num_frames, tokens, tokens, -1)
-        bias = bias.permute(0, 3, 1, 2).unsqueeze(1)  # D, 1, heads, N, N
-        if window_mask is None:
-            bias = bias.expand(-1, num_windows, -1, -1, -1)
-        else:
-            bias = bias + window_mask.to(bias.dtype).view(1, num_windows, 1, tokens, tokens)
+        bias = bias.permute(0, 3, 1, 2)  # D, heads, N, N
+        if window_mask is not None:
+            bias = bias.unsqueeze(1) + window_mask.to(bias.dtype).view(1, num_windows, 1, tokens, tokens)
         return bias.reshape(-1, tokens, tokens)
 
     def forward(self, x: torch.Tensor, attn_bias: torch.Tensor) -> torch.Tensor:
         """
         Args:
-            x: Windowed tokens ``(B, D * nW, N, C)``.
-            attn_bias: Additive bias ``(D * nW * heads, N, N)``, shared by the batch.
+            x: Windowed tokens ``(B', G, N, C)``: ``G`` windows that share no bias rows, repeated ``B'`` times.
+            attn_bias: Additive bias ``(G * heads, N, N)``, broadcast over ``B'``.
 
         Returns:
-            Attended tokens ``(B, D * nW * N, C)``.
+            Attended tokens ``(B' * G * N, C)``.
         """
-        batch, num_windows, tokens, channels = x.shape
-        qkv = self.qkv(x).view(batch, num_windows, tokens, 3, self.num_heads, -1).permute(3, 0, 1, 4, 2, 5)
-        q, k, v = qkv.reshape(3, batch, num_windows * self.num_heads, tokens, -1).unbind(0)
+        batch, groups, tokens, channels = x.shape
+        qkv = self.qkv(x).view(batch, groups, tokens, 3, self.num_heads, -1).permute(3, 0, 1, 4, 2, 5)
+        q, k, v = qkv.reshape(3, batch, groups * self.num_heads, tokens, -1).unbind(0)
         attn_bias = attn_bias.to(q.dtype)
-        if self.fused_attn:
+        # CPU SDPA has no fused kernel for a mask that needs a gradient; its math fallback adds a safe-softmax pass
+        if self.fused_attn and not (q.device.type == 'cpu' and attn_bias.requires_grad):
             x = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=attn_bias, dropout_p=self.attn_drop.p if self.training else 0.)
         else:
             attn = (q * self.scale) @ k.transpose(-2, -1) + attn_bias
             attn = self.attn_drop(attn.softmax(dim=-1))
             x = attn @ v
-        x = x.view(batch, num_windows, self.num_heads, tokens, -1).transpose(2, 3).reshape(batch, -1, channels)
+        x = x.view(batch, groups, self.num_heads, tokens, -1).transpose(2, 3).reshape(-1, channels)
         return self.proj_drop(self.proj(x))
 
 
@@ -240,8 +247,10 @@ class TpsSwinTransformerBlock(nn.Module):
                 f'the clip has {num_frames} temporal tokens but the relative position bias covers '
                 f'{self.max_temporal_tokens}; create the model with max_temporal_tokens>={num_frames}')
         window, shift = self.window_and_shift((height, width))
-        args = (num_frames, (height, width), window, shift, self.temporal_shift == 'patch')
-        index = window_token_index(*args, device=x.device)
+        # without a window mask the bias depends on the frame only: window-major order lets every window share it
+        window_major = not any(shift)
+        index = window_token_index(
+            num_frames, (height, width), window, shift, self.temporal_shift == 'patch', window_major, batch, x.device)
         geometry = (num_frames, window, (self.max_temporal_tokens, *self.window_size), self.temporal_shift, x.device)
         cached = not torch.compiler.is_compiling()
         bias_index = (_cached_relative_position_index if cached else relative_position_index)(*geometry)
@@ -256,11 +265,13 @@ class TpsSwinTransformerBlock(nn.Module):
         if pad_h or pad_w:
             x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
         tokens = window[0] * window[1]
-        windows = x.reshape(batch, -1, channels).index_select(1, index.partition).view(batch, -1, tokens, channels)
-        attn_bias = self.attn.attn_bias(bias_index, window_mask, windows.shape[1] // num_frames)
-        x = self.attn(windows, attn_bias)
+        num_windows = x.shape[2] * x.shape[3] // tokens
+        groups = num_frames if window_major else num_frames * num_windows
+        windows = permute_rows(x, index.partition, index.reverse).view(-1, groups, tokens, channels)
+        x = self.attn(windows, self.attn.attn_bias(bias_index, window_mask, num_windows))
         # proj is per token, so the inverse patch shift folds into the window reverse after it
-        return x.index_select(1, index.reverse).view(batch, num_frames, height, width, channels)
+        x = permute_rows(x, index.reverse, index.partition).view(batch, num_frames, height + pad_h, width + pad_w, -1)
+        return x[:, :, :height, :width] if pad_h or pad_w else x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Forward pass on ``(B, D, H, W, C)``."""
