@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """Side-by-side speed and memory of TPS-Swin, measured in one run; prints ratios.
 
-    python benchmarks/bench.py [--device cpu|cuda] [--compile] [--json OUT] [--quick]
+    python benchmarks/bench.py [--device cpu|cuda] [--compile] [--json OUT] [--quick] [--parts shifts,models,loading]
 
 1. The shift ops alone at real shapes (stages 1 and 3 of tiny and base, D=16): fused vs the literal per-tile
-   reference vs a plain copy of the same tensor (the floor), forward and backward; and the window partition with
-   the patch shift folded in vs the plain partition (what the shift adds to a block).
+   reference vs a plain copy of the same tensor (the floor), forward and backward; and a block's data movement:
+   our one window permutation with the patch shift folded in vs the same without the shift vs timm's 2D roll +
+   window partition.
 2. Whole models on one 32x224 clip: TPS-Swin-T vs timm's 2D Swin-T on the same 16 frames (the floor) vs torchvision
    swin3d_t (Video Swin) vs TPS-Swin-T with the literal eager shifts: inference and a training step, time and peak
-   memory (CUDA: max allocated; CPU: peak RSS of a fresh subprocess).
+   memory (CUDA: max allocated; CPU: peak RSS of a fresh subprocess), and for training the bytes autograd saves.
 3. Data loading: decoded training clips/s in one worker, K400-style dense and SSv2-style uniform sampling.
 
 Medians of several repetitions after warm-up.
@@ -28,9 +29,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import tps_timm  # noqa: E402,F401
+from timm.models.swin_transformer import window_partition as timm_window_partition  # noqa: E402
 from tps_timm.shift import channel_shift, channel_shift_reference, patch_shift, patch_shift_reference, \
-    window_token_index  # noqa: E402
+    permute_rows, window_token_index  # noqa: E402
 
+# glibc: serve every allocation over 128 KiB by mmap, so that freed activations leave the process at once and its
+# peak RSS follows the peak of live tensors instead of heap fragmentation (CPU memory figures; harmless on CUDA)
+WORKER_ENV = dict(os.environ, MALLOC_MMAP_THRESHOLD_='131072')
 SHAPES = {  # name: (channels, heads, map side) at 224 input
     'tiny stage1': (96, 3, 56), 'tiny stage3': (384, 12, 14),
     'base stage1': (128, 4, 56), 'base stage3': (512, 16, 14),
@@ -78,13 +83,27 @@ def bench_shifts(device: str, reps: int, frames: int = 16, batch: int = 1) -> Di
                 row[f'{op_name} fwd'] = timeit(lambda: op(x), device, reps)
         for op_name, op in ops.items():
             row[f'{op_name} fwd+bwd'] = timeit(fwd_bwd(op), device, reps)
-        # the block's own gather: partition (+ cyclic shift) with and without the patch shift folded in
-        flat = torch.randn(batch, frames * side * side, channels, device=device)
-        plain = window_token_index(frames, (side, side), (7, 7), (3, 3), False, device=device).partition
-        shifted = window_token_index(frames, (side, side), (7, 7), (3, 3), True, device=device).partition
-        with torch.no_grad():
-            row['partition fwd'] = timeit(lambda: flat.index_select(1, plain), device, reps)
-            row['partition+patch shift fwd'] = timeit(lambda: flat.index_select(1, shifted), device, reps)
+        # the block's own data movement: timm's 2D roll + partition copy vs our one permutation, with and without the
+        # patch shift folded in; forward + backward
+        maps = torch.randn(batch, frames, side, side, channels, device=device, requires_grad=True)
+        map_grad = torch.randn(batch * frames * side * side, channels, device=device)
+        plain = window_token_index(frames, (side, side), (7, 7), (3, 3), False, device=device)
+        shifted = window_token_index(frames, (side, side), (7, 7), (3, 3), True, device=device)
+
+        def partition_2d(t):
+            t = torch.roll(t.flatten(0, 1), (-3, -3), (1, 2))
+            return timm_window_partition(t, (7, 7)).reshape(-1, channels)
+
+        for op_name, op in (('partition 2D', partition_2d),
+                            ('partition', lambda t: permute_rows(t, plain.partition, plain.reverse)),
+                            ('partition+patch shift', lambda t: permute_rows(t, shifted.partition, shifted.reverse))):
+            with torch.no_grad():
+                row[f'{op_name} fwd'] = timeit(lambda: op(maps), device, reps)
+
+            def run():
+                maps.grad = None
+                op(maps).backward(map_grad)
+            row[f'{op_name} fwd+bwd'] = timeit(run, device, reps)
         results[name] = row
     return results
 
@@ -133,7 +152,28 @@ def _model_worker(spec: str) -> None:
     seconds = timeit(step, device, cfg['reps'], warmup=1)
     peak = torch.cuda.max_memory_allocated() if device == 'cuda' else \
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps(dict(seconds=seconds, peak_bytes=peak)))
+    result = dict(seconds=seconds, peak_bytes=peak)
+    if train and not cfg['compile']:  # the hooks see the eager graph only
+        result['saved_bytes'] = saved_activation_bytes(model, x)
+    print(json.dumps(result))
+
+
+def saved_activation_bytes(model: torch.nn.Module, x: torch.Tensor) -> int:
+    """Bytes that autograd keeps for the backward pass of one forward (each storage once, parameters excluded):
+    the part of training memory that grows with the batch, measured exactly rather than through the process RSS."""
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    storages = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in params:
+            storages[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    model.train()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(x)
+    return sum(storages.values())
 
 
 def use_literal_shifts(model: torch.nn.Module) -> None:
@@ -154,7 +194,8 @@ def bench_models(device: str, reps: int, compile_: bool, frames: int, size: int)
         for train in (False, True):
             spec = json.dumps(dict(device=device, model=kind, train=train, reps=reps, compile=compile_, frames=frames,
                                    size=size))
-            proc = subprocess.run([sys.executable, __file__, '--worker', spec], capture_output=True, text=True)
+            proc = subprocess.run([sys.executable, __file__, '--worker', spec], capture_output=True, text=True,
+                                  env=WORKER_ENV)
             if proc.returncode:
                 raise RuntimeError(f'{kind}: {proc.stderr[-2000:]}')
             results[f"{kind} {'train step' if train else 'inference'}"] = json.loads(proc.stdout.splitlines()[-1])
@@ -186,12 +227,43 @@ def bench_loading(reps: int) -> Dict:
     return results
 
 
+def print_shifts(shifts: Dict) -> None:
+    print('\n## shift ops, ratios (lower is better)')
+    columns = (  # (header, numerator, denominator, pass)
+        ('patch/copy', 'patch fused', 'copy', 'fwd'), ('patch/copy', 'patch fused', 'copy', 'fwd+bwd'),
+        ('literal/patch', 'patch reference', 'patch fused', 'fwd+bwd'),
+        ('chan/copy', 'channel fused', 'copy', 'fwd'), ('chan/copy', 'channel fused', 'copy', 'fwd+bwd'),
+        ('literal/chan', 'channel reference', 'channel fused', 'fwd+bwd'),
+        ('part+shift/2D', 'partition+patch shift', 'partition 2D', 'fwd+bwd'),
+        ('part+shift/part', 'partition+patch shift', 'partition', 'fwd+bwd'),
+    )
+    print(f"{'shape':14}" + ''.join(f' {c[0]:>16}' for c in columns))
+    print(f"{'':14}" + ''.join(f' {c[3]:>16}' for c in columns))
+    for name, r in shifts.items():
+        print(f'{name:14}' + ''.join(f" {r[f'{num} {kind}'] / r[f'{den} {kind}']:16.2f}" for _, num, den, kind in columns))
+
+
+def print_models(models: Dict, frames: int, size: int) -> None:
+    print(f'\n## models on one {frames}x{size} clip (2D Swin-T on the same {frames // 2} frames)')
+    print(f"{'model':24} {'seconds':>10} {'peak GiB':>10} {'time / 2D':>10} {'mem / 2D':>10} {'saved GiB':>10} "
+          f"{'saved / 2D':>10}")
+    for mode in ('inference', 'train step'):
+        floor = models[f'swin2d {mode}']
+        for kind in ('swin2d', 'tps', 'tps eager', 'swin3d_t'):
+            r = models[f'{kind} {mode}']
+            saved = f"{r['saved_bytes'] / 2 ** 30:10.3f} {r['saved_bytes'] / floor['saved_bytes']:10.2f}" \
+                if 'saved_bytes' in r else ''
+            print(f"{kind + ' ' + mode:24} {r['seconds']:10.3f} {r['peak_bytes'] / 2 ** 30:10.2f} "
+                  f"{r['seconds'] / floor['seconds']:10.2f} {r['peak_bytes'] / floor['peak_bytes']:10.2f} {saved}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu', choices=('cpu', 'cuda'))
     parser.add_argument('--compile', action='store_true', help='torch.compile the models')
     parser.add_argument('--json', default=None, help='write all measurements to this file')
     parser.add_argument('--quick', action='store_true', help='fewer repetitions and a 16x112 clip for the models')
+    parser.add_argument('--parts', default='shifts,models,loading', help='comma-separated subset to run')
     parser.add_argument('--worker', default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -202,32 +274,21 @@ def main() -> None:
                torch=torch.__version__, date=time.strftime('%Y-%m-%d'), compile=args.compile,
                clip=f'{frames}x{size}')
     print(f"# {env['device']}, torch {env['torch']}, {env['date']}, compile={args.compile}")
-    shifts = bench_shifts(args.device, reps)
-    print('\n## shift ops, ratios (lower is better)')
-    print(f"{'shape':14} {'fused/copy':>12} {'ref/fused':>12} {'fused/copy':>12} {'ref/fused':>12} "
-          f"{'chan f/copy':>12} {'chan ref/f':>12} {'part+shift/part':>16}")
-    print(f"{'':14}" + ''.join(f' {p:>12}' for p in ('fwd', 'fwd') + ('fwd+bwd',) * 4) + f" {'fwd':>16}")
-    for name, r in shifts.items():
-        print(f"{name:14} {r['patch fused fwd'] / r['copy fwd']:12.2f}"
-              f" {r['patch reference fwd'] / r['patch fused fwd']:12.2f}"
-              f" {r['patch fused fwd+bwd'] / r['copy fwd+bwd']:12.2f}"
-              f" {r['patch reference fwd+bwd'] / r['patch fused fwd+bwd']:12.2f}"
-              f" {r['channel fused fwd+bwd'] / r['copy fwd+bwd']:12.2f}"
-              f" {r['channel reference fwd+bwd'] / r['channel fused fwd+bwd']:12.2f}"
-              f" {r['partition+patch shift fwd'] / r['partition fwd']:16.2f}")
-    models = bench_models(args.device, max(reps // 2, 2), args.compile, frames, size)
-    print(f'\n## models on one {frames}x{size} clip (2D Swin-T on the same {frames // 2} frames)')
-    print(f"{'model':24} {'seconds':>10} {'peak GiB':>10} {'time / 2D':>10} {'mem / 2D':>10}")
-    for mode in ('inference', 'train step'):
-        floor = models[f'swin2d {mode}']
-        for kind in ('swin2d', 'tps', 'tps eager', 'swin3d_t'):
-            r = models[f'{kind} {mode}']
-            print(f"{kind + ' ' + mode:24} {r['seconds']:10.3f} {r['peak_bytes'] / 2 ** 30:10.2f} "
-                  f"{r['seconds'] / floor['seconds']:10.2f} {r['peak_bytes'] / floor['peak_bytes']:10.2f}")
-    loading = bench_loading(max(reps, 3))
-    print('\n## data loading, one worker')
-    for name, r in loading.items():
-        print(f"{name:24} {r['clips_per_s']:8.1f} clips/s")
+    parts = set(args.parts.split(','))
+    if not parts <= {'shifts', 'models', 'loading'}:
+        parser.error(f'--parts: unknown {sorted(parts - {"shifts", "models", "loading"})}')
+    shifts = models = loading = {}
+    if 'shifts' in parts:
+        shifts = bench_shifts(args.device, reps * 4)  # milliseconds each: more repetitions
+        print_shifts(shifts)
+    if 'models' in parts:
+        models = bench_models(args.device, reps, args.compile, frames, size)
+        print_models(models, frames, size)
+    if 'loading' in parts:
+        loading = bench_loading(max(reps, 3))
+        print('\n## data loading, one worker')
+        for name, r in loading.items():
+            print(f"{name:24} {r['clips_per_s']:8.1f} clips/s")
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(dict(env=env, shifts=shifts, models=models, loading=loading), f, indent=2)

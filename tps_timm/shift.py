@@ -20,7 +20,7 @@ import torch
 
 __all__ = [
     'PATCH_SHIFT_PATTERN', 'CHANNEL_SHIFT_DIV', 'patch_shift_offsets', 'patch_shift_source_frames',
-    'channel_shift_source_frames', 'channel_shift', 'patch_shift', 'permute_rows', 'channel_shift_reference',
+    'channel_shift', 'patch_shift', 'permute_rows', 'channel_shift_reference',
     'patch_shift_reference', 'WindowTokenIndex', 'window_token_index',
 ]
 
@@ -45,7 +45,7 @@ def _maybe_compile(fn):
             try:
                 import triton  # noqa: F401
                 compiled = torch.compile(fn, dynamic=True)
-            except Exception:  # no triton / unsupported platform: the eager op is already one gather
+            except Exception:  # no triton / unsupported platform: stay eager
                 compiled = fn
         return compiled(*args, **kwargs)
 
@@ -73,20 +73,6 @@ def patch_shift_source_frames(
     offsets = patch_shift_offsets(window_size, device=device)
     frames = torch.arange(num_frames, device=device).view(-1, 1, 1)
     return (frames + (offsets if inverse else -offsets)) % num_frames
-
-
-def channel_shift_source_frames(
-        num_frames: int,
-        num_heads: int,
-        head_dim: int,
-        device: Optional[torch.device] = None,
-) -> torch.Tensor:
-    """Frame each channel is read from, shape ``(D, heads * head_dim)``; clip ends keep their own values."""
-    fold = head_dim // CHANNEL_SHIFT_DIV
-    channel = torch.arange(head_dim, device=device)
-    step = torch.where(channel < fold, -1, torch.where(channel < 2 * fold, 1, 0)).repeat(num_heads)
-    frames = torch.arange(num_frames, device=device).view(-1, 1)
-    return (frames + step).clamp(0, num_frames - 1)
 
 
 def _inverse_permutation(index: torch.Tensor) -> torch.Tensor:
@@ -160,8 +146,8 @@ class _ChannelShift(torch.autograd.Function):
 def channel_shift(x: torch.Tensor, num_heads: int) -> torch.Tensor:
     """Channel shift (even blocks) of ``x`` shaped ``(B, D, ..., C)``: one pass over the activations each way.
 
-    Equals ``x.gather(1, channel_shift_source_frames(...))``; written as slice copies because a gather along frames
-    with a scatter-add backward is 2-3x slower on CPU, and inductor fuses the copies into one kernel under compile.
+    Slice copies rather than one gather along frames: the gather and its scatter-add backward are 2-3x slower on
+    CPU, and inductor fuses the copies into one kernel under compile.
     """
     return _ChannelShift.apply(x, num_heads)
 

@@ -162,17 +162,19 @@ class WindowAttention(nn.Module):
         """
         batch, groups, tokens, channels = x.shape
         qkv = self.qkv(x).view(batch, groups, tokens, 3, self.num_heads, -1).permute(3, 0, 1, 4, 2, 5)
-        q, k, v = qkv.reshape(3, batch, groups * self.num_heads, tokens, -1).unbind(0)
-        attn_bias = attn_bias.to(q.dtype)
+        attn_bias = attn_bias.to(qkv.dtype)
         # CPU SDPA has no fused kernel for a mask that needs a gradient; its math fallback adds a safe-softmax pass
-        if self.fused_attn and not (q.device.type == 'cpu' and attn_bias.requires_grad):
+        if self.fused_attn and not (qkv.device.type == 'cpu' and attn_bias.requires_grad):
+            q, k, v = qkv.reshape(3, batch, groups * self.num_heads, tokens, -1).unbind(0)  # SDPA wants 4D
             x = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=attn_bias, dropout_p=self.attn_drop.p if self.training else 0.)
         else:
-            attn = (q * self.scale) @ k.transpose(-2, -1) + attn_bias
+            # views (B', G, heads, N, hd): autograd then keeps copies of k and v only, not of the unscaled q too
+            q, k, v = qkv.unbind(0)
+            attn = (q * self.scale) @ k.transpose(-2, -1) + attn_bias.view(groups, self.num_heads, tokens, tokens)
             attn = self.attn_drop(attn.softmax(dim=-1))
             x = attn @ v
-        x = x.view(batch, groups, self.num_heads, tokens, -1).transpose(2, 3).reshape(-1, channels)
+        x = x.reshape(batch, groups, self.num_heads, tokens, -1).transpose(2, 3).reshape(-1, channels)
         return self.proj_drop(self.proj(x))
 
 
