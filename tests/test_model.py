@@ -5,7 +5,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from tps_timm.tps_swin import checkpoint_filter_fn
 
-from conftest import randomize_, small_model
+from conftest import SMALL, randomize_, small_model
 from reference import reference_block
 
 
@@ -164,3 +164,18 @@ def test_benchmark_eager_baseline_computes_the_same_function():
     x = torch.randn(2, 3, 8, 60, 44)
     with torch.no_grad():
         assert torch.allclose(fused(x), literal(x), atol=1e-5)
+
+
+def test_saved_activations_match_the_2d_swin_on_the_same_frames():
+    """Training memory that grows with the batch: what autograd keeps for backward stays at the 2D Swin's level."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'benchmarks'))
+    from bench import saved_activation_bytes
+    from timm.models.swin_transformer import SwinTransformer
+    frames, size = 4, 112
+    video = small_model(patch_size=(1, 4, 4))
+    image = SwinTransformer(img_size=size, num_classes=10, **SMALL)
+    saved_video = saved_activation_bytes(video, torch.randn(1, 3, frames, size, size))
+    saved_image = saved_activation_bytes(image, torch.randn(frames, 3, size, size))
+    assert saved_video <= 1.02 * saved_image, (saved_video, saved_image)
