@@ -240,7 +240,8 @@ def print_shifts(shifts: Dict) -> None:
     print(f"{'shape':14}" + ''.join(f' {c[0]:>16}' for c in columns))
     print(f"{'':14}" + ''.join(f' {c[3]:>16}' for c in columns))
     for name, r in shifts.items():
-        print(f'{name:14}' + ''.join(f" {r[f'{num} {kind}'] / r[f'{den} {kind}']:16.2f}" for _, num, den, kind in columns))
+        ratios = (r[f'{num} {kind}'] / r[f'{den} {kind}'] for _, num, den, kind in columns)
+        print(f'{name:14}' + ''.join(f' {ratio:16.2f}' for ratio in ratios))
 
 
 def print_models(models: Dict, frames: int, size: int) -> None:

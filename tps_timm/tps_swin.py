@@ -154,7 +154,7 @@ class WindowAttention(nn.Module):
     def forward(self, x: torch.Tensor, attn_bias: torch.Tensor) -> torch.Tensor:
         """
         Args:
-            x: Windowed tokens ``(B', G, N, C)``: ``G`` windows that share no bias rows, repeated ``B'`` times.
+            x: Windowed tokens ``(B', G, N, C)``: ``B'`` runs of ``G`` windows; window ``g`` of a run takes bias ``g``.
             attn_bias: Additive bias ``(G * heads, N, N)``, broadcast over ``B'``.
 
         Returns:
