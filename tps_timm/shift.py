@@ -66,13 +66,12 @@ def patch_shift_offsets(window_size: Tuple[int, int], device: Optional[torch.dev
 def patch_shift_source_frames(
         num_frames: int,
         window_size: Tuple[int, int],
-        inverse: bool = False,
         device: Optional[torch.device] = None,
 ) -> torch.Tensor:
-    """Frame each windowed token is read from, shape ``(D, win_h, win_w)``: ``(t - k) mod D`` (``+k`` if inverse)."""
+    """Frame each windowed token is read from, shape ``(D, win_h, win_w)``: ``(t - k) mod D``."""
     offsets = patch_shift_offsets(window_size, device=device)
     frames = torch.arange(num_frames, device=device).view(-1, 1, 1)
-    return (frames + (offsets if inverse else -offsets)) % num_frames
+    return (frames - offsets) % num_frames
 
 
 def _inverse_permutation(index: torch.Tensor) -> torch.Tensor:
@@ -152,32 +151,14 @@ def channel_shift(x: torch.Tensor, num_heads: int) -> torch.Tensor:
     return _ChannelShift.apply(x, num_heads)
 
 
-def _build_patch_shift_index(
-        batch: int,
-        num_frames: int,
-        num_windows: int,
-        window_size: Tuple[int, int],
-        inverse: bool,
-        device: Optional[torch.device],
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    tokens = window_size[0] * window_size[1]
-    src = patch_shift_source_frames(num_frames, window_size, inverse, device=device).view(1, num_frames, 1, tokens)
-    pos = torch.arange(num_windows * tokens, device=device).view(1, 1, num_windows, tokens)
-    clip = torch.arange(batch, device=device).view(batch, 1, 1, 1) * num_frames
-    index = ((clip + src) * (num_windows * tokens) + pos).flatten()
-    return index, _inverse_permutation(index)
-
-
-_cached_patch_shift_index = lru_cache(maxsize=64)(_build_patch_shift_index)
-
-
 def patch_shift(x: torch.Tensor, window_size: Tuple[int, int], inverse: bool = False) -> torch.Tensor:
     """Temporal patch shift of windowed tokens ``(B, D, num_windows, win_h * win_w, C)`` as one row permutation."""
     batch, num_frames, num_windows = x.shape[:3]
-    args = (batch, num_frames, num_windows, tuple(window_size), inverse)
-    build = _build_patch_shift_index if torch.compiler.is_compiling() else _cached_patch_shift_index
-    index, index_inverse = build(*args, x.device)
-    return permute_rows(x, index, index_inverse).view(x.shape)
+    # windows stacked vertically form a (nW * win_h, win_w) map whose partition is the identity but for the shift
+    index = window_token_index(num_frames, (num_windows * window_size[0], window_size[1]), window_size,
+                               shift_patches=True, batch=batch, device=x.device)
+    forward, backward = (index.reverse, index.partition) if inverse else (index.partition, index.reverse)
+    return permute_rows(x, forward, backward).view(x.shape)
 
 
 def channel_shift_reference(x: torch.Tensor, num_heads: int) -> torch.Tensor:
