@@ -272,8 +272,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
                 copy_checkpoint_atomic(saved, os.path.join(checkpoint_dir, 'best'))
             prune_checkpoints(checkpoint_dir, args.checkpoint_hist)
             summary = {k: v for k, v in eval_metrics.items() if isinstance(v, (int, float))}
-            update_summary(epoch, train_metrics, summary, os.path.join(out_dir, 'summary.csv'), lr=lr,
-                           write_header=epoch == 0 or not os.path.exists(os.path.join(out_dir, 'summary.csv')))
+            summary_file = os.path.join(out_dir, 'summary.csv')
+            update_summary(epoch, train_metrics, summary, summary_file, lr=lr,
+                           write_header=epoch == 0 or not os.path.exists(summary_file))
             accelerator.log({'train/epoch_loss': train_metrics['loss'],
                              **{f'val/{k}': v for k, v in summary.items()}}, step=state.step)
             msg = f"epoch {epoch}: train loss {train_metrics['loss']:.4f}, {train_metrics['clips_per_s']:.1f} clips/s"

@@ -16,7 +16,8 @@ from typing import Optional, Sequence
 import torch
 
 import tps_timm  # noqa: F401  (registers the models)
-from tps_timm.cli import add_data_args, add_model_args, create_model_from_args, parse_with_hparams, resolve_video_cfg
+from tps_timm.cli import add_data_args, add_model_args, add_test_view_args, create_model_from_args, \
+    parse_with_hparams, resolve_video_cfg
 from tps_timm.data import load_video_list
 from tps_timm.evaluate import eval_dataset, evaluate
 
@@ -26,8 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_args(parser)
     add_data_args(parser)
     parser.add_argument('--val-list', required=False, default=None, help='validation split annotation file')
-    parser.add_argument('--num-clips', type=int, default=None, help='clips per video (default: model config)')
-    parser.add_argument('--num-crops', type=int, choices=(1, 3), default=None, help='crops per clip (default: config)')
+    add_test_view_args(parser)
+    parser.add_argument('--amp', action='store_true', help='bf16 autocast (CUDA)')
     parser.add_argument('--short-side', type=int, default=None, help='short side before cropping (default: img size)')
     parser.add_argument('--results-file', default=None, help='write the metrics to this .json or .csv file')
     return parser

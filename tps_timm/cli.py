@@ -4,7 +4,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
 
-__all__ = ['parse_with_hparams', 'add_data_args', 'add_model_args', 'create_model_from_args', 'resolve_video_cfg']
+__all__ = ['parse_with_hparams', 'add_data_args', 'add_clip_args', 'add_test_view_args', 'add_model_args',
+           'create_model_from_args', 'resolve_video_cfg']
 
 
 def parse_with_hparams(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = None,
@@ -51,12 +52,11 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument('--model-kwargs', nargs='*', default={}, action=ParseKwargs,
                        help='extra model arguments, e.g. embed_dim=32 depths="(1,1,1,1)"')
     group.add_argument('--seed', type=int, default=0, help='random seed (model init, sampling, augmentation)')
-    group.add_argument('--amp', action='store_true', help='bf16 autocast (CUDA)')
     group.add_argument('--torchcompile', action='store_true', help='torch.compile the model')
 
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
-    from .data import BACKENDS, DATASET_FORMATS
+    from .data import DATASET_FORMATS
     group = parser.add_argument_group('data')
     group.add_argument('--data-root', default='', help='folder the annotation paths are relative to')
     group.add_argument('--dataset-format', default='list', choices=DATASET_FORMATS,
@@ -64,13 +64,25 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument('--class-names', default=None,
                        help='class names: names file (list/kinetics), labels.json (sthv2), labels CSV (sthv1), '
                             'vocab JSON (diving48)')
-    group.add_argument('--num-frames', type=int, default=None, help='frames per clip (default: model config)')
-    group.add_argument('--frame-interval', type=int, default=None, help='dense sampling stride (default: config)')
-    group.add_argument('--sampling', choices=('dense', 'uniform'), default=None, help='default: model config')
-    group.add_argument('--img-size', type=int, default=None, help='crop size (default: model config)')
+    add_clip_args(group)
     group.add_argument('--batch-size', type=int, default=8)
     group.add_argument('--workers', type=int, default=2)
-    group.add_argument('--video-backend', choices=BACKENDS, default=None, help='default: decord if installed')
+
+
+def add_clip_args(parser) -> None:
+    """How a clip is read: frames, sampling, size, decoder (defaults: the model's pretrained config)."""
+    from .data import BACKENDS
+    parser.add_argument('--num-frames', type=int, default=None, help='frames per clip (default: model config)')
+    parser.add_argument('--frame-interval', type=int, default=None, help='dense sampling stride (default: config)')
+    parser.add_argument('--sampling', choices=('dense', 'uniform'), default=None, help='default: model config')
+    parser.add_argument('--img-size', type=int, default=None, help='crop size (default: model config)')
+    parser.add_argument('--video-backend', choices=BACKENDS, default=None, help='default: decord if installed')
+
+
+def add_test_view_args(parser) -> None:
+    """Test views per video (defaults: the model's pretrained config)."""
+    parser.add_argument('--num-clips', type=int, default=None, help='clips per video (default: model config)')
+    parser.add_argument('--num-crops', type=int, choices=(1, 3), default=None, help='crops per clip (default: config)')
 
 
 def create_model_from_args(args: argparse.Namespace, num_classes: Optional[int] = None):

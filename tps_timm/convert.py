@@ -15,6 +15,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
+from .data import read_class_names
+
 __all__ = ['load_checkpoint_file', 'load_model_weights', 'read_label_names', 'convert']
 
 
@@ -50,14 +52,13 @@ def load_model_weights(model: torch.nn.Module, path: str, trust_pickle: bool = F
 
 def read_label_names(path: str) -> List[str]:
     """Class names from a JSON list / {index: name} dict, or a text file with one name per line."""
-    text = Path(path).read_text(encoding='utf-8')
     if path.endswith('.json'):
-        data = json.loads(text)
+        data = json.loads(Path(path).read_text(encoding='utf-8'))
         if isinstance(data, dict):
             return [data[k] for k in sorted(data, key=int)] if all(k.isdigit() for k in data) else \
                 [k for k, _ in sorted(data.items(), key=lambda kv: int(kv[1]))]
         return [str(x) for x in data]
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    return read_class_names(path)
 
 
 def convert(

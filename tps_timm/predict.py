@@ -9,8 +9,9 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
-from .cli import add_model_args, create_model_from_args, label_names_for, parse_with_hparams, resolve_video_cfg
-from .data import BACKENDS, VideoList, normalize_clip, read_class_names
+from .cli import add_clip_args, add_model_args, add_test_view_args, create_model_from_args, label_names_for, \
+    parse_with_hparams, resolve_video_cfg
+from .data import VideoList, normalize_clip, read_class_names
 from .evaluate import eval_dataset
 
 
@@ -37,13 +38,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument('videos', nargs='+', help='video files or frame folders')
     add_model_args(parser)
     parser.add_argument('--class-names', default=None, help='class names file (default: the model config)')
-    parser.add_argument('--num-frames', type=int, default=None)
-    parser.add_argument('--frame-interval', type=int, default=None)
-    parser.add_argument('--sampling', choices=('dense', 'uniform'), default=None)
-    parser.add_argument('--img-size', type=int, default=None)
-    parser.add_argument('--num-clips', type=int, default=None)
-    parser.add_argument('--num-crops', type=int, choices=(1, 3), default=None)
-    parser.add_argument('--video-backend', choices=BACKENDS, default=None)
+    add_clip_args(parser)
+    add_test_view_args(parser)
     args = parse_with_hparams(parser, argv)
     names = read_class_names(args.class_names) if args.class_names else []
     model = create_model_from_args(args, num_classes=len(names) or None)

@@ -23,8 +23,7 @@ class VideoDataset(Dataset):
     Training items are ``(clip uint8 (C, T, H, W), label)``; an unreadable video is reported by path and reason and
     replaced by another one. Evaluation items are dicts with ``video`` uint8 ``(views, C, T, H, W)`` (clips x crops),
     ``label``, ``index``, ``readable`` and ``error`` (the reason, if unreadable); an unreadable video comes back
-    zero-filled with ``readable=False`` so that
-    evaluation can count it and leave it out of the accuracy.
+    zero-filled with ``readable=False`` so that evaluation can count it and leave it out of the accuracy.
     """
 
     def __init__(

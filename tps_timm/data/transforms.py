@@ -12,6 +12,8 @@ import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
 
+from .video_io import short_side_size
+
 __all__ = ['SSV2_FLIP_LABEL_MAP', 'short_side_resize', 'ClipTrainTransform', 'ClipEvalTransform', 'normalize_clip',
            'ClipRandomErasing']
 
@@ -24,8 +26,7 @@ def short_side_resize(clip: torch.Tensor, size: int) -> torch.Tensor:
     height, width = clip.shape[-2:]
     if min(height, width) == size:
         return clip
-    scale = size / min(height, width)
-    return TF.resize(clip, [max(size, round(height * scale)), max(size, round(width * scale))], antialias=True)
+    return TF.resize(clip, list(short_side_size(height, width, size)), antialias=True)
 
 
 def _random_resized_box(height: int, width: int, scale: Tuple[float, float], ratio: Tuple[float, float],

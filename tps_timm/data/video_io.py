@@ -10,7 +10,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ['BACKENDS', 'VideoReadError', 'default_backend', 'load_clip', 'probe_size']
+__all__ = ['BACKENDS', 'VideoReadError', 'default_backend', 'load_clip', 'probe_size', 'short_side_size']
 
 BACKENDS = ('decord', 'pyav')
 _IMAGE_EXTS = ('.jpg', '.jpeg', '.png')
@@ -38,16 +38,20 @@ def probe_size(path: str) -> Tuple[int, int]:
         return ctx.height, ctx.width
 
 
+def short_side_size(height: int, width: int, short_side: int) -> Tuple[int, int]:
+    """(height, width) scaled so that the short side is ``short_side``, keeping the aspect ratio."""
+    scale = short_side / min(height, width)
+    return max(short_side, round(height * scale)), max(short_side, round(width * scale))
+
+
 def _scaled_size(size: Tuple[int, int], short_side: Optional[int]) -> Optional[Tuple[int, int]]:
     """(height, width) with the short side reduced to ``short_side``, or None when no reduction pays off.
 
     Scaling inside the decoder costs more than it saves for small reductions, so only sizes over 1.5x are reduced.
     """
-    height, width = size
-    if not short_side or min(height, width) <= 1.5 * short_side:
+    if not short_side or min(size) <= 1.5 * short_side:
         return None
-    scale = short_side / min(height, width)
-    return max(short_side, round(height * scale)), max(short_side, round(width * scale))
+    return short_side_size(*size, short_side)
 
 
 def _read_decord(path: str, index_fn: IndexFn, short_side: Optional[int]) -> np.ndarray:
