@@ -3,10 +3,10 @@
 
     python benchmarks/bench.py [--device cpu|cuda] [--compile] [--json OUT] [--quick] [--parts shifts,models,loading]
 
-1. The shift ops alone at real shapes (stages 1 and 3 of tiny and base, D=16): fused vs the literal per-tile
-   reference vs a plain copy of the same tensor (the floor), forward and backward; and a block's data movement:
-   our one window permutation with the patch shift folded in vs the same without the shift vs timm's 2D roll +
-   window partition.
+1. The shift ops alone at real shapes (stages 1 and 3 of tiny and base, D=16, 8 clips): fused vs the literal
+   per-tile reference vs a plain copy of the same tensor (the floor), forward and backward; and a block's data
+   movement: our one window permutation with the patch shift folded in vs the same without the shift vs timm's 2D
+   roll + window partition, and the unshifted partition with the channel shift folded in vs without it.
 2. Whole models on one 32x224 clip: TPS-Swin-T vs timm's 2D Swin-T on the same 16 frames (the floor) vs torchvision
    swin3d_t (Video Swin) vs TPS-Swin-T with the literal eager shifts: inference and a training step, time and peak
    memory (CUDA: max allocated; CPU: peak RSS of a fresh subprocess), and for training the bytes autograd saves.
@@ -30,8 +30,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import tps_timm  # noqa: E402,F401
 from timm.models.swin_transformer import window_partition as timm_window_partition  # noqa: E402
-from tps_timm.shift import channel_shift, channel_shift_reference, patch_shift, patch_shift_reference, \
-    permute_rows, window_token_index  # noqa: E402
+from tps_timm.shift import channel_shift, channel_shift_reference, partition_channel_shift, patch_shift, \
+    patch_shift_reference, permute_rows, window_token_index  # noqa: E402
 
 # glibc: serve every allocation over 128 KiB by mmap, so that freed activations leave the process at once and its
 # peak RSS follows the peak of live tensors instead of heap fragmentation (CPU memory figures; harmless on CUDA)
@@ -87,8 +87,9 @@ def bench_shifts(device: str, reps: int, frames: int = 16, batch: int = 1) -> Di
         # patch shift folded in; forward + backward
         maps = torch.randn(batch, frames, side, side, channels, device=device, requires_grad=True)
         map_grad = torch.randn(batch * frames * side * side, channels, device=device)
-        plain = window_token_index(frames, (side, side), (7, 7), (3, 3), False, device=device)
-        shifted = window_token_index(frames, (side, side), (7, 7), (3, 3), True, device=device)
+        plain = window_token_index(frames, (side, side), (7, 7), (3, 3), False, batch=batch, device=device)
+        shifted = window_token_index(frames, (side, side), (7, 7), (3, 3), True, batch=batch, device=device)
+        unshifted = window_token_index(frames, (side, side), (7, 7), window_major=True, batch=batch, device=device)
 
         def partition_2d(t):
             t = torch.roll(t.flatten(0, 1), (-3, -3), (1, 2))
@@ -96,7 +97,12 @@ def bench_shifts(device: str, reps: int, frames: int = 16, batch: int = 1) -> Di
 
         for op_name, op in (('partition 2D', partition_2d),
                             ('partition', lambda t: permute_rows(t, plain.partition, plain.reverse)),
-                            ('partition+patch shift', lambda t: permute_rows(t, shifted.partition, shifted.reverse))):
+                            ('partition+patch shift', lambda t: permute_rows(t, shifted.partition, shifted.reverse)),
+                            ('unshifted partition', lambda t: permute_rows(t, unshifted.partition, unshifted.reverse)),
+                            ('unshifted partition+channel shift',
+                             lambda t: partition_channel_shift(t, unshifted, (7, 7), heads)),
+                            ('channel shift, then unshifted partition',
+                             lambda t: permute_rows(channel_shift(t, heads), unshifted.partition, unshifted.reverse))):
             with torch.no_grad():
                 row[f'{op_name} fwd'] = timeit(lambda: op(maps), device, reps)
 
@@ -227,8 +233,8 @@ def bench_loading(reps: int) -> Dict:
     return results
 
 
-def print_shifts(shifts: Dict) -> None:
-    print('\n## shift ops, ratios (lower is better)')
+def print_shifts(shifts: Dict, batch: int) -> None:
+    print(f'\n## shift ops on {batch} clips of 16 frames, ratios (lower is better)')
     columns = (  # (header, numerator, denominator, pass)
         ('patch/copy', 'patch fused', 'copy', 'fwd'), ('patch/copy', 'patch fused', 'copy', 'fwd+bwd'),
         ('literal/patch', 'patch reference', 'patch fused', 'fwd+bwd'),
@@ -236,6 +242,8 @@ def print_shifts(shifts: Dict) -> None:
         ('literal/chan', 'channel reference', 'channel fused', 'fwd+bwd'),
         ('part+shift/2D', 'partition+patch shift', 'partition 2D', 'fwd+bwd'),
         ('part+shift/part', 'partition+patch shift', 'partition', 'fwd+bwd'),
+        ('part+chan/part', 'unshifted partition+channel shift', 'unshifted partition', 'fwd+bwd'),
+        ('chan,part/part', 'channel shift, then unshifted partition', 'unshifted partition', 'fwd+bwd'),
     )
     print(f"{'shape':14}" + ''.join(f' {c[0]:>16}' for c in columns))
     print(f"{'':14}" + ''.join(f' {c[3]:>16}' for c in columns))
@@ -265,6 +273,8 @@ def main() -> None:
     parser.add_argument('--json', default=None, help='write all measurements to this file')
     parser.add_argument('--quick', action='store_true', help='fewer repetitions and a 16x112 clip for the models')
     parser.add_argument('--parts', default='shifts,models,loading', help='comma-separated subset to run')
+    parser.add_argument('--shift-batch', type=int, default=8,
+                        help='clips per shift-op call (default 8: the per-process batch of the hparams recipes)')
     parser.add_argument('--worker', default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -273,15 +283,15 @@ def main() -> None:
     frames, size = (16, 112) if args.quick else (32, 224)
     env = dict(device=torch.cuda.get_device_name() if args.device == 'cuda' else f'CPU x{os.cpu_count()}',
                torch=torch.__version__, date=time.strftime('%Y-%m-%d'), compile=args.compile,
-               clip=f'{frames}x{size}')
+               clip=f'{frames}x{size}', shift_batch=args.shift_batch)
     print(f"# {env['device']}, torch {env['torch']}, {env['date']}, compile={args.compile}")
     parts = set(args.parts.split(','))
     if not parts <= {'shifts', 'models', 'loading'}:
         parser.error(f'--parts: unknown {sorted(parts - {"shifts", "models", "loading"})}')
     shifts = models = loading = {}
     if 'shifts' in parts:
-        shifts = bench_shifts(args.device, reps * 4)  # milliseconds each: more repetitions
-        print_shifts(shifts)
+        shifts = bench_shifts(args.device, reps * 4, batch=args.shift_batch)  # milliseconds each: more repetitions
+        print_shifts(shifts, args.shift_batch)
     if 'models' in parts:
         models = bench_models(args.device, reps, args.compile, frames, size)
         print_models(models, frames, size)

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from tps_timm.shift import PATCH_SHIFT_PATTERN, channel_shift, channel_shift_reference, patch_shift, \
-    patch_shift_offsets, patch_shift_reference, permute_rows, window_token_index
+from tps_timm.shift import PATCH_SHIFT_PATTERN, channel_shift, channel_shift_reference, partition_channel_shift, \
+    patch_shift, patch_shift_offsets, patch_shift_reference, permute_rows, window_token_index
 from tps_timm.tps_swin import relative_position_index
 
 from reference import spec_bias_rows
@@ -19,12 +19,29 @@ def _grad_pair(fused, ref, x):
 
 
 @pytest.mark.parametrize('frames', [1, 2, 5, 16])
-@pytest.mark.parametrize('heads', [1, 3])
-def test_channel_shift_fused_equals_reference(frames, heads):
-    x = torch.randn(2, frames, 4, 5, heads * 32, dtype=torch.float64)
+@pytest.mark.parametrize('heads,head_dim', [(1, 32), (3, 32), (2, 24), (2, 8)])
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32, torch.bfloat16])
+def test_channel_shift_fused_equals_reference(frames, heads, head_dim, dtype):
+    """Exact in every dtype, including those whose channel groups move as wide elements (float32, bfloat16)."""
+    x = torch.randn(2, frames, 4, 5, heads * head_dim).to(dtype)
     ya, yb, ga, gb = _grad_pair(lambda t: channel_shift(t, heads), lambda t: channel_shift_reference(t, heads), x)
     assert torch.equal(ya, yb)
-    assert torch.allclose(ga, gb)
+    assert torch.equal(ga, gb)
+
+
+@pytest.mark.parametrize('frames', [1, 2, 5])
+@pytest.mark.parametrize('size,window', [((14, 14), (7, 7)), ((8, 15), (4, 5)), ((2, 3), (2, 3))])
+@pytest.mark.parametrize('dtype', [torch.float64, torch.float32, torch.bfloat16])
+def test_partition_channel_shift_is_channel_shift_then_partition(frames, size, window, dtype):
+    """The fold equals the channel shift followed by the unshifted window-major partition, forward and backward."""
+    heads = 3
+    index = window_token_index(frames, size, window, window_major=True, batch=2)
+    ya, yb, ga, gb = _grad_pair(
+        lambda t: partition_channel_shift(t, index, window, heads),
+        lambda t: permute_rows(channel_shift_reference(t, heads), index.partition, index.reverse),
+        torch.randn(2, frames, *size, heads * 32).to(dtype))
+    assert torch.equal(ya, yb)
+    assert torch.equal(ga, gb)
 
 
 def test_channel_shift_moves_the_spec_channels():

@@ -25,7 +25,7 @@ from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_c
 from timm.models._features import feature_take_indices
 from timm.models._pretrained import PretrainedCfg
 
-from .shift import channel_shift, patch_shift_offsets, permute_rows, window_token_index
+from .shift import channel_shift, partition_channel_shift, patch_shift_offsets, permute_rows, window_token_index
 
 __all__ = ['TpsSwinTransformer', 'VideoPretrainedCfg', 'checkpoint_filter_fn', 'TEMPORAL_MIXING']
 
@@ -261,7 +261,9 @@ class TpsSwinTransformerBlock(nn.Module):
             window_mask = (_cached_shifted_window_mask if cached else shifted_window_mask)(
                 (height, width), window, shift, x.device)
 
-        if self.temporal_shift == 'channel':
+        # unshifted windows are a plain reordering of the maps: the channel shift folds into their partition
+        fold_channel_shift = self.temporal_shift == 'channel' and window_major
+        if self.temporal_shift == 'channel' and not fold_channel_shift:
             x = channel_shift(x, self.num_heads)
         pad_h, pad_w = (-s % w for s, w in zip((height, width), window))
         if pad_h or pad_w:
@@ -269,7 +271,11 @@ class TpsSwinTransformerBlock(nn.Module):
         tokens = window[0] * window[1]
         num_windows = x.shape[2] * x.shape[3] // tokens
         groups = num_frames if window_major else num_frames * num_windows
-        windows = permute_rows(x, index.partition, index.reverse).view(-1, groups, tokens, channels)
+        if fold_channel_shift:
+            windows = partition_channel_shift(x, index, window, self.num_heads)
+        else:
+            windows = permute_rows(x, index.partition, index.reverse)
+        windows = windows.view(-1, groups, tokens, channels)
         x = self.attn(windows, self.attn.attn_bias(bias_index, window_mask, num_windows))
         # proj is per token, so the inverse patch shift folds into the window reverse after it
         x = permute_rows(x, index.reverse, index.partition).view(batch, num_frames, height + pad_h, width + pad_w, -1)
