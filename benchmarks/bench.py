@@ -1,18 +1,25 @@
 #!/usr/bin/env python3
 """Side-by-side speed and memory of TPS-Swin, measured in one run; prints ratios.
 
-    python benchmarks/bench.py [--device cpu|cuda] [--compile] [--json OUT] [--quick] [--parts shifts,models,loading]
+    python benchmarks/bench.py [--device cpu|cuda] [--compile] [--dtype float32|bfloat16] [--json OUT] [--quick]
+                               [--parts shifts,attention,models,base,loading]
 
-1. The shift ops alone at real shapes (stages 1 and 3 of tiny and base, D=16, 8 clips): fused vs the literal
+1. shifts: the shift ops alone at real shapes (stages 1 and 3 of tiny and base, D=16, 8 clips): fused vs the literal
    per-tile reference vs a plain copy of the same tensor (the floor), forward and backward; and a block's data
    movement: our one window permutation with the patch shift folded in vs the same without the shift vs timm's 2D
    roll + window partition, and the unshifted partition with the channel shift folded in vs without it.
-2. Whole models on one 32x224 clip: TPS-Swin-T vs timm's 2D Swin-T on the same 16 frames (the floor) vs torchvision
-   swin3d_t (Video Swin) vs TPS-Swin-T with the literal eager shifts: inference and a training step, time and peak
-   memory (CUDA: max allocated; CPU: peak RSS of a fresh subprocess), and for training the bytes autograd saves.
-3. Data loading: decoded training clips/s in one worker, K400-style dense and SSv2-style uniform sampling.
+2. attention: the window attention with TPS-Swin's relative position bias (and Swin's mask in shifted windows),
+   forward + backward: which kernel the default dispatch runs, and each SDPA backend forced in turn.
+3. models: whole models on one 32x224 clip: TPS-Swin-T vs timm's 2D Swin-T on the same 16 frames (the floor) vs
+   torchvision swin3d_t (Video Swin) vs TPS-Swin-T with the literal eager shifts: inference and a training step, time
+   and peak memory (CUDA: max allocated; CPU: peak RSS of a fresh subprocess), and for training the bytes autograd
+   saves.
+4. base: the TPS-Swin-B training step on 32x224 clips: clips/s and model-FLOPs utilisation (3x the forward FLOPs per
+   step) against the card's dense peak and against a large matrix product measured in the same run.
+5. loading: decoded training clips/s in one worker, K400-style dense and SSv2-style uniform sampling.
 
-Medians of several repetitions after warm-up.
+Medians of several repetitions after warm-up. ``--dtype bfloat16`` (the default on CUDA) runs the models under
+autocast and the shift and attention ops on bfloat16 tensors.
 """
 import argparse
 import json
@@ -23,7 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict
+from typing import Callable, Dict, List
 
 import torch
 
@@ -42,51 +49,66 @@ SHAPES = {  # name: (channels, heads, map side) at 224 input
 }
 
 
-def timeit(fn: Callable, device: str, reps: int, warmup: int = 2) -> float:
+def _timed(fn: Callable, device: str) -> float:
+    if device == 'cuda':
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    fn()
+    if device == 'cuda':
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+def times(fn: Callable, device: str, reps: int, warmup: int = 2) -> List[float]:
+    """Seconds of each of ``reps`` calls after ``warmup``."""
     for _ in range(warmup):
         fn()
-    times = []
+    return [_timed(fn, device) for _ in range(reps)]
+
+
+def timeit(fn: Callable, device: str, reps: int, warmup: int = 2) -> float:
+    """Median seconds of ``reps`` calls after ``warmup``."""
+    return statistics.median(times(fn, device, reps, warmup))
+
+
+def timeit_interleaved(fns: Dict[str, Callable], device: str, reps: int, warmup: int = 2) -> Dict[str, float]:
+    """Median seconds of each function, called in turn round after round, so that a slow spell of the machine
+    weighs on all of them alike and their ratios hold."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times = {name: [] for name in fns}
     for _ in range(reps):
-        if device == 'cuda':
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device == 'cuda':
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            times[name].append(_timed(fn, device))
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
-def bench_shifts(device: str, reps: int, frames: int = 16, batch: int = 1) -> Dict:
+def _forward(op: Callable, x: torch.Tensor) -> Callable:
+    def run():
+        with torch.no_grad():
+            op(x)
+    return run
+
+
+def _forward_backward(op: Callable, x: torch.Tensor, grad: torch.Tensor) -> Callable:
+    def run():
+        x.grad = None
+        op(x).backward(grad)
+    return run
+
+
+def bench_shifts(device: str, reps: int, dtype: torch.dtype, frames: int = 16, batch: int = 8) -> Dict:
     results = {}
     for name, (channels, heads, side) in SHAPES.items():
+        # the shifts alone, on windowed tokens
         windows = (side // 7) ** 2
-        x = torch.randn(batch, frames, windows, 49, channels, device=device, requires_grad=True)
+        x = torch.randn(batch, frames, windows, 49, channels, device=device, dtype=dtype, requires_grad=True)
         grad = torch.randn_like(x)
-
-        def fwd_bwd(op):
-            def run():
-                x.grad = None
-                op(x).backward(grad)
-            return run
-
-        ops = {
-            'patch fused': lambda t: patch_shift(t, (7, 7)),
-            'patch reference': lambda t: patch_shift_reference(t, (7, 7)),
-            'channel fused': lambda t: channel_shift(t, heads),
-            'channel reference': lambda t: channel_shift_reference(t, heads),
-            'copy': lambda t: t.clone(),
-        }
-        row = {}
-        with torch.no_grad():
-            for op_name, op in ops.items():
-                row[f'{op_name} fwd'] = timeit(lambda: op(x), device, reps)
-        for op_name, op in ops.items():
-            row[f'{op_name} fwd+bwd'] = timeit(fwd_bwd(op), device, reps)
-        # the block's own data movement: timm's 2D roll + partition copy vs our one permutation, with and without the
-        # patch shift folded in; forward + backward
-        maps = torch.randn(batch, frames, side, side, channels, device=device, requires_grad=True)
-        map_grad = torch.randn(batch * frames * side * side, channels, device=device)
+        # the block's own data movement, on the maps: timm's 2D roll + partition copy vs our one permutation, with and
+        # without a shift folded in
+        maps = torch.randn(batch, frames, side, side, channels, device=device, dtype=dtype, requires_grad=True)
+        map_grad = torch.randn(batch * frames * side * side, channels, device=device, dtype=dtype)
         plain = window_token_index(frames, (side, side), (7, 7), (3, 3), False, batch=batch, device=device)
         shifted = window_token_index(frames, (side, side), (7, 7), (3, 3), True, batch=batch, device=device)
         unshifted = window_token_index(frames, (side, side), (7, 7), window_major=True, batch=batch, device=device)
@@ -95,72 +117,155 @@ def bench_shifts(device: str, reps: int, frames: int = 16, batch: int = 1) -> Di
             t = torch.roll(t.flatten(0, 1), (-3, -3), (1, 2))
             return timm_window_partition(t, (7, 7)).reshape(-1, channels)
 
-        for op_name, op in (('partition 2D', partition_2d),
-                            ('partition', lambda t: permute_rows(t, plain.partition, plain.reverse)),
-                            ('partition+patch shift', lambda t: permute_rows(t, shifted.partition, shifted.reverse)),
-                            ('unshifted partition', lambda t: permute_rows(t, unshifted.partition, unshifted.reverse)),
-                            ('unshifted partition+channel shift',
-                             lambda t: partition_channel_shift(t, unshifted, (7, 7), heads)),
-                            ('channel shift, then unshifted partition',
-                             lambda t: permute_rows(channel_shift(t, heads), unshifted.partition, unshifted.reverse))):
-            with torch.no_grad():
-                row[f'{op_name} fwd'] = timeit(lambda: op(maps), device, reps)
+        token_ops = {
+            'patch fused': lambda t: patch_shift(t, (7, 7)),
+            'patch reference': lambda t: patch_shift_reference(t, (7, 7)),
+            'channel fused': lambda t: channel_shift(t, heads),
+            'channel reference': lambda t: channel_shift_reference(t, heads),
+            'copy': lambda t: t.clone(),
+        }
+        map_ops = {
+            'partition 2D': partition_2d,
+            'partition': lambda t: permute_rows(t, plain.partition, plain.reverse),
+            'partition+patch shift': lambda t: permute_rows(t, shifted.partition, shifted.reverse),
+            'unshifted partition': lambda t: permute_rows(t, unshifted.partition, unshifted.reverse),
+            'unshifted partition+channel shift': lambda t: partition_channel_shift(t, unshifted, (7, 7), heads),
+            'channel shift, then unshifted partition':
+                lambda t: permute_rows(channel_shift(t, heads), unshifted.partition, unshifted.reverse),
+        }
+        runs = {}
+        for ops, inputs, out_grad in ((token_ops, x, grad), (map_ops, maps, map_grad)):
+            for op_name, op in ops.items():
+                runs[f'{op_name} fwd'] = _forward(op, inputs)
+                runs[f'{op_name} fwd+bwd'] = _forward_backward(op, inputs, out_grad)
+        results[name] = timeit_interleaved(runs, device, reps)
+    return results
+
+
+def attention_kernels(run: Callable, device: str) -> str:
+    """The attention ops that one call of ``run`` dispatches to, as torch.profiler names them."""
+    from torch.profiler import ProfilerActivity, profile
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == 'cuda' else [])
+    with profile(activities=activities) as prof:
+        run()
+    names = sorted({e.key.removeprefix('aten::') for e in prof.key_averages()
+                    if e.key.startswith('aten::_') and 'attention' in e.key})
+    return ', '.join(names) or 'explicit softmax (no SDPA op)'
+
+
+def bench_attention(device: str, reps: int, dtype: torch.dtype, frames: int = 16, batch: int = 8) -> Dict:
+    """Window attention of TPS-Swin-T stages 1 and 3 on ``batch`` clips, as the blocks call it, forward + backward."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from tps_timm.tps_swin import WindowAttention, relative_position_index, shifted_window_mask
+    backends = {'flash': SDPBackend.FLASH_ATTENTION, 'efficient': SDPBackend.EFFICIENT_ATTENTION,
+                'cudnn': SDPBackend.CUDNN_ATTENTION, 'math': SDPBackend.MATH}
+    results = {}
+    for stage in ('tiny stage1', 'tiny stage3'):
+        channels, heads, side = SHAPES[stage]
+        num_windows = (side // 7) ** 2
+        attn = WindowAttention(channels, heads).to(device)
+        for shifted in (False, True):
+            # unshifted blocks: runs of D windows sharing a (D * heads) bias; shifted: runs of D * nW with the mask
+            bias_index = relative_position_index(frames, (7, 7), (16, 7, 7), 'patch' if shifted else 'channel',
+                                                 device)
+            mask = shifted_window_mask((side, side), (7, 7), (3, 3), device) if shifted else None
+            runs = (batch, frames * num_windows) if shifted else (batch * num_windows, frames)
+            x = torch.randn(*runs, 49, channels, device=device, dtype=dtype, requires_grad=True)
+            grad = torch.randn(x.numel() // channels, channels, device=device, dtype=dtype)
 
             def run():
-                maps.grad = None
-                op(maps).backward(map_grad)
-            row[f'{op_name} fwd+bwd'] = timeit(run, device, reps)
-        results[name] = row
+                x.grad = None
+                attn(x, attn.attn_bias(bias_index, mask, num_windows).to(dtype)).backward(grad)
+
+            def infer():
+                with torch.no_grad():
+                    attn(x, attn.attn_bias(bias_index, mask, num_windows).to(dtype))
+
+            row = {'inference kernels': attention_kernels(infer, device),
+                   'default kernels': attention_kernels(run, device), 'default': timeit(run, device, reps)}
+            if 'scaled_dot_product' in row['default kernels']:  # the block calls SDPA here: try each backend
+                for name, backend in backends.items():
+                    try:
+                        with sdpa_kernel([backend]):
+                            row[name] = timeit(run, device, reps)
+                    except RuntimeError as error:  # this backend cannot run this call
+                        row[name] = str(error).splitlines()[0][:80]
+            row['inference'] = timeit(infer, device, reps)
+            attn.fused_attn = False
+            row['explicit softmax'] = timeit(run, device, reps)
+            row['inference, explicit softmax'] = timeit(infer, device, reps)
+            attn.fused_attn = True
+            results[f"{stage} {'shifted' if shifted else 'unshifted'}"] = row
     return results
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process. Linux's VmHWM, since ``ru_maxrss`` keeps the parent's peak through the
+    fork and exec that started this worker."""
+    try:
+        with open('/proc/self/status') as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith('VmHWM:'))
+    except (OSError, StopIteration):
+        import resource
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _model_worker(spec: str) -> None:
     """Run one model measurement in this process and print JSON (fresh process: clean peak memory)."""
-    import resource
     cfg = json.loads(spec)
     device, kind, train = cfg['device'], cfg['model'], cfg['train']
     torch.manual_seed(0)
-    frames, size = cfg['frames'], cfg['size']
+    frames, size, batch = cfg['frames'], cfg['size'], cfg.get('batch', 1)
     if kind == 'swin2d':
         import timm
-        model = timm.create_model('swin_tiny_patch4_window7_224', num_classes=400)
-        x = torch.randn(frames // 2, 3, size, size)
+        model = timm.create_model('swin_tiny_patch4_window7_224', num_classes=400, img_size=size)
+        x = torch.randn(batch * frames // 2, 3, size, size)
     elif kind == 'swin3d_t':
         import torchvision
         model = torchvision.models.video.swin3d_t(num_classes=400)
-        x = torch.randn(1, 3, frames, size, size)
+        x = torch.randn(batch, 3, frames, size, size)
     else:
         import timm
-        model = timm.create_model('tps_swin_tiny', num_classes=400)
+        model = timm.create_model('tps_swin_base' if kind == 'tps base' else 'tps_swin_tiny', num_classes=400)
         if kind == 'tps eager':
             use_literal_shifts(model)
-        x = torch.randn(1, 3, frames, size, size)
+        x = torch.randn(batch, 3, frames, size, size)
     model, x = model.to(device), x.to(device)
+    eager_model = model
     if cfg['compile']:
         model = torch.compile(model)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     target = torch.zeros(x.shape[0], dtype=torch.long, device=device)
+    autocast = torch.autocast(device, dtype=getattr(torch, cfg['dtype']), enabled=cfg['dtype'] != 'float32')
 
     def step():
         if train:
             model.train()
-            loss = torch.nn.functional.cross_entropy(model(x), target)
+            with autocast:
+                loss = torch.nn.functional.cross_entropy(model(x), target)
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
         else:
             model.eval()
-            with torch.no_grad():
+            with torch.no_grad(), autocast:
                 model(x)
 
     if device == 'cuda':
         torch.cuda.reset_peak_memory_stats()
-    seconds = timeit(step, device, cfg['reps'], warmup=1)
-    peak = torch.cuda.max_memory_allocated() if device == 'cuda' else \
-        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    result = dict(seconds=seconds, peak_bytes=peak)
-    if train and not cfg['compile']:  # the hooks see the eager graph only
-        result['saved_bytes'] = saved_activation_bytes(model, x)
+    step_times = times(step, device, cfg['reps'], warmup=1)
+    peak = torch.cuda.max_memory_allocated() if device == 'cuda' else peak_rss_bytes()
+    result = dict(seconds=statistics.median(step_times), times=step_times, peak_bytes=peak)
+    if train and cfg.get('saved') and not cfg['compile']:  # the hooks see the eager graph only
+        with autocast:
+            result['saved_bytes'] = saved_activation_bytes(model, x)
+    if cfg.get('flops'):
+        from torch.utils.flop_counter import FlopCounterMode
+        eager_model.eval()
+        with torch.no_grad(), autocast, FlopCounterMode(display=False) as counter:
+            eager_model(x)
+        result['forward_flops'] = counter.get_total_flops()
     print(json.dumps(result))
 
 
@@ -194,18 +299,57 @@ def use_literal_shifts(model: torch.nn.Module) -> None:
                 lambda self, x: reference_attn_branch(self, x, model_attention=True, normed=True), module)
 
 
-def bench_models(device: str, reps: int, compile_: bool, frames: int, size: int) -> Dict:
+def run_worker(**cfg) -> Dict:
+    """One model measurement in a fresh subprocess (clean peak memory); its JSON result."""
+    proc = subprocess.run([sys.executable, __file__, '--worker', json.dumps(cfg)], capture_output=True, text=True,
+                          env=WORKER_ENV)
+    if proc.returncode:
+        raise RuntimeError(f"{cfg['model']}: {proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+def bench_models(device: str, reps: int, rounds: int, compile_: bool, dtype: str, frames: int, size: int) -> Dict:
+    """Each model in a fresh process, all of them in turn for ``rounds`` rounds of ``reps`` steps, so that a slow spell
+    of the machine weighs on every model alike; medians over all rounds, peaks the highest of any round."""
+    runs = {}
+    for round_ in range(rounds):
+        for kind in ('swin2d', 'tps', 'tps eager', 'swin3d_t'):
+            for train in (False, True):
+                result = run_worker(device=device, model=kind, train=train, reps=reps, compile=compile_, dtype=dtype,
+                                    frames=frames, size=size, saved=round_ == 0)
+                runs.setdefault(f"{kind} {'train step' if train else 'inference'}", []).append(result)
     results = {}
-    for kind in ('swin2d', 'tps', 'tps eager', 'swin3d_t'):
-        for train in (False, True):
-            spec = json.dumps(dict(device=device, model=kind, train=train, reps=reps, compile=compile_, frames=frames,
-                                   size=size))
-            proc = subprocess.run([sys.executable, __file__, '--worker', spec], capture_output=True, text=True,
-                                  env=WORKER_ENV)
-            if proc.returncode:
-                raise RuntimeError(f'{kind}: {proc.stderr[-2000:]}')
-            results[f"{kind} {'train step' if train else 'inference'}"] = json.loads(proc.stdout.splitlines()[-1])
+    for name, rounds_run in runs.items():
+        step_times = [t for r in rounds_run for t in r['times']]
+        results[name] = dict(rounds_run[0], seconds=statistics.median(step_times), times=step_times,
+                             peak_bytes=max(r['peak_bytes'] for r in rounds_run))
     return results
+
+
+# dense bfloat16 tensor-core peaks from the vendor's data sheets, TFLOP/s, by a part of the device name
+DENSE_BF16_PEAK_TFLOPS = {'H100 80GB HBM3': 989.4, 'H100 SXM': 989.4, 'H100 PCIe': 756.5, 'H100 NVL': 835.5,
+                          'H200': 989.4, 'A100': 312.0}
+
+
+def matmul_tflops(device: str, dtype: torch.dtype, reps: int) -> float:
+    """What a large square matrix product reaches here: the practical peak that model FLOPs are compared with."""
+    n = 8192 if device == 'cuda' else 2048
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    return 2 * n ** 3 / timeit(lambda: a @ b, device, reps) / 1e12
+
+
+def bench_base(device: str, reps: int, compile_: bool, dtype: str, batch: int, frames: int, size: int,
+               peak_tflops: float) -> Dict:
+    """TPS-Swin-B training step: clips/s and model-FLOPs utilisation (3x the forward FLOPs per step)."""
+    step = run_worker(device=device, model='tps base', train=True, reps=reps, compile=compile_, dtype=dtype,
+                      frames=frames, size=size, batch=batch, flops=True)
+    achieved = 3 * step['forward_flops'] / step['seconds'] / 1e12
+    matmul = matmul_tflops(device, getattr(torch, dtype), reps)
+    result = dict(step, batch=batch, clips_per_s=batch / step['seconds'], achieved_tflops=achieved,
+                  matmul_tflops=matmul, mfu_of_matmul=achieved / matmul)
+    if peak_tflops:
+        result.update(peak_tflops=peak_tflops, mfu=achieved / peak_tflops)
+    return result
 
 
 def bench_loading(reps: int) -> Dict:
@@ -266,43 +410,84 @@ def print_models(models: Dict, frames: int, size: int) -> None:
                   f"{r['seconds'] / floor['seconds']:10.2f} {r['peak_bytes'] / floor['peak_bytes']:10.2f} {saved}")
 
 
+def print_attention(attention: Dict, dtype: str) -> None:
+    print(f'\n## window attention with the TPS bias, {dtype}: ms forward + backward, or forward alone for inference '
+          f'(a backend that cannot run the call says why)')
+    for name, row in attention.items():
+        print(f"{name:22} training runs: {row['default kernels']}; inference runs: {row['inference kernels']}")
+        print(' ' * 22 + ''.join(f' {key} {value * 1e3:.2f}' if isinstance(value, float) else f' {key}: {value}'
+                                 for key, value in row.items() if not key.endswith('kernels')))
+
+
+def print_base(base: Dict, frames: int, size: int, dtype: str) -> None:
+    print(f"\n## TPS-Swin-B training step, {base['batch']} clips of {frames}x{size}, {dtype}")
+    peak = f", {base['mfu']:.1%} of the {base['peak_tflops']:.0f} TFLOP/s dense peak" if 'mfu' in base else ''
+    print(f"{base['clips_per_s']:.2f} clips/s, {base['seconds']:.3f} s/step, {base['peak_bytes'] / 2 ** 30:.2f} GiB "
+          f"peak; {base['achieved_tflops']:.3g} model TFLOP/s{peak}, {base['mfu_of_matmul']:.1%} of the "
+          f"{base['matmul_tflops']:.3g} TFLOP/s a large matrix product reaches here")
+
+
+PARTS = ('shifts', 'attention', 'models', 'base', 'loading')
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu', choices=('cpu', 'cuda'))
     parser.add_argument('--compile', action='store_true', help='torch.compile the models')
+    parser.add_argument('--dtype', default=None, choices=('float32', 'bfloat16'),
+                        help='bfloat16: models under autocast, shift and attention ops on bfloat16 tensors '
+                             '(default: bfloat16 on CUDA, float32 on CPU)')
     parser.add_argument('--json', default=None, help='write all measurements to this file')
     parser.add_argument('--quick', action='store_true', help='fewer repetitions and a 16x112 clip for the models')
-    parser.add_argument('--parts', default='shifts,models,loading', help='comma-separated subset to run')
+    parser.add_argument('--parts', default=','.join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
     parser.add_argument('--shift-batch', type=int, default=8,
-                        help='clips per shift-op call (default 8: the per-process batch of the hparams recipes)')
+                        help='clips per shift-op and attention call (default 8: the per-process batch of the recipes)')
+    parser.add_argument('--base-batch', type=int, default=None,
+                        help='clips per TPS-Swin-B training step (default: 8 on CUDA, 1 on CPU)')
+    parser.add_argument('--peak-tflops', type=float, default=None,
+                        help='dense peak of the device for MFU (default: the data-sheet bfloat16 peak of known GPUs)')
+    parser.add_argument('--rounds', type=int, default=3, help='rounds through all the models (default 3)')
     parser.add_argument('--worker', default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         return _model_worker(args.worker)
+    parts = args.parts.split(',')
+    if not set(parts) <= set(PARTS):
+        parser.error(f'--parts: unknown {sorted(set(parts) - set(PARTS))}; choose from {",".join(PARTS)}')
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        parser.error('--device cuda: no CUDA device is available')
+    dtype = args.dtype or ('bfloat16' if args.device == 'cuda' else 'float32')
     reps = 3 if args.quick else (5 if args.device == 'cpu' else 20)
+    model_reps = 3 if args.quick or args.device == 'cpu' else 20  # per round
     frames, size = (16, 112) if args.quick else (32, 224)
-    env = dict(device=torch.cuda.get_device_name() if args.device == 'cuda' else f'CPU x{os.cpu_count()}',
-               torch=torch.__version__, date=time.strftime('%Y-%m-%d'), compile=args.compile,
-               clip=f'{frames}x{size}', shift_batch=args.shift_batch)
-    print(f"# {env['device']}, torch {env['torch']}, {env['date']}, compile={args.compile}")
-    parts = set(args.parts.split(','))
-    if not parts <= {'shifts', 'models', 'loading'}:
-        parser.error(f'--parts: unknown {sorted(parts - {"shifts", "models", "loading"})}')
-    shifts = models = loading = {}
-    if 'shifts' in parts:
-        shifts = bench_shifts(args.device, reps * 4, batch=args.shift_batch)  # milliseconds each: more repetitions
-        print_shifts(shifts, args.shift_batch)
+    device_name = torch.cuda.get_device_name() if args.device == 'cuda' else f'CPU x{os.cpu_count()}'
+    peak = args.peak_tflops or next((tflops for key, tflops in DENSE_BF16_PEAK_TFLOPS.items()
+                                     if key in device_name and dtype == 'bfloat16'), None)
+    env = dict(device=device_name, torch=torch.__version__, date=time.strftime('%Y-%m-%d'), compile=args.compile,
+               dtype=dtype, clip=f'{frames}x{size}', shift_batch=args.shift_batch)
+    print(f"# {env['device']}, torch {env['torch']}, {env['date']}, compile={args.compile}, {dtype}")
+    results = dict(env=env)
+    if 'shifts' in parts:  # milliseconds each: more repetitions
+        results['shifts'] = bench_shifts(args.device, reps * 4, getattr(torch, dtype), batch=args.shift_batch)
+        print_shifts(results['shifts'], args.shift_batch)
+    if 'attention' in parts:
+        results['attention'] = bench_attention(args.device, reps * 4, getattr(torch, dtype), batch=args.shift_batch)
+        print_attention(results['attention'], dtype)
     if 'models' in parts:
-        models = bench_models(args.device, reps, args.compile, frames, size)
-        print_models(models, frames, size)
+        results['models'] = bench_models(args.device, model_reps, args.rounds, args.compile, dtype, frames, size)
+        print_models(results['models'], frames, size)
+    if 'base' in parts:
+        batch = args.base_batch or (8 if args.device == 'cuda' else 1)
+        results['base'] = bench_base(args.device, reps, args.compile, dtype, batch, frames, size, peak)
+        print_base(results['base'], frames, size, dtype)
     if 'loading' in parts:
-        loading = bench_loading(max(reps, 3))
+        results['loading'] = bench_loading(max(reps, 3))
         print('\n## data loading, one worker')
-        for name, r in loading.items():
+        for name, r in results['loading'].items():
             print(f"{name:24} {r['clips_per_s']:8.1f} clips/s")
     if args.json:
         with open(args.json, 'w') as f:
-            json.dump(dict(env=env, shifts=shifts, models=models, loading=loading), f, indent=2)
+            json.dump(results, f, indent=2)
 
 
 if __name__ == '__main__':

@@ -166,6 +166,24 @@ def test_benchmark_eager_baseline_computes_the_same_function():
         assert torch.allclose(fused(x), literal(x), atol=1e-5)
 
 
+def test_cpu_attention_kernels():
+    """CPU inference runs SDPA's fused kernel (a 3D bias would send it to the math fallback); CPU training, where the
+    bias needs a gradient and SDPA has no fused kernel, runs the explicit softmax."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'benchmarks'))
+    from bench import attention_kernels
+    model = small_model()
+    x = torch.randn(1, 3, 4, 56, 56)
+
+    def infer():
+        with torch.no_grad():
+            model.eval()(x)
+
+    assert attention_kernels(infer, 'cpu') == '_scaled_dot_product_flash_attention_for_cpu'
+    assert attention_kernels(lambda: model.train()(x).sum().backward(), 'cpu') == 'explicit softmax (no SDPA op)'
+
+
 def test_saved_activations_match_the_2d_swin_on_the_same_frames():
     """Training memory that grows with the batch: what autograd keeps for backward stays at the 2D Swin's level."""
     import sys

@@ -166,8 +166,9 @@ class WindowAttention(nn.Module):
         # CPU SDPA has no fused kernel for a mask that needs a gradient; its math fallback adds a safe-softmax pass
         if self.fused_attn and not (qkv.device.type == 'cpu' and attn_bias.requires_grad):
             q, k, v = qkv.reshape(3, batch, groups * self.num_heads, tokens, -1).unbind(0)  # SDPA wants 4D
+            # a 4D mask: with a 3D one CPU SDPA falls back to its math kernel (2x slower than its fused one)
             x = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=attn_bias, dropout_p=self.attn_drop.p if self.training else 0.)
+                q, k, v, attn_mask=attn_bias.unsqueeze(0), dropout_p=self.attn_drop.p if self.training else 0.)
         else:
             # views (B', G, heads, N, hd): autograd then keeps copies of k and v only, not of the unscaled q too
             q, k, v = qkv.unbind(0)
