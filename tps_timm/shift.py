@@ -9,7 +9,10 @@ Everything that moves tokens or channels between frames lives here, defined once
   partition, into one precomputed row permutation (``window_token_index``), so a patch-shift block moves its
   activations exactly as often as a 2D Swin block. Row permutations run as ``index_select`` on a 2D view in both
   directions (``permute_rows``): on CPU that is 2-4x faster than ``index_select`` along dim 1, whose backward is an
-  ``index_add``. The channel shift is five slice copies with an explicit adjoint, one pass each way.
+  ``index_add``. The channel shift touches only groups 0 and 1 of every head: in the model it is folded into the
+  unshifted window partition (``partition_channel_shift``: the gather, then those groups copied from the neighbouring
+  frames of the maps), and standing alone it is a copy with those groups rewritten (``channel_shift``); both with an
+  explicit adjoint.
 
 All shifts act along dim 1 (frames) of a ``(B, D, ...)`` tensor.
 """
