@@ -261,9 +261,11 @@ def _model_worker(spec: str) -> None:
         with autocast:
             result['saved_bytes'] = saved_activation_bytes(model, x)
     if cfg.get('flops'):
+        from torch.nn.attention import SDPBackend, sdpa_kernel
         from torch.utils.flop_counter import FlopCounterMode
         eager_model.eval()
-        with torch.no_grad(), autocast, FlopCounterMode(display=False) as counter:
+        # the math backend decomposes SDPA into matmuls that the counter sees (it knows no fused CPU kernel)
+        with torch.no_grad(), autocast, sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
             eager_model(x)
         result['forward_flops'] = counter.get_total_flops()
     print(json.dumps(result))
