@@ -164,7 +164,7 @@ def bench_attention(device: str, reps: int, dtype: torch.dtype, frames: int = 16
     for stage in ('tiny stage1', 'tiny stage3'):
         channels, heads, side = SHAPES[stage]
         num_windows = (side // 7) ** 2
-        attn = WindowAttention(channels, heads).to(device)
+        attn = WindowAttention(channels, heads).to(device, dtype)
         for shifted in (False, True):
             # unshifted blocks: runs of D windows sharing a (D * heads) bias; shifted: runs of D * nW with the mask
             bias_index = relative_position_index(frames, (7, 7), (16, 7, 7), 'patch' if shifted else 'channel',
@@ -174,14 +174,10 @@ def bench_attention(device: str, reps: int, dtype: torch.dtype, frames: int = 16
             x = torch.randn(*runs, 49, channels, device=device, dtype=dtype, requires_grad=True)
             grad = torch.randn(x.numel() // channels, channels, device=device, dtype=dtype)
 
-            def run():
-                x.grad = None
-                attn(x, attn.attn_bias(bias_index, mask, num_windows).to(dtype)).backward(grad)
+            def op(t: torch.Tensor, bias_index=bias_index, mask=mask) -> torch.Tensor:
+                return attn(t, attn.attn_bias(bias_index, mask, num_windows))
 
-            def infer():
-                with torch.no_grad():
-                    attn(x, attn.attn_bias(bias_index, mask, num_windows).to(dtype))
-
+            run, infer = _forward_backward(op, x, grad), _forward(op, x)
             row = {'inference kernels': attention_kernels(infer, device),
                    'default kernels': attention_kernels(run, device), 'default': timeit(run, device, reps)}
             if 'scaled_dot_product' in row['default kernels']:  # the block calls SDPA here: try each backend

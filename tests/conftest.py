@@ -1,8 +1,12 @@
 import os
+import sys
+from pathlib import Path
 
 # nothing may be fetched from the Hub in tests: hub loading is exercised against caches the tests build
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 os.environ.setdefault('HF_HUB_DISABLE_TELEMETRY', '1')
+# tests that check what benchmarks/bench.py measures import it as `bench`
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'benchmarks'))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -1,7 +1,4 @@
 """Checks that need a CUDA device: skipped without one (CI has none); run them on a GPU machine."""
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -65,7 +62,6 @@ def test_compiled_training_step_on_cuda_matches_eager():
 def test_training_attention_runs_a_fused_sdpa_kernel():
     """With the relative position bias (and Swin's mask) as a mask that needs a gradient, SDPA on CUDA must pick a
     fused kernel, not its math fallback."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'benchmarks'))
     from bench import attention_kernels
     model = small_model().cuda().train()
     x = torch.randn(2, 3, 8, 56, 56, device='cuda')

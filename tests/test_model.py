@@ -156,9 +156,6 @@ def test_torch_compile_training_parity():
 
 def test_benchmark_eager_baseline_computes_the_same_function():
     """benchmarks/bench.py times our fused model against the literal shifts: both must compute the same thing."""
-    import sys
-    from pathlib import Path
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'benchmarks'))
     from bench import use_literal_shifts
     fused = randomize_(small_model())
     literal = randomize_(small_model())
@@ -171,9 +168,6 @@ def test_benchmark_eager_baseline_computes_the_same_function():
 def test_cpu_attention_kernels():
     """CPU inference runs SDPA's fused kernel (a 3D bias would send it to the math fallback); CPU training, where the
     bias needs a gradient and SDPA has no fused kernel, runs the explicit softmax."""
-    import sys
-    from pathlib import Path
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'benchmarks'))
     from bench import attention_kernels
     model = small_model()
     x = torch.randn(1, 3, 4, 56, 56)
@@ -188,9 +182,6 @@ def test_cpu_attention_kernels():
 
 def test_saved_activations_match_the_2d_swin_on_the_same_frames():
     """Training memory that grows with the batch: what autograd keeps for backward stays at the 2D Swin's level."""
-    import sys
-    from pathlib import Path
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'benchmarks'))
     from bench import saved_activation_bytes
     from timm.models.swin_transformer import SwinTransformer
     frames, size = 4, 112
