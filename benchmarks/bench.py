@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Side-by-side speed and memory of TPS-Swin, measured in one run; prints ratios.
 
-    python benchmarks/bench.py [--device cpu|cuda] [--compile] [--dtype float32|bfloat16] [--json OUT] [--quick]
-                               [--parts shifts,attention,models,base,loading]
+    python benchmarks/bench.py [--device cpu|cuda] [--compile [regional|model]] [--dtype float32|bfloat16]
+                               [--json OUT] [--quick] [--parts shifts,attention,models,base,loading,compile]
 
 1. shifts: the shift ops alone at real shapes (stages 1 and 3 of tiny and base, D=16, 8 clips): fused vs the literal
    per-tile reference vs a plain copy of the same tensor (the floor), forward and backward; and a block's data
@@ -17,6 +17,10 @@
 4. base: the TPS-Swin-B training step on 32x224 clips: clips/s and model-FLOPs utilisation (3x the forward FLOPs per
    step) against the card's dense peak and against a large matrix product measured in the same run.
 5. loading: decoded training clips/s in one worker, K400-style dense and SSv2-style uniform sampling.
+6. compile: cold and warm ``torch.compile`` of a training step, TPS-Swin vs timm's 2D Swin on the same frames,
+   whole-model and regional: seconds per phase (first step, eval, train again, another batch size), graphs compiled
+   in each phase, graph breaks, and compiled vs eager step time. Each run is a fresh process: the cold one with an
+   empty inductor cache folder, the warm one with the folder the cold one filled.
 
 Medians of several repetitions after warm-up. ``--dtype bfloat16`` (the default on CUDA) runs the models under
 autocast and the shift and attention ops on bfloat16 tensors.
@@ -30,7 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import torch
 
@@ -98,7 +102,8 @@ def _forward_backward(op: Callable, x: torch.Tensor, grad: torch.Tensor) -> Call
     return run
 
 
-def bench_shifts(device: str, reps: int, dtype: torch.dtype, frames: int = 16, batch: int = 8) -> Dict:
+def bench_shifts(device: str, reps: int, dtype: torch.dtype, frames: int = 16, batch: int = 8,
+                 compile_: bool = False) -> Dict:
     results = {}
     for name, (channels, heads, side) in SHAPES.items():
         # the shifts alone, on windowed tokens
@@ -108,14 +113,14 @@ def bench_shifts(device: str, reps: int, dtype: torch.dtype, frames: int = 16, b
         # the block's own data movement, on the maps: timm's 2D roll + partition copy vs our one permutation, with and
         # without a shift folded in
         maps = torch.randn(batch, frames, side, side, channels, device=device, dtype=dtype, requires_grad=True)
-        map_grad = torch.randn(batch * frames * side * side, channels, device=device, dtype=dtype)
-        plain = window_token_index(frames, (side, side), (7, 7), (3, 3), False, batch=batch, device=device)
-        shifted = window_token_index(frames, (side, side), (7, 7), (3, 3), True, batch=batch, device=device)
-        unshifted = window_token_index(frames, (side, side), (7, 7), window_major=True, batch=batch, device=device)
+        map_grad = torch.randn(batch, frames * side * side, channels, device=device, dtype=dtype)
+        plain = window_token_index(frames, (side, side), (7, 7), (3, 3), False, device=device)
+        shifted = window_token_index(frames, (side, side), (7, 7), (3, 3), True, device=device)
+        unshifted = window_token_index(frames, (side, side), (7, 7), window_major=True, device=device)
 
         def partition_2d(t):
             t = torch.roll(t.flatten(0, 1), (-3, -3), (1, 2))
-            return timm_window_partition(t, (7, 7)).reshape(-1, channels)
+            return timm_window_partition(t, (7, 7)).reshape(batch, -1, channels)
 
         token_ops = {
             'patch fused': lambda t: patch_shift(t, (7, 7)),
@@ -129,13 +134,16 @@ def bench_shifts(device: str, reps: int, dtype: torch.dtype, frames: int = 16, b
             'partition': lambda t: permute_rows(t, plain.partition, plain.reverse),
             'partition+patch shift': lambda t: permute_rows(t, shifted.partition, shifted.reverse),
             'unshifted partition': lambda t: permute_rows(t, unshifted.partition, unshifted.reverse),
-            'unshifted partition+channel shift': lambda t: partition_channel_shift(t, unshifted, (7, 7), heads),
+            'unshifted partition+channel shift':
+                lambda t: partition_channel_shift(t, unshifted.partition, unshifted.reverse, (7, 7), heads),
             'channel shift, then unshifted partition':
                 lambda t: permute_rows(channel_shift(t, heads), unshifted.partition, unshifted.reverse),
         }
         runs = {}
         for ops, inputs, out_grad in ((token_ops, x, grad), (map_ops, maps, map_grad)):
             for op_name, op in ops.items():
+                if compile_:  # each op as inductor compiles it (the references too: the fused-vs-compiled question)
+                    op = torch.compile(op, dynamic=False)
                 runs[f'{op_name} fwd'] = _forward(op, inputs)
                 runs[f'{op_name} fwd+bwd'] = _forward_backward(op, inputs, out_grad)
         results[name] = timeit_interleaved(runs, device, reps)
@@ -228,12 +236,21 @@ def _model_worker(spec: str) -> None:
             use_literal_shifts(model)
         x = torch.randn(batch, 3, frames, size, size)
     model, x = model.to(device), x.to(device)
-    eager_model = model
+    autocast = torch.autocast(device, dtype=getattr(torch, cfg['dtype']), enabled=cfg['dtype'] != 'float32')
+    result = {}
+    if cfg.get('flops'):  # before any compilation: the counter sees the eager ops
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+        from torch.utils.flop_counter import FlopCounterMode
+        model.eval()
+        # the math backend decomposes SDPA into matmuls that the counter sees (it knows no fused CPU kernel)
+        with torch.no_grad(), autocast, sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+            model(x)
+        result['forward_flops'] = counter.get_total_flops()
     if cfg['compile']:
-        model = torch.compile(model)
+        from tps_timm.compilation import compile_model
+        model = compile_model(model, cfg['compile'])
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     target = torch.zeros(x.shape[0], dtype=torch.long, device=device)
-    autocast = torch.autocast(device, dtype=getattr(torch, cfg['dtype']), enabled=cfg['dtype'] != 'float32')
 
     def step():
         if train:
@@ -252,18 +269,10 @@ def _model_worker(spec: str) -> None:
         torch.cuda.reset_peak_memory_stats()
     step_times = times(step, device, cfg['reps'], warmup=1)
     peak = torch.cuda.max_memory_allocated() if device == 'cuda' else peak_rss_bytes()
-    result = dict(seconds=statistics.median(step_times), times=step_times, peak_bytes=peak)
+    result.update(seconds=statistics.median(step_times), times=step_times, peak_bytes=peak)
     if train and cfg.get('saved') and not cfg['compile']:  # the hooks see the eager graph only
         with autocast:
             result['saved_bytes'] = saved_activation_bytes(model, x)
-    if cfg.get('flops'):
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-        from torch.utils.flop_counter import FlopCounterMode
-        eager_model.eval()
-        # the math backend decomposes SDPA into matmuls that the counter sees (it knows no fused CPU kernel)
-        with torch.no_grad(), autocast, sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
-            eager_model(x)
-        result['forward_flops'] = counter.get_total_flops()
     print(json.dumps(result))
 
 
@@ -297,16 +306,17 @@ def use_literal_shifts(model: torch.nn.Module) -> None:
                 lambda self, x: reference_attn_branch(self, x, model_attention=True, normed=True), module)
 
 
-def run_worker(**cfg) -> Dict:
+def run_worker(env: Dict[str, str] = WORKER_ENV, **cfg) -> Dict:
     """One model measurement in a fresh subprocess (clean peak memory); its JSON result."""
     proc = subprocess.run([sys.executable, __file__, '--worker', json.dumps(cfg)], capture_output=True, text=True,
-                          env=WORKER_ENV)
+                          env=env)
     if proc.returncode:
         raise RuntimeError(f"{cfg['model']}: {proc.stderr[-2000:]}")
     return json.loads(proc.stdout.splitlines()[-1])
 
 
-def bench_models(device: str, reps: int, rounds: int, compile_: bool, dtype: str, frames: int, size: int) -> Dict:
+def bench_models(device: str, reps: int, rounds: int, compile_: Optional[str], dtype: str, frames: int,
+                 size: int) -> Dict:
     """Each model in a fresh process, all of them in turn for ``rounds`` rounds of ``reps`` steps, so that a slow spell
     of the machine weighs on every model alike; medians over all rounds, peaks the highest of any round."""
     runs = {}
@@ -324,6 +334,80 @@ def bench_models(device: str, reps: int, rounds: int, compile_: bool, dtype: str
     return results
 
 
+COMPILE_MODELS = {  # size: (2D timm Swin, TPS-Swin)
+    'tiny': ('swin_tiny_patch4_window7_224', 'tps_swin_tiny'),
+    'base': ('swin_base_patch4_window7_224', 'tps_swin_base'),
+}
+
+
+def _compile_worker(spec: str) -> None:
+    """Compile one model in this fresh process (its own inductor cache dir, set by the parent) and time each phase:
+    the cold first training step, evaluation, training again, another batch size; graphs and recompiles per phase."""
+    import timm
+    from torch._dynamo.utils import counters
+
+    from tps_timm.compilation import compile_model
+    cfg = json.loads(spec)
+    device, frames, size, batch = cfg['device'], cfg['frames'], cfg['size'], cfg['batch']
+    name_2d, name_tps = COMPILE_MODELS[cfg['size_name']]
+    if cfg['model'] == 'swin2d':
+        create = lambda: timm.create_model(name_2d, num_classes=400, img_size=size)
+        clips = lambda b: torch.randn(b * frames // 2, 3, size, size, device=device)  # the same frames as images
+    else:
+        create = lambda: timm.create_model(name_tps, num_classes=400, img_size=size, num_frames=frames)
+        clips = lambda b: torch.randn(b, 3, frames, size, size, device=device)
+    torch.manual_seed(0)
+    model = create().to(device)
+    warm = cfg['warm']  # the parent gives the warm run the cold run's inductor cache folder
+    compiled = compile_model(model, cfg['mode'])
+    autocast = torch.autocast(device, dtype=getattr(torch, cfg['dtype']), enabled=cfg['dtype'] != 'float32')
+
+    def train_step(net, x):
+        net.train()
+        with autocast:
+            loss = net(x).float().square().mean()
+        loss.backward()
+
+    def infer(net, x):
+        net.eval()
+        with torch.no_grad(), autocast:
+            net(x)
+
+    def graphs() -> int:
+        return counters['stats']['unique_graphs']
+
+    x, x2 = clips(batch), clips(batch + 1)
+    phases = {}
+    for phase, fn, inputs in (('first train step', train_step, x), ('eval', infer, x), ('train again', train_step, x),
+                              ('another batch size', train_step, x2)):
+        before = graphs()
+        phases[phase] = dict(seconds=_timed(lambda: fn(compiled, inputs), device), new_graphs=graphs() - before)
+        print(f"{cfg['model']} {cfg['mode']}: {phase} {phases[phase]}", file=sys.stderr, flush=True)
+    result = dict(phases=phases, warm=bool(warm), graph_breaks=sum(counters['graph_break'].values()))
+    if not warm:  # compiled vs eager step time, once per model and mode
+        torch.manual_seed(0)
+        eager = create().to(device)  # regional compilation compiles the blocks of `model` in place
+        result['compiled_step'] = timeit(lambda: train_step(compiled, x), device, cfg['reps'], warmup=1)
+        result['eager_step'] = timeit(lambda: train_step(eager, x), device, cfg['reps'], warmup=1)
+    print(json.dumps(result))
+
+
+def bench_compile(device: str, reps: int, dtype: str, size_name: str, batch: int, frames: int, size: int) -> Dict:
+    """Cold and warm compile of a training step, ours vs timm's 2D Swin on the same frames, per compile mode; each
+    measurement in a fresh process, the cold one with an empty inductor cache folder, the warm one with that folder
+    (as train.py's OUTPUT/compile_cache serves a resumed run)."""
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode in ('regional', 'model'):
+            for model in ('swin2d', 'tps'):
+                cfg = dict(part='compile', device=device, model=model, mode=mode, size_name=size_name, batch=batch,
+                           frames=frames, size=size, dtype=dtype, reps=reps)
+                env = dict(WORKER_ENV, TORCHINDUCTOR_CACHE_DIR=tempfile.mkdtemp(dir=tmp))
+                for run in ('cold', 'warm'):
+                    results[f'{model} {mode} {run}'] = run_worker(env=env, **cfg, warm=run == 'warm')
+    return results
+
+
 # dense bfloat16 tensor-core peaks from the vendor's data sheets, TFLOP/s, by a part of the device name
 DENSE_BF16_PEAK_TFLOPS = {'H100 80GB HBM3': 989.4, 'H100 SXM': 989.4, 'H100 PCIe': 756.5, 'H100 NVL': 835.5,
                           'H200': 989.4, 'A100': 312.0}
@@ -336,7 +420,7 @@ def matmul_tflops(device: str, dtype: torch.dtype, reps: int) -> float:
     return 2 * n ** 3 / timeit(lambda: a @ b, device, reps) / 1e12
 
 
-def bench_base(device: str, reps: int, compile_: bool, dtype: str, batch: int, frames: int, size: int,
+def bench_base(device: str, reps: int, compile_: Optional[str], dtype: str, batch: int, frames: int, size: int,
                peak_tflops: float) -> Dict:
     """TPS-Swin-B training step: clips/s and model-FLOPs utilisation (3x the forward FLOPs per step)."""
     step = run_worker(device=device, model='tps base', train=True, reps=reps, compile=compile_, dtype=dtype,
@@ -425,13 +509,29 @@ def print_base(base: Dict, frames: int, size: int, dtype: str) -> None:
           f"{base['matmul_tflops']:.3g} TFLOP/s a large matrix product reaches here")
 
 
-PARTS = ('shifts', 'attention', 'models', 'base', 'loading')
+def print_compile(compiled: Dict, size_name: str, batch: int, frames: int, size: int, dtype: str) -> None:
+    print(f'\n## torch.compile of a {size_name} training step, {batch} clip(s) of {frames}x{size}, {dtype} '
+          f'(2D Swin on the same frames); seconds, and graphs compiled in that phase')
+    phases = ('first train step', 'eval', 'train again', 'another batch size')
+    print(f"{'model':28}" + ''.join(f' {p:>20}' for p in phases) + f" {'breaks':>7} {'cold / 2D':>10} {'step c/e':>9}")
+    for name, r in compiled.items():
+        model, mode, run = name.split()
+        floor = compiled[f'swin2d {mode} {run}']['phases']['first train step']['seconds']
+        first = r['phases']['first train step']['seconds']
+        step = f"{r['compiled_step'] / r['eager_step']:9.2f}" if 'compiled_step' in r else ''
+        print(f'{name:28}' + ''.join(f" {r['phases'][p]['seconds']:12.1f} ({r['phases'][p]['new_graphs']:2d} gr)"
+                                     for p in phases) + f" {r['graph_breaks']:7d} {first / floor:10.2f} {step}")
+
+
+PARTS = ('shifts', 'attention', 'models', 'base', 'loading', 'compile')
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu', choices=('cpu', 'cuda'))
-    parser.add_argument('--compile', action='store_true', help='torch.compile the models')
+    parser.add_argument('--compile', nargs='?', const='regional', default=None, choices=('regional', 'model'),
+                        help='torch.compile the models of the models and base parts (default mode: regional) and '
+                             'each op of the shifts part')
     parser.add_argument('--dtype', default=None, choices=('float32', 'bfloat16'),
                         help='bfloat16: models under autocast, shift and attention ops on bfloat16 tensors '
                              '(default: bfloat16 on CUDA, float32 on CPU)')
@@ -445,10 +545,14 @@ def main() -> None:
     parser.add_argument('--peak-tflops', type=float, default=None,
                         help='dense peak of the device for MFU (default: the data-sheet bfloat16 peak of known GPUs)')
     parser.add_argument('--rounds', type=int, default=3, help='rounds through all the models (default 3)')
+    parser.add_argument('--compile-model', choices=sorted(COMPILE_MODELS), default=None,
+                        help='model size of the compile part (default: base on CUDA at 16 x 32x224, tiny on CPU at '
+                             '1 x 8x112)')
     parser.add_argument('--worker', default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # tables appear as each part ends, also when piped
     if args.worker:
-        return _model_worker(args.worker)
+        return (_compile_worker if json.loads(args.worker).get('part') == 'compile' else _model_worker)(args.worker)
     parts = args.parts.split(',')
     if not set(parts) <= set(PARTS):
         parser.error(f'--parts: unknown {sorted(set(parts) - set(PARTS))}; choose from {",".join(PARTS)}')
@@ -463,10 +567,15 @@ def main() -> None:
                                      if key in device_name and dtype == 'bfloat16'), None)
     env = dict(device=device_name, torch=torch.__version__, date=time.strftime('%Y-%m-%d'), compile=args.compile,
                dtype=dtype, clip=f'{frames}x{size}', shift_batch=args.shift_batch)
-    print(f"# {env['device']}, torch {env['torch']}, {env['date']}, compile={args.compile}, {dtype}")
+    print(f"# {env['device']}, torch {env['torch']}, {env['date']}, compile={args.compile}, {dtype}", flush=True)
     results = dict(env=env)
+    durations = dict(shifts='~1 min', attention='~1 min', models='~10 min on CPU', base='~2 min on CPU',
+                     loading='~1 min', compile='~30 min on CPU')
+    for part in parts:  # each part prints its table when done; say first what is coming
+        print(f'# will measure {part} ({durations[part]}{", less with --quick" if args.quick else ""})', flush=True)
     if 'shifts' in parts:  # milliseconds each: more repetitions
-        results['shifts'] = bench_shifts(args.device, reps * 4, getattr(torch, dtype), batch=args.shift_batch)
+        results['shifts'] = bench_shifts(args.device, reps * 4, getattr(torch, dtype), batch=args.shift_batch,
+                                         compile_=bool(args.compile))
         print_shifts(results['shifts'], args.shift_batch)
     if 'attention' in parts:
         results['attention'] = bench_attention(args.device, reps * 4, getattr(torch, dtype), batch=args.shift_batch)
@@ -483,6 +592,11 @@ def main() -> None:
         print('\n## data loading, one worker')
         for name, r in results['loading'].items():
             print(f"{name:24} {r['clips_per_s']:8.1f} clips/s")
+    if 'compile' in parts:
+        size_name = args.compile_model or ('base' if args.device == 'cuda' else 'tiny')
+        batch, frames, size = (16, 32, 224) if args.device == 'cuda' else (1, 8, 112)
+        results['compile'] = bench_compile(args.device, reps, dtype, size_name, batch, frames, size)
+        print_compile(results['compile'], size_name, batch, frames, size, dtype)
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(results, f, indent=2)

@@ -23,13 +23,13 @@ def test_shifts_on_cuda_equal_the_cpu_references(dtype):
     heads = 3
     tokens = torch.randn(2, 16, 4, 49, heads * 32).to(dtype)
     maps = torch.randn(2, 16, 14, 14, heads * 32).to(dtype)
-    index = window_token_index(16, (14, 14), (7, 7), window_major=True, batch=2)
-    cuda_index = window_token_index(16, (14, 14), (7, 7), window_major=True, batch=2, device='cuda')
+    index = window_token_index(16, (14, 14), (7, 7), window_major=True)
+    cuda_index = window_token_index(16, (14, 14), (7, 7), window_major=True, device='cuda')
     cases = [
         (lambda t: channel_shift(t, heads), lambda t: channel_shift_reference(t, heads), tokens),
         (lambda t: patch_shift(t, (7, 7)), lambda t: patch_shift_reference(t, (7, 7)), tokens),
-        (lambda t: partition_channel_shift(t, cuda_index, (7, 7), heads),
-         lambda t: partition_channel_shift(t, index, (7, 7), heads), maps),
+        (lambda t: partition_channel_shift(t, *cuda_index, (7, 7), heads),
+         lambda t: partition_channel_shift(t, *index, (7, 7), heads), maps),
     ]
     for fused, reference, x in cases:
         out_grad = torch.randn_like(reference(x))
@@ -49,11 +49,13 @@ def test_bf16_autocast_on_cuda_matches_float32_on_cpu():
     assert torch.nn.functional.cosine_similarity(got, expected).min() > 0.999
 
 
-def test_compiled_training_step_on_cuda_matches_eager():
-    model = randomize_(small_model()).cuda().train()
+@pytest.mark.parametrize('scope', ['model', 'regional'])
+def test_compiled_training_step_on_cuda_matches_eager(scope):
+    from tps_timm.compilation import compile_model
+    model = randomize_(small_model(img_size=(60, 44), num_frames=8)).cuda().train()
     x = torch.randn(2, 3, 8, 60, 44, device='cuda')
     expected = torch.autograd.grad(model(x).square().sum(), list(model.parameters()))
-    compiled = torch.compile(model, fullgraph=True)
+    compiled = compile_model(model, scope, fullgraph=True)
     got = torch.autograd.grad(compiled(x).square().sum(), list(model.parameters()))
     for a, b in zip(got, expected):
         assert torch.allclose(a, b, rtol=1e-3, atol=1e-4)

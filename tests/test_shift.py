@@ -35,9 +35,9 @@ def test_channel_shift_fused_equals_reference(frames, heads, head_dim, dtype):
 def test_partition_channel_shift_is_channel_shift_then_partition(frames, size, window, dtype):
     """The fold equals the channel shift followed by the unshifted window-major partition, forward and backward."""
     heads = 3
-    index = window_token_index(frames, size, window, window_major=True, batch=2)
+    index = window_token_index(frames, size, window, window_major=True)
     ya, yb, ga, gb = _grad_pair(
-        lambda t: partition_channel_shift(t, index, window, heads),
+        lambda t: partition_channel_shift(t, index.partition, index.reverse, window, heads),
         lambda t: permute_rows(channel_shift_reference(t, heads), index.partition, index.reverse),
         torch.randn(2, frames, *size, heads * 32).to(dtype))
     assert torch.equal(ya, yb)
@@ -95,21 +95,21 @@ def test_window_token_index_is_roll_partition_shift(size, window, shift, shift_p
         expected = patch_shift_reference(expected, window)
     if window_major:
         expected = expected.transpose(1, 2)
-    index = window_token_index(frames, size, window, shift, shift_patches, window_major, batch=2)
-    windows = padded.reshape(-1, 3)[index.partition]
-    assert torch.equal(windows, expected.reshape(-1, 3))
-    assert torch.equal(windows[index.reverse].view_as(padded), padded)  # reverse undoes all of it
+    index = window_token_index(frames, size, window, shift, shift_patches, window_major)
+    windows = permute_rows(padded, index.partition, index.reverse)  # per clip: batch offsets added inside
+    assert torch.equal(windows, expected.reshape(2, -1, 3))
+    assert torch.equal(permute_rows(windows, index.reverse, index.partition).view_as(padded), padded)  # undone
 
 
 @pytest.mark.parametrize('window_major', [False, True])
 def test_permute_rows_gradient_is_the_inverse_gather(window_major):
-    index = window_token_index(3, (10, 13), (7, 7), (3, 3), True, window_major, batch=2)  # padded to 14 x 14
-    x = torch.randn(index.partition.numel(), 5, dtype=torch.float64, requires_grad=True)
+    index = window_token_index(3, (10, 13), (7, 7), (3, 3), True, window_major)  # padded to 14 x 14
+    x = torch.randn(2, index.partition.numel(), 5, dtype=torch.float64, requires_grad=True)
     g = torch.randn_like(x)
-    expected, = torch.autograd.grad(x[index.partition], x, g)  # autograd's own scatter
+    expected, = torch.autograd.grad(x[:, index.partition], x, g)  # autograd's own scatter
     got, = torch.autograd.grad(permute_rows(x, index.partition, index.reverse), x, g)
     assert torch.equal(got, expected)
-    assert torch.autograd.gradcheck(lambda t: permute_rows(t, index.partition, index.reverse), (x[:, :1],))
+    assert torch.autograd.gradcheck(lambda t: permute_rows(t, index.partition, index.reverse), (x[:, :, :1],))
 
 
 @pytest.mark.parametrize('kind', ['patch', 'channel', 'none'])
@@ -124,3 +124,17 @@ def test_bias_index_other_clips_and_windows(frames, window):
         rows = relative_position_index(frames, window, table, kind)
         assert torch.equal(rows, spec_bias_rows(frames, window, table, kind))
         assert rows.min() >= 0 and rows.max() < (2 * table[0] - 1) * 13 * 13
+
+
+@pytest.mark.parametrize('heads,head_dim', [(3, 32), (2, 24), (2, 4)])
+def test_export_decompositions_equal_the_references(heads, head_dim):
+    """What an exported graph holds in place of the shifts' custom ops computes the same."""
+    from tps_timm.shift import EXPORT_DECOMPOSITIONS
+    channel = EXPORT_DECOMPOSITIONS[torch.ops.tps_timm.channel_shift.default]
+    partition = EXPORT_DECOMPOSITIONS[torch.ops.tps_timm.partition_channel_shift.default]
+    for frames in (1, 2, 5):
+        x = torch.randn(2, frames, 14, 14, heads * head_dim)
+        index = window_token_index(frames, (14, 14), (7, 7), window_major=True)
+        assert torch.equal(channel(x, heads, False), channel_shift_reference(x, heads))
+        assert torch.equal(partition(x, index.partition, index.reverse, (7, 7), heads),
+                           partition_channel_shift(x, index.partition, index.reverse, (7, 7), heads))

@@ -1,5 +1,6 @@
 """TPS-Swin video transformers as timm models: ``import tps_timm`` registers ``tps_swin_*`` with timm."""
 from .shift import channel_shift, patch_shift, channel_shift_reference, patch_shift_reference
-from .tps_swin import TpsSwinTransformer, VideoPretrainedCfg, checkpoint_filter_fn, TEMPORAL_MIXING
+from .pretrained import VideoPretrainedCfg
+from .tps_swin import TpsSwinTransformer, checkpoint_filter_fn, TEMPORAL_MIXING
 
 __version__ = '0.1.0'

@@ -5,57 +5,34 @@ Everything that moves tokens or channels between frames lives here, defined once
 * ``PATCH_SHIFT_PATTERN``: the 3 x 3 tile of temporal offsets of the patch shift (the paper's pattern C).
 * ``CHANNEL_SHIFT_DIV``: channels ``[0, hd/8)`` of every head come from frame ``t-1``, ``[hd/8, 2hd/8)`` from ``t+1``.
 * Eager references that follow the authors' code literally (per-tile rolls of a cloned tensor).
-* The fused forms the model uses. The patch shift is folded, together with the cyclic window shift and the window
-  partition, into one precomputed row permutation (``window_token_index``), so a patch-shift block moves its
-  activations exactly as often as a 2D Swin block. Row permutations run as ``index_select`` on a 2D view in both
-  directions (``permute_rows``): on CPU that is 2-4x faster than ``index_select`` along dim 1, whose backward is an
-  ``index_add``. The channel shift touches only groups 0 and 1 of every head: in the model it is folded into the
-  unshifted window partition (``partition_channel_shift``: the gather, then those groups copied from the neighbouring
-  frames of the maps), and standing alone it is a copy with those groups rewritten (``channel_shift``); both with an
-  explicit adjoint.
+* ``window_token_index``: the per-clip row permutation that rolls a block's padded maps by the window shift, cuts
+  them into windows and, for patch-shift blocks, reads each token from its shifted frame, with its inverse. Both are
+  closed-form index arithmetic (no scatter), so they build on any device, under ``torch.compile`` and on ``meta``.
+* The fused ops the model uses, all plain gathers and slice copies: ``permute_rows`` (a window partition, with the
+  patch shift folded in, whose backward is the inverse gather rather than a scatter-add), ``partition_channel_shift``
+  (the unshifted partition with the channel shift folded in: the gather, then channel groups 0 and 1 copied from the
+  neighbouring frames of the maps) and ``channel_shift`` standing alone.
 
-All shifts act along dim 1 (frames) of a ``(B, D, ...)`` tensor.
+Indices are per clip, without a batch dimension; the batch offsets are added when a permutation runs. All shifts act
+along dim 1 (temporal tokens) of a ``(B, D, ...)`` tensor.
 """
-from functools import lru_cache
-from typing import NamedTuple, Optional, Tuple
+from typing import NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
 __all__ = [
-    'PATCH_SHIFT_PATTERN', 'CHANNEL_SHIFT_DIV', 'patch_shift_offsets', 'patch_shift_source_frames',
-    'channel_shift', 'partition_channel_shift', 'patch_shift', 'permute_rows', 'channel_shift_reference',
-    'patch_shift_reference', 'WindowTokenIndex', 'window_token_index',
+    'PATCH_SHIFT_PATTERN', 'CHANNEL_SHIFT_DIV', 'patch_shift_offsets', 'patch_shift_source_frames', 'WindowTokenIndex',
+    'window_token_index', 'permute_rows', 'channel_shift', 'partition_channel_shift', 'patch_shift',
+    'channel_shift_reference', 'patch_shift_reference', 'EXPORT_DECOMPOSITIONS',
 ]
 
-# temporal offset k of the token at window position (r, s), by (r mod 3, s mod 3): frame t takes frame t - k
+# temporal offset k of the token at window position (r, s), by (r mod 3, s mod 3): token t takes token t - k
 PATCH_SHIFT_PATTERN: Tuple[Tuple[int, int, int], ...] = (
     (-4, 1, 2),
     (-1, 0, 3),
     (-2, -3, 4),
 )
 CHANNEL_SHIFT_DIV = 8
-
-
-def _maybe_compile(fn):
-    """Compile a pure-tensor op with inductor where that pays off (CUDA with triton); eager elsewhere."""
-    compiled = None
-
-    def wrapper(*args, **kwargs):
-        nonlocal compiled
-        if torch.compiler.is_compiling() or not args[0].is_cuda:
-            return fn(*args, **kwargs)  # inside an outer compile, or on CPU where compile time dominates
-        if compiled is None:
-            try:
-                import triton  # noqa: F401
-                compiled = torch.compile(fn, dynamic=True)
-            except Exception:  # no triton / unsupported platform: stay eager
-                compiled = fn
-        return compiled(*args, **kwargs)
-
-    wrapper.__wrapped__ = fn
-    wrapper.__doc__ = fn.__doc__
-    wrapper.__name__ = fn.__name__
-    return wrapper
 
 
 def patch_shift_offsets(window_size: Tuple[int, int], device: Optional[torch.device] = None) -> torch.Tensor:
@@ -67,189 +44,287 @@ def patch_shift_offsets(window_size: Tuple[int, int], device: Optional[torch.dev
 
 
 def patch_shift_source_frames(
-        num_frames: int,
+        num_temporal_tokens: int,
         window_size: Tuple[int, int],
         device: Optional[torch.device] = None,
 ) -> torch.Tensor:
-    """Frame each windowed token is read from, shape ``(D, win_h, win_w)``: ``(t - k) mod D``."""
+    """Temporal token each windowed token is read from, shape ``(D, win_h, win_w)``: ``(t - k) mod D``."""
     offsets = patch_shift_offsets(window_size, device=device)
-    frames = torch.arange(num_frames, device=device).view(-1, 1, 1)
-    return (frames - offsets) % num_frames
+    tokens = torch.arange(num_temporal_tokens, device=device).view(-1, 1, 1)
+    return (tokens - offsets) % num_temporal_tokens
 
 
-def _inverse_permutation(index: torch.Tensor) -> torch.Tensor:
-    inverse = torch.empty_like(index)
-    inverse[index] = torch.arange(index.numel(), device=index.device)
-    return inverse
+class WindowTokenIndex(NamedTuple):
+    """Row permutations between the padded maps ``(D, Hp, Wp)`` of one clip and its attention windows.
+
+    partition: ``(D * Hp * Wp,)``, the map row that each window row reads. Windows are ordered
+        ``(temporal token, window)``, or ``(window, temporal token)`` when window-major.
+    reverse: the inverse permutation, windows back to the maps.
+    """
+    partition: torch.Tensor
+    reverse: torch.Tensor
+
+
+def window_token_index(
+        num_temporal_tokens: int,
+        feat_size: Tuple[int, int],
+        window_size: Tuple[int, int],
+        shift_size: Tuple[int, int] = (0, 0),
+        shift_patches: bool = False,
+        window_major: bool = False,
+        device: Optional[torch.device] = None,
+) -> WindowTokenIndex:
+    """Window partition / reverse permutations of one clip's maps, padded from ``feat_size`` to whole windows.
+
+    Window token ``(t, a, b, r, s)`` (temporal token, window row and column, position in the window) reads map position
+    ``(t - k(r, s) mod D, (a * wh + r + sh) mod Hp, (b * ww + s + sw) mod Wp)``: Swin's roll by ``-shift`` and the
+    partition, with the patch shift's ``k`` when ``shift_patches`` (else ``k = 0``). The reverse inverts each step.
+    """
+    frames = num_temporal_tokens
+    (height, width), (win_h, win_w), (shift_h, shift_w) = feat_size, window_size, shift_size
+    pad_h, pad_w = -(-height // win_h) * win_h, -(-width // win_w) * win_w
+    nwh, nww = pad_h // win_h, pad_w // win_w
+    offsets = patch_shift_offsets(window_size, device) if shift_patches else \
+        torch.zeros(win_h, win_w, dtype=torch.long, device=device)
+
+    # partition, indexed (t, a, b, r, s)
+    t = torch.arange(frames, device=device).view(-1, 1, 1, 1, 1)
+    a = torch.arange(nwh, device=device).view(-1, 1, 1, 1)
+    b = torch.arange(nww, device=device).view(-1, 1, 1)
+    r = torch.arange(win_h, device=device).view(-1, 1)
+    s = torch.arange(win_w, device=device)
+    source_t = (t - offsets) % frames
+    partition = (source_t * pad_h + (a * win_h + r + shift_h) % pad_h) * pad_w + (b * win_w + s + shift_w) % pad_w
+    if window_major:
+        partition = partition.permute(1, 2, 0, 3, 4)
+
+    # reverse, indexed by map position (t', h, w): the window row that reads it
+    h = (torch.arange(pad_h, device=device) - shift_h) % pad_h  # position in the rolled map
+    w = (torch.arange(pad_w, device=device) - shift_w) % pad_w
+    a, r = (h // win_h).view(-1, 1), (h % win_h).view(-1, 1)
+    b, s = w // win_w, w % win_w
+    t = (torch.arange(frames, device=device).view(-1, 1, 1) + offsets[r, s]) % frames  # t - k(r, s) = t'
+    if window_major:
+        window_row = (a * nww + b) * frames + t
+    else:
+        window_row = (t * nwh + a) * nww + b
+    reverse = (window_row * win_h + r) * win_w + s
+    return WindowTokenIndex(partition.flatten(), reverse.flatten())
+
+
+def _batched(index: torch.Tensor, batch: int) -> torch.Tensor:
+    """A per-clip row index for ``batch`` clips stacked along rows."""
+    return (torch.arange(batch, device=index.device).unsqueeze(1) * index.numel() + index).flatten()
 
 
 class _RowPermutation(torch.autograd.Function):
-    """``y = x[index]`` for a permutation ``index`` of the rows; its gradient is the gather by ``inverse``."""
+    """``y = x[index]`` per clip for a permutation ``index`` of its rows; the gradient gathers by ``inverse``."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, index: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, rows: torch.Tensor, index: torch.Tensor, inverse: torch.Tensor, batch: int) -> torch.Tensor:
         ctx.save_for_backward(inverse)
-        return x.index_select(0, index)
+        ctx.batch = batch
+        return rows.index_select(0, _batched(index, batch))
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         inverse, = ctx.saved_tensors
-        return grad.index_select(0, inverse), None, None
+        return grad.index_select(0, _batched(inverse, ctx.batch)), None, None, None
 
 
 def permute_rows(x: torch.Tensor, index: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
-    """Rows (last dim) of ``x`` reordered by the permutation ``index`` of ``x.shape[:-1].numel()`` rows, flat.
+    """Rows of every clip of ``x`` ``(B, ..., C)`` reordered by the per-clip permutation ``index``, as ``(B, L, C)``.
 
-    ``inverse`` must be the inverse permutation: the backward pass is then a gather too, not a scatter-add.
+    ``L = index.numel()`` rows per clip. ``inverse`` must be the inverse permutation: the backward pass is then a gather
+    too, not a scatter-add. On a 2D view with batch offsets: ``index_select`` along dim 1 is slower on CPU.
+    Without a gradient to compute it is the plain gather (no autograd function: inference, ``torch.export``).
     """
-    return _RowPermutation.apply(x.reshape(-1, x.shape[-1]), index, inverse)
+    batch, channels = x.shape[0], x.shape[-1]
+    rows = x.reshape(-1, channels)
+    if torch.is_grad_enabled() and x.requires_grad:
+        rows = _RowPermutation.apply(rows, index, inverse, batch)
+    else:
+        rows = rows.index_select(0, _batched(index, batch))
+    return rows.view(batch, index.numel(), channels)
 
 
-# channel groups of these byte widths move as single elements of a dtype this wide
-_WIDE_DTYPES = {2: torch.int16, 4: torch.int32, 8: torch.int64, 16: torch.complex128}
-
-
-def _shifted_channel_groups(x: torch.Tensor, num_heads: int, wide: bool) -> torch.Tensor:
-    """Channel groups 0 and 1 of every head of ``x`` ``(B, D, ..., C)``, as a view ``(B, D, ..., heads, 2, fold)``.
-
-    With ``wide``, where the dtype allows, a group of ``head_dim / 8`` channels is one element of a wider dtype
-    (16 bytes for float32): on CPU, copies of strided 16-byte elements run ~1.5x faster than of 4-float slices.
-    """
+def _channel_groups(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """Channel groups 0 and 1 of every head of ``x`` ``(B, D, ..., C)``, as a view ``(B, D, ..., heads, 2, fold)``."""
     heads = x.unflatten(-1, (num_heads, -1))
     fold = heads.shape[-1] // CHANNEL_SHIFT_DIV
-    width = fold * x.element_size()
-    if wide and fold > 1 and width in _WIDE_DTYPES and heads.shape[-1] % fold == 0:
-        heads, fold = heads.view(_WIDE_DTYPES[width]), 1
     return heads[..., :2 * fold].unflatten(-1, (2, fold))
 
 
-def _frame_diagonal(groups: torch.Tensor) -> torch.Tensor:
-    """``(B, D - 2, ..., 2, fold)`` view of ``_shifted_channel_groups``: group ``j`` of frame ``t + 2j`` at ``t``.
-
-    Group 0 of frame ``t`` and group 1 of frame ``t + 2`` are what frame ``t + 1`` reads, so one copy between this
-    view and frames ``1 .. D-2`` moves both groups of the clip's inner frames.
-    """
-    size, stride = list(groups.shape), list(groups.stride())
-    size[1] -= 2
-    stride[-2] += 2 * stride[1]
-    return groups.as_strided(size, stride)  # the storage offset stays that of `groups`
-
-
 def _copy_shifted_channel_groups(dst: torch.Tensor, src: torch.Tensor, num_heads: int, adjoint: bool) -> None:
-    """Overwrite channel groups 0 and 1 of ``dst`` with those of ``src`` shifted along frames (dim 1), in place.
+    """Overwrite channel groups 0 and 1 of ``dst`` with those of ``src`` shifted along dim 1, in place.
 
-    ``dst`` and ``src`` share one logical shape ``(B, D, ..., C)`` and ``dst`` already holds ``src`` in every other
-    channel, so that ``dst`` becomes the channel shift of ``src`` (or, with ``adjoint``, its gradient).
-    Forward: group 0 of every head reads frame ``t-1`` and group 1 frame ``t+1``; clip ends keep their own values.
-    Adjoint: group 0 of frame ``t`` is read by frame ``t+1`` (and by frame 0 itself when ``t = 0``), group 1 by
-    frame ``t-1`` (and the last frame by itself).
+    ``dst`` and ``src`` share one logical shape ``(B, D, ..., C)`` and ``dst`` already holds ``src``, so that ``dst``
+    becomes the channel shift of ``src`` (or, with ``adjoint``, its gradient). Forward: group 0 of every head reads
+    token ``t-1`` and group 1 token ``t+1``; the clip ends keep their own values. Adjoint: group 0 of token ``t`` is
+    read by ``t+1`` (and by token 0 itself when ``t = 0``), group 1 by ``t-1`` (and the last token by itself).
     """
     if src.shape[1] < 2:
-        return  # a single frame keeps all its channels
-    wide = not torch.compiler.is_compiling()  # under compile the plain slices fuse into one kernel
-    out, x = _shifted_channel_groups(dst, num_heads, wide), _shifted_channel_groups(src, num_heads, wide)
+        return  # a single temporal token keeps all its channels
+    out, x = _channel_groups(dst, num_heads), _channel_groups(src, num_heads)
     if not adjoint:
-        out[:, 1:-1] = _frame_diagonal(x)
-        out[:, :1, ..., 1, :] = x[:, 1:2, ..., 1, :]
-        out[:, -1:, ..., 0, :] = x[:, -2:-1, ..., 0, :]
+        out[:, 1:, ..., 0, :] = x[:, :-1, ..., 0, :]
+        out[:, :-1, ..., 1, :] = x[:, 1:, ..., 1, :]
         return
-    # two copies: compile cannot functionalize a write through the diagonal's as_strided
     out[:, :-1, ..., 0, :] = x[:, 1:, ..., 0, :]
     out[:, -1:, ..., 0, :] = 0
     out[:, 1:, ..., 1, :] = x[:, :-1, ..., 1, :]
     out[:, :1, ..., 1, :] = 0
-    # the clip ends also read themselves: sums, in the real dtype
-    out, x = _shifted_channel_groups(dst, num_heads, False), _shifted_channel_groups(src, num_heads, False)
-    out[:, :1, ..., 0, :] += x[:, :1, ..., 0, :]
+    out[:, :1, ..., 0, :] += x[:, :1, ..., 0, :]  # the clip ends also read themselves
     out[:, -1:, ..., 1, :] += x[:, -1:, ..., 1, :]
 
 
-class _ChannelShift(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, num_heads: int) -> torch.Tensor:
-        ctx.num_heads = num_heads
-        out = x.clone(memory_format=torch.contiguous_format)
-        _copy_shifted_channel_groups(out, x, num_heads, adjoint=False)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        grad_x = grad.clone(memory_format=torch.contiguous_format)
-        _copy_shifted_channel_groups(grad_x, grad, ctx.num_heads, adjoint=True)
-        return grad_x, None
+@torch.library.custom_op('tps_timm::channel_shift', mutates_args=())
+def _channel_shift_op(x: torch.Tensor, num_heads: int, adjoint: bool) -> torch.Tensor:
+    out = x.clone(memory_format=torch.contiguous_format)
+    _copy_shifted_channel_groups(out, x, num_heads, adjoint)
+    return out
 
 
-@_maybe_compile
+@_channel_shift_op.register_fake
+def _(x: torch.Tensor, num_heads: int, adjoint: bool) -> torch.Tensor:
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+def _channel_shift_setup(ctx, inputs, output) -> None:
+    _, ctx.num_heads, ctx.adjoint = inputs
+
+
+def _channel_shift_backward(ctx, grad: torch.Tensor):
+    return _channel_shift_op(grad, ctx.num_heads, not ctx.adjoint), None, None
+
+
+_channel_shift_op.register_autograd(_channel_shift_backward, setup_context=_channel_shift_setup)
+
+
 def channel_shift(x: torch.Tensor, num_heads: int) -> torch.Tensor:
     """Channel shift (even blocks) of ``x`` shaped ``(B, D, ..., C)``: a copy, then groups 0 and 1 rewritten.
 
-    Slice copies rather than one gather along frames: the gather and its scatter-add backward are 2-3x slower on
-    CPU, and inductor fuses the copies into one kernel under compile. Blocks with unshifted windows fold it into
+    Slice copies rather than one gather along time: the gather and its scatter-add backward are 2-3x slower on CPU.
+    A custom op (its backward is the adjoint shift): ``torch.compile`` traces one node instead of functionalising the
+    slice writes, the costliest part of tracing a channel-shift block. Blocks with unshifted windows fold it into
     their window partition instead (``partition_channel_shift``).
     """
-    return _ChannelShift.apply(x, num_heads)
+    return _channel_shift_op(x, num_heads, False)
 
 
 def _tiled_shape(maps_shape: torch.Size, window_size: Tuple[int, int]) -> Tuple[int, ...]:
     """Padded maps ``(B, D, Hp, Wp, C)`` split into windows: ``(B, D, nWh, win_h, nWw, win_w, C)``."""
-    batch, num_frames, height, width, channels = maps_shape
+    batch, frames, height, width, channels = maps_shape
     win_h, win_w = window_size
-    return batch, num_frames, height // win_h, win_h, width // win_w, win_w, channels
+    return batch, frames, height // win_h, win_h, width // win_w, win_w, channels
 
 
 def _windows_as_maps(windows: torch.Tensor, maps_shape: torch.Size, window_size: Tuple[int, int]) -> torch.Tensor:
     """Window-major rows of an unshifted partition, viewed in map order (``_tiled_shape``)."""
-    batch, num_frames, win_rows, win_h, win_cols, win_w, channels = _tiled_shape(maps_shape, window_size)
-    return windows.view(batch, win_rows, win_cols, num_frames, win_h, win_w, channels).permute(0, 3, 1, 4, 2, 5, 6)
+    batch, frames, win_rows, win_h, win_cols, win_w, channels = _tiled_shape(maps_shape, window_size)
+    return windows.view(batch, win_rows, win_cols, frames, win_h, win_w, channels).permute(0, 3, 1, 4, 2, 5, 6)
 
 
-class _PartitionChannelShift(torch.autograd.Function):
+@torch.library.custom_op('tps_timm::partition_channel_shift', mutates_args=())
+def _partition_channel_shift_op(maps: torch.Tensor, partition: torch.Tensor, reverse: torch.Tensor,
+                                window_size: Sequence[int], num_heads: int) -> torch.Tensor:
     """Unshifted window partition with the channel shift folded in: the block's row gather, then groups 0 and 1 of
-    every head copied from the neighbouring frames of the maps. Backward: the reverse gather, then the adjoint."""
+    every head copied from the neighbouring frames of the maps. ``reverse`` serves the backward pass."""
+    maps = maps.contiguous()
+    windows = maps.reshape(-1, maps.shape[-1]).index_select(0, _batched(partition, maps.shape[0]))
+    _copy_shifted_channel_groups(_windows_as_maps(windows, maps.shape, window_size),
+                                 maps.view(_tiled_shape(maps.shape, window_size)), num_heads, adjoint=False)
+    return windows.view(maps.shape[0], -1, maps.shape[-1])
 
-    @staticmethod
-    def forward(ctx, maps: torch.Tensor, partition: torch.Tensor, reverse: torch.Tensor,
-                window_size: Tuple[int, int], num_heads: int) -> torch.Tensor:
-        ctx.save_for_backward(reverse)
-        ctx.geometry = (maps.shape, window_size, num_heads)
-        windows = maps.reshape(-1, maps.shape[-1]).index_select(0, partition)
-        _copy_shifted_channel_groups(_windows_as_maps(windows, maps.shape, window_size),
-                                     maps.view(_tiled_shape(maps.shape, window_size)), num_heads, adjoint=False)
-        return windows
 
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        reverse, = ctx.saved_tensors
-        maps_shape, window_size, num_heads = ctx.geometry
-        grad = grad.contiguous()
-        grad_maps = grad.index_select(0, reverse)
-        _copy_shifted_channel_groups(grad_maps.view(_tiled_shape(maps_shape, window_size)),
-                                     _windows_as_maps(grad, maps_shape, window_size), num_heads, adjoint=True)
-        return grad_maps.view(maps_shape), None, None, None, None
+@_partition_channel_shift_op.register_fake
+def _(maps: torch.Tensor, partition: torch.Tensor, reverse: torch.Tensor, window_size: Sequence[int],
+      num_heads: int) -> torch.Tensor:
+    return maps.new_empty(maps.shape[0], partition.shape[0], maps.shape[-1])
+
+
+@torch.library.custom_op('tps_timm::partition_channel_shift_backward', mutates_args=())
+def _partition_channel_shift_backward_op(grad: torch.Tensor, reverse: torch.Tensor, maps_shape: Sequence[int],
+                                         window_size: Sequence[int], num_heads: int) -> torch.Tensor:
+    """Gradient of ``partition_channel_shift``: the reverse gather, then the channel shift's adjoint."""
+    grad = grad.contiguous().view(-1, grad.shape[-1])
+    grad_maps = grad.index_select(0, _batched(reverse, maps_shape[0]))
+    _copy_shifted_channel_groups(grad_maps.view(_tiled_shape(maps_shape, window_size)),
+                                 _windows_as_maps(grad, maps_shape, window_size), num_heads, adjoint=True)
+    return grad_maps.view(maps_shape)
+
+
+@_partition_channel_shift_backward_op.register_fake
+def _(grad: torch.Tensor, reverse: torch.Tensor, maps_shape: Sequence[int], window_size: Sequence[int],
+      num_heads: int) -> torch.Tensor:
+    return grad.new_empty(maps_shape)
+
+
+def _partition_channel_shift_setup(ctx, inputs, output) -> None:
+    maps, _, reverse, ctx.window_size, ctx.num_heads = inputs
+    ctx.maps_shape = maps.shape
+    ctx.save_for_backward(reverse)
+
+
+def _partition_channel_shift_backward(ctx, grad: torch.Tensor):
+    reverse, = ctx.saved_tensors
+    grad_maps = _partition_channel_shift_backward_op(grad, reverse, ctx.maps_shape, ctx.window_size, ctx.num_heads)
+    return grad_maps, None, None, None, None
+
+
+_partition_channel_shift_op.register_autograd(_partition_channel_shift_backward,
+                                              setup_context=_partition_channel_shift_setup)
 
 
 def partition_channel_shift(
         maps: torch.Tensor,
-        index: 'WindowTokenIndex',
+        partition: torch.Tensor,
+        reverse: torch.Tensor,
         window_size: Tuple[int, int],
         num_heads: int,
 ) -> torch.Tensor:
-    """Channel-shifted windows of padded maps ``(B, D, Hp, Wp, C)`` as rows ``(B * Hp * Wp * D, C)``.
+    """Channel-shifted windows of padded maps ``(B, D, Hp, Wp, C)`` as rows ``(B, D * Hp * Wp, C)``.
 
-    ``index`` must be the unshifted, window-major partition of these maps (``window_token_index`` with no window
-    shift, no patch shift and ``window_major=True``): its windows are then a plain reordering of the maps, so the
-    shifted channel groups can be copied straight from the maps and the shift adds no pass of its own.
+    ``partition`` / ``reverse`` must be the unshifted, window-major partition of these maps (``window_token_index``
+    with no window shift, no patch shift and ``window_major=True``): its windows are then a plain reordering of the
+    maps, so the shifted channel groups can be copied straight from the maps and the shift adds no pass of its own.
+    A custom op, like ``channel_shift``.
     """
-    return _PartitionChannelShift.apply(maps.contiguous(), index.partition, index.reverse, tuple(window_size),
-                                        num_heads)
+    return _partition_channel_shift_op(maps, partition, reverse, tuple(window_size), num_heads)
+
+
+def _channel_shift_decomposition(x: torch.Tensor, num_heads: int, adjoint: bool = False) -> torch.Tensor:
+    """The channel shift as concatenated slices, no writes: the form an exported graph can hold."""
+    if adjoint:
+        raise NotImplementedError('the adjoint channel shift appears only in backward graphs, which are not exported')
+    heads = x.unflatten(-1, (num_heads, -1))
+    fold = heads.shape[-1] // CHANNEL_SHIFT_DIV
+    if x.shape[1] < 2 or fold == 0:
+        return x.clone()
+    previous = torch.cat([heads[:, :1, ..., :fold], heads[:, :-1, ..., :fold]], dim=1)
+    following = torch.cat([heads[:, 1:, ..., fold:2 * fold], heads[:, -1:, ..., fold:2 * fold]], dim=1)
+    return torch.cat([previous, following, heads[..., 2 * fold:]], dim=-1).flatten(-2)
+
+
+def _partition_channel_shift_decomposition(maps: torch.Tensor, partition: torch.Tensor, reverse: torch.Tensor,
+                                           window_size: Sequence[int], num_heads: int) -> torch.Tensor:
+    return permute_rows(_channel_shift_decomposition(maps, num_heads), partition, reverse)
+
+
+# the shifts' custom ops as plain tensor ops (concatenated slices and a gather), for exported programs:
+# `ExportedProgram.run_decompositions(EXPORT_DECOMPOSITIONS)` leaves only core ATen ops, which ONNX and others know
+EXPORT_DECOMPOSITIONS = {
+    torch.ops.tps_timm.channel_shift.default: _channel_shift_decomposition,
+    torch.ops.tps_timm.partition_channel_shift.default: _partition_channel_shift_decomposition,
+}
 
 
 def patch_shift(x: torch.Tensor, window_size: Tuple[int, int], inverse: bool = False) -> torch.Tensor:
     """Temporal patch shift of windowed tokens ``(B, D, num_windows, win_h * win_w, C)`` as one row permutation."""
-    batch, num_frames, num_windows = x.shape[:3]
+    frames, num_windows = x.shape[1:3]
     # windows stacked vertically form a (nW * win_h, win_w) map whose partition is the identity but for the shift
-    index = window_token_index(num_frames, (num_windows * window_size[0], window_size[1]), window_size,
-                               shift_patches=True, batch=batch, device=x.device)
+    index = window_token_index(frames, (num_windows * window_size[0], window_size[1]), window_size,
+                               shift_patches=True, device=x.device)
     forward, backward = (index.reverse, index.partition) if inverse else (index.partition, index.reverse)
     return permute_rows(x, forward, backward).view(x.shape)
 
@@ -270,72 +345,11 @@ def patch_shift_reference(x: torch.Tensor, window_size: Tuple[int, int], inverse
 
     ``x`` is ``(B, D, num_windows, win_h * win_w, C)``.
     """
-    batch, num_frames, num_windows, _, channels = x.shape
-    x = x.view(batch, num_frames, num_windows, window_size[0], window_size[1], channels)
+    batch, frames, num_windows, _, channels = x.shape
+    x = x.view(batch, frames, num_windows, window_size[0], window_size[1], channels)
     out = x.clone()
     sign = -1 if inverse else 1
     for r, row in enumerate(PATCH_SHIFT_PATTERN):
         for s, k in enumerate(row):
             out[:, :, :, r::3, s::3] = torch.roll(x[:, :, :, r::3, s::3], shifts=sign * k, dims=1)
     return out.flatten(3, 4)
-
-
-class WindowTokenIndex(NamedTuple):
-    """Row permutations that turn a batch of padded frame maps into attention windows and back.
-
-    partition: ``(B * D * Hp * Wp,)`` into the flattened padded maps ``(B, D, Hp, Wp)``; rolls each map by the window
-        shift, partitions it into windows and, for patch-shift blocks, reads each token from its shifted frame.
-        Windows are ordered ``(clip, frame, window)``, or ``(clip, window, frame)`` when ``window_major``.
-    reverse: the inverse permutation, windows back to the padded maps.
-    """
-    partition: torch.Tensor
-    reverse: torch.Tensor
-
-
-def _build_window_token_index(
-        num_frames: int,
-        feat_size: Tuple[int, int],
-        window_size: Tuple[int, int],
-        shift_size: Tuple[int, int],
-        shift_patches: bool,
-        window_major: bool,
-        batch: int,
-        device: Optional[torch.device],
-) -> WindowTokenIndex:
-    height, width = feat_size
-    win_h, win_w = window_size
-    pad_h, pad_w = -(-height // win_h) * win_h, -(-width // win_w) * win_w
-    rows = torch.arange(pad_h, device=device).view(pad_h // win_h, 1, win_h, 1)
-    cols = torch.arange(pad_w, device=device).view(1, pad_w // win_w, 1, win_w)
-    # window token (a, b, r, s) of the rolled map comes from map position ((a*wh + r + sh) % Hp, (b*ww + s + sw) % Wp)
-    spatial = ((rows + shift_size[0]) % pad_h) * pad_w + (cols + shift_size[1]) % pad_w  # (nWh, nWw, wh, ww)
-    if shift_patches:
-        frames = patch_shift_source_frames(num_frames, window_size, device=device).view(num_frames, 1, 1, win_h, win_w)
-    else:
-        frames = torch.arange(num_frames, device=device).view(num_frames, 1, 1, 1, 1)
-    clips = torch.arange(batch, device=device).view(batch, 1, 1, 1, 1, 1) * num_frames
-    partition = (clips + frames) * (pad_h * pad_w) + spatial  # (B, D, nWh, nWw, wh, ww)
-    if window_major:
-        partition = partition.permute(0, 2, 3, 1, 4, 5)
-    partition = partition.flatten()
-    return WindowTokenIndex(partition, _inverse_permutation(partition))
-
-
-_cached_window_token_index = lru_cache(maxsize=256)(_build_window_token_index)
-
-
-def window_token_index(
-        num_frames: int,
-        feat_size: Tuple[int, int],
-        window_size: Tuple[int, int],
-        shift_size: Tuple[int, int] = (0, 0),
-        shift_patches: bool = False,
-        window_major: bool = False,
-        batch: int = 1,
-        device: Optional[torch.device] = None,
-) -> WindowTokenIndex:
-    """Window partition / reverse permutations for ``batch`` padded ``(D, Hp, Wp)`` maps, cached in eager mode."""
-    args = (num_frames, tuple(feat_size), tuple(window_size), tuple(shift_size), shift_patches, window_major, batch)
-    if torch.compiler.is_compiling():
-        return _build_window_token_index(*args, device)  # traced once per graph, folded to constants
-    return _cached_window_token_index(*args, torch.device(device) if device is not None else None)

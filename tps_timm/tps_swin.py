@@ -7,27 +7,33 @@ https://arxiv.org/abs/2207.13259), numerically equal to the authors' mmaction2 b
 
 Layout follows timm's ``swin_transformer.py``: patch merging at the start of stages 1-3, channels-last features
 ``(B, D, H, W, C)``, ``head.fc`` classifier. Blocks alternate a channel shift (even) and a temporal patch shift with
-shifted windows (odd); both are index gathers from ``tps_timm.shift``.
+shifted windows (odd); both are index gathers from ``tps_timm.shift``. Each block keeps its window layout (the
+partition permutations, the bias rows and Swin's mask) for the model's input size as non-persistent buffers, and
+builds it per call for other sizes.
+
+Names: ``T`` clip frames (``num_frames``), ``D = ceil(T / patch_t)`` temporal tokens (``num_temporal_tokens``).
 """
 import logging
-from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any, Dict, List, Optional, Set, Tuple, Type, Union
+import math
+from typing import Any, Dict, List, NamedTuple, Optional, Set, Tuple, Type, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import ClassifierHead, DropPath, Format, Mlp, resize_rel_pos_bias_table, to_2tuple, trunc_normal_, \
+from timm.layers import ClassifierHead, Format, Mlp, resize_rel_pos_bias_table, to_2tuple, trunc_normal_, \
     use_fused_attn
-from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model
+from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model, \
+    resolve_pretrained_cfg
 from timm.models._features import feature_take_indices
 from timm.models._pretrained import PretrainedCfg
 
+from .pretrained import HUB_ORG, VIDEO_DATASETS, VideoPretrainedCfg, as_video_pretrained_cfg, pretrained_load_errors
+from .registry import register_model_aliases
 from .shift import channel_shift, partition_channel_shift, patch_shift_offsets, permute_rows, window_token_index
 
-__all__ = ['TpsSwinTransformer', 'VideoPretrainedCfg', 'checkpoint_filter_fn', 'TEMPORAL_MIXING']
+__all__ = ['TpsSwinTransformer', 'checkpoint_filter_fn', 'TEMPORAL_MIXING', 'WindowLayout', 'window_layout']
 
 _logger = logging.getLogger(__name__)
 
@@ -41,35 +47,49 @@ TEMPORAL_MIXING: Dict[str, Tuple[str, str]] = {
 MASK_VALUE = -100.0  # Swin's value between tokens of different regions of a shifted window
 
 
+# ---------------------------------------------------------------------------------------------------------------------
+# window math: small pure functions of the geometry
+
+def window_and_shift_size(
+        feat_size: Tuple[int, int],
+        window_size: Tuple[int, int],
+        shift_window: bool,
+) -> Tuple[Tuple[int, int], Tuple[int, int]]:
+    """Window clamped to the map, and the window shift (half a window) only along sides the window does not cover."""
+    window = tuple(min(s, w) for s, w in zip(feat_size, window_size))
+    shift = tuple(w // 2 if shift_window and s > w else 0 for s, w in zip(feat_size, window_size))
+    return window, shift
+
+
 def relative_position_index(
-        num_frames: int,
+        num_temporal_tokens: int,
         window_size: Tuple[int, int],
         table_size: Tuple[int, int, int],
         shift: str,
         device: Optional[torch.device] = None,
 ) -> torch.Tensor:
-    """Row of the bias table for every (frame, query, key) of a window, shape ``(D, N, N)``.
+    """Row of the bias table for every (temporal token, query, key) of a window, shape ``(D, N, N)``.
 
     ``row = ((dt + Dt - 1) * (2Wh - 1) + rp - rq + Wh - 1) * (2Ww - 1) + sp - sq + Ww - 1`` with the table's extents
-    ``(Dt, Wh, Ww)``. Like the reference, ``dt`` compares the query's frame with frame 0: ``dt = i`` for channel-shift
+    ``(Dt, Wh, Ww)``. Like the reference, ``dt`` compares the query's token with token 0: ``dt = i`` for channel-shift
     blocks, ``dt = ((i - k_p) mod D) - ((-k_q) mod D)`` for patch-shift blocks (``k`` from the shift pattern), and
     ``dt = 0`` without temporal mixing (a per-frame 2D Swin).
     """
-    table_frames, table_h, table_w = table_size
+    table_tokens, table_h, table_w = table_size
     win_h, win_w = window_size
     rows = torch.arange(win_h, device=device).repeat_interleave(win_w)
     cols = torch.arange(win_w, device=device).repeat(win_h)
-    frames = torch.arange(num_frames, device=device).view(-1, 1, 1)
+    tokens = torch.arange(num_temporal_tokens, device=device).view(-1, 1, 1)
     if shift == 'patch':
         k = patch_shift_offsets(window_size, device=device).flatten()
-        dt = (frames - k.view(1, -1, 1)) % num_frames - (-k.view(1, 1, -1)) % num_frames
+        dt = (tokens - k.view(1, -1, 1)) % num_temporal_tokens - (-k.view(1, 1, -1)) % num_temporal_tokens
     elif shift == 'channel':
-        dt = frames.expand(-1, win_h * win_w, win_h * win_w)
+        dt = tokens.expand(-1, win_h * win_w, win_h * win_w)
     else:
-        dt = torch.zeros(num_frames, win_h * win_w, win_h * win_w, dtype=torch.long, device=device)
+        dt = torch.zeros(num_temporal_tokens, win_h * win_w, win_h * win_w, dtype=torch.long, device=device)
     dr = (rows[:, None] - rows[None, :] + table_h - 1).unsqueeze(0)
     ds = (cols[:, None] - cols[None, :] + table_w - 1).unsqueeze(0)
-    return ((dt + table_frames - 1) * (2 * table_h - 1) + dr) * (2 * table_w - 1) + ds
+    return ((dt + table_tokens - 1) * (2 * table_h - 1) + dr) * (2 * table_w - 1) + ds
 
 
 def shifted_window_mask(
@@ -79,19 +99,91 @@ def shifted_window_mask(
         device: Optional[torch.device] = None,
 ) -> torch.Tensor:
     """Swin's mask ``(num_windows, N, N)`` for the padded map rolled by ``shift_size``: -100 across regions."""
+    pad_h, pad_w = (-(-s // w) * w for s, w in zip(feat_size, window_size))
+
+    def regions(size: int, window: int, shift: int) -> torch.Tensor:  # 0, 1, 2 along one side of the rolled map
+        position = torch.arange(size, device=device)
+        return (position >= size - window).long() + (position >= size - shift).long()
+
+    region = regions(pad_h, window_size[0], shift_size[0])[:, None] * 3 + regions(pad_w, window_size[1], shift_size[1])
     # regions are laid out in the rolled map's coordinates, so the windows are read without a further roll
     index = window_token_index(1, feat_size, window_size, device=device).partition
-    pad_h, pad_w = (-(-s // w) * w for s, w in zip(feat_size, window_size))
-    region_h = torch.bucketize(torch.arange(pad_h, device=device),
-                               torch.tensor([pad_h - window_size[0], pad_h - shift_size[0]], device=device), right=True)
-    region_w = torch.bucketize(torch.arange(pad_w, device=device),
-                               torch.tensor([pad_w - window_size[1], pad_w - shift_size[1]], device=device), right=True)
-    region = (region_h[:, None] * 3 + region_w[None, :]).flatten()[index].view(-1, window_size[0] * window_size[1])
+    region = region.flatten()[index].view(-1, window_size[0] * window_size[1])
     return (region[:, :, None] != region[:, None, :]).float() * MASK_VALUE
 
 
-_cached_relative_position_index = lru_cache(maxsize=256)(relative_position_index)
-_cached_shifted_window_mask = lru_cache(maxsize=256)(shifted_window_mask)
+class WindowLayout(NamedTuple):
+    """How a block turns the padded maps ``(D, Hp, Wp)`` of a clip into attention windows and back.
+
+    partition_index: ``(D * Hp * Wp,)`` map row read by each window row (window shift and patch shift folded in).
+    reverse_index: its inverse permutation.
+    relative_position_index: ``(D, N, N)`` bias-table rows.
+    attn_mask: Swin's shifted-window mask ``(nW, N, N)``, or None for unshifted windows.
+    """
+    partition_index: Optional[torch.Tensor]
+    reverse_index: Optional[torch.Tensor]
+    relative_position_index: Optional[torch.Tensor]
+    attn_mask: Optional[torch.Tensor]
+
+
+def window_layout(
+        feat_size: Tuple[int, int, int],
+        window_size: Tuple[int, int],
+        shift_window: bool,
+        temporal_shift: str,
+        table_size: Tuple[int, int, int],
+        device: Optional[torch.device] = None,
+) -> WindowLayout:
+    """The window layout of one clip with ``feat_size = (D, H, W)`` for a block of this kind; no batch dimension.
+
+    Unshifted windows are ordered window-major, so that one per-token bias serves every window; shifted windows
+    (with a per-window mask) token-major. ``table_size`` extents below the clip's are stretched to it: the block then
+    resamples its bias table along time (``resample_bias_table``).
+    """
+    num_tokens, height, width = feat_size
+    window, shift = window_and_shift_size((height, width), window_size, shift_window)
+    table_size = (max(table_size[0], num_tokens), *table_size[1:])
+    index = window_token_index(num_tokens, (height, width), window, shift, temporal_shift == 'patch',
+                               window_major=not any(shift), device=device)
+    mask = shifted_window_mask((height, width), window, shift, device) if any(shift) else None
+    return WindowLayout(index.partition, index.reverse,
+                        relative_position_index(num_tokens, window, table_size, temporal_shift, device), mask)
+
+
+def resample_bias_table(table: torch.Tensor, spatial: int, num_tokens: int) -> torch.Tensor:
+    """A TPS bias table ``((2Dt - 1) * spatial, heads)`` resampled linearly along time to ``num_tokens`` tokens.
+
+    Used when loading a checkpoint with another temporal extent and, at run time, for clips longer than the table
+    (as timm resizes position tables); the ends and ``dt = 0`` keep their values.
+    """
+    stored = table.shape[0] // spatial
+    heads = table.shape[1]
+    if stored == 2 * num_tokens - 1:
+        return table
+    table = table.reshape(stored, spatial * heads).t().unsqueeze(0)
+    table = F.interpolate(table, size=2 * num_tokens - 1, mode='linear', align_corners=True)
+    return table.squeeze(0).t().reshape(-1, heads)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# model
+
+class DropPath(nn.Module):
+    """Stochastic depth per sample, as timm's ``DropPath``, with the drop rate held in a buffer: compiled blocks that
+    differ only in their rate then share one graph (a float attribute would be a constant of each block's graph)."""
+
+    def __init__(self, drop_prob: float = 0.):
+        super().__init__()
+        self.register_buffer('keep_prob', torch.tensor(1. - drop_prob), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return x
+        keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(self.keep_prob.to(x.dtype))
+        return x * keep / self.keep_prob
+
+    def extra_repr(self) -> str:
+        return f'drop_prob={1 - self.keep_prob.item():.3f}'
 
 
 class WindowAttention(nn.Module):
@@ -142,10 +234,14 @@ class WindowAttention(nn.Module):
         """Additive attention bias, shared by the batch.
 
         Without a window mask: ``(D * heads, N, N)``, the same for every window (windows ordered window-major).
-        With one: ``(D * nW * heads, N, N)``, for windows ordered frame-major.
+        With one: ``(D * nW * heads, N, N)``, for windows ordered token-major. A clip with more temporal tokens than
+        the table covers reads a table resampled along time (``bias_index`` was built for its extent).
         """
-        num_frames, tokens, _ = bias_index.shape
-        bias = self.relative_position_bias_table[bias_index.flatten()].view(num_frames, tokens, tokens, -1)
+        num_tokens, tokens, _ = bias_index.shape
+        table = self.relative_position_bias_table
+        if num_tokens > self.table_size[0]:
+            table = resample_bias_table(table, (2 * self.table_size[1] - 1) * (2 * self.table_size[2] - 1), num_tokens)
+        bias = table[bias_index.flatten()].view(num_tokens, tokens, tokens, -1)
         bias = bias.permute(0, 3, 1, 2)  # D, heads, N, N
         if window_mask is not None:
             bias = bias.unsqueeze(1) + window_mask.to(bias.dtype).view(1, num_windows, 1, tokens, tokens)
@@ -186,6 +282,7 @@ class TpsSwinTransformerBlock(nn.Module):
             self,
             dim: int,
             num_heads: int,
+            feat_size: Optional[Tuple[int, int, int]] = None,
             window_size: Tuple[int, int] = (7, 7),
             shift_window: bool = False,
             temporal_shift: str = 'channel',
@@ -202,6 +299,7 @@ class TpsSwinTransformerBlock(nn.Module):
         Args:
             dim: Number of input channels.
             num_heads: Number of attention heads.
+            feat_size: Maps ``(D, H, W)`` whose window layout is kept as buffers (None: built per call).
             window_size: Spatial window size (clamped to smaller feature maps).
             shift_window: Shift windows by half a window (Swin's SW-MSA).
             temporal_shift: 'channel', 'patch' or 'none'.
@@ -236,50 +334,50 @@ class TpsSwinTransformerBlock(nn.Module):
         self.norm2 = norm_layer(dim)
         self.mlp = Mlp(in_features=dim, hidden_features=int(dim * mlp_ratio), act_layer=act_layer, drop=proj_drop)
         self.drop_path2 = DropPath(drop_path) if drop_path > 0. else nn.Identity()
+        self.set_input_size(feat_size)
 
-    def window_and_shift(self, feat_size: Tuple[int, int]) -> Tuple[Tuple[int, int], Tuple[int, int]]:
-        """Window clamped to the map, and no window shift along a side the window already covers."""
-        window = tuple(min(s, w) for s, w in zip(feat_size, self.window_size))
-        shift = tuple(w // 2 if self.shift_window and s > w else 0 for s, w in zip(feat_size, self.window_size))
-        return window, shift
+    def build_layout(self, feat_size: Tuple[int, int, int], device: Optional[torch.device] = None) -> WindowLayout:
+        """This block's window layout for maps ``(D, H, W)``."""
+        return window_layout(feat_size, self.window_size, self.shift_window, self.temporal_shift,
+                             self.attn.table_size, device)
+
+    def set_input_size(self, feat_size: Optional[Tuple[int, int, int]]) -> None:
+        """Keep the window layout for maps ``(D, H, W)`` as non-persistent buffers (None: build it per call)."""
+        device = self.attn.relative_position_bias_table.device
+        self.feat_size = tuple(feat_size) if feat_size is not None else None
+        layout = self.build_layout(self.feat_size, device) if self.feat_size else WindowLayout(None, None, None, None)
+        for name, tensor in layout._asdict().items():
+            self.register_buffer(name, tensor, persistent=False)
+
+    def window_layout(self, feat_size: Tuple[int, int, int], device: torch.device) -> WindowLayout:
+        """The buffers for the input size set, else a layout built for this size."""
+        if feat_size == self.feat_size:
+            return WindowLayout(self.partition_index, self.reverse_index, self.relative_position_index, self.attn_mask)
+        return self.build_layout(feat_size, device)
 
     def _attn(self, x: torch.Tensor) -> torch.Tensor:
-        batch, num_frames, height, width, channels = x.shape
-        if num_frames > self.max_temporal_tokens:
-            raise ValueError(
-                f'the clip has {num_frames} temporal tokens but the relative position bias covers '
-                f'{self.max_temporal_tokens}; create the model with max_temporal_tokens>={num_frames}')
-        window, shift = self.window_and_shift((height, width))
-        # without a window mask the bias depends on the frame only: window-major order lets every window share it
-        window_major = not any(shift)
-        index = window_token_index(
-            num_frames, (height, width), window, shift, self.temporal_shift == 'patch', window_major, batch, x.device)
-        geometry = (num_frames, window, (self.max_temporal_tokens, *self.window_size), self.temporal_shift, x.device)
-        cached = not torch.compiler.is_compiling()
-        bias_index = (_cached_relative_position_index if cached else relative_position_index)(*geometry)
-        window_mask = None
-        if any(shift):
-            window_mask = (_cached_shifted_window_mask if cached else shifted_window_mask)(
-                (height, width), window, shift, x.device)
-
-        # unshifted windows are a plain reordering of the maps: the channel shift folds into their partition
-        fold_channel_shift = self.temporal_shift == 'channel' and window_major
-        if self.temporal_shift == 'channel' and not fold_channel_shift:
-            x = channel_shift(x, self.num_heads)
+        """Layout, gather into windows (with the shifts), attend, scatter back to the maps."""
+        batch, num_tokens, height, width, channels = x.shape
+        layout = self.window_layout((num_tokens, height, width), x.device)
+        window, shift = window_and_shift_size((height, width), self.window_size, self.shift_window)
         pad_h, pad_w = (-s % w for s, w in zip((height, width), window))
+        if self.temporal_shift == 'channel' and any(shift):  # only temporal_mixing='channel' shifts these windows
+            x = channel_shift(x, self.num_heads)
         if pad_h or pad_w:
             x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
-        tokens = window[0] * window[1]
-        num_windows = x.shape[2] * x.shape[3] // tokens
-        groups = num_frames if window_major else num_frames * num_windows
-        if fold_channel_shift:
-            windows = partition_channel_shift(x, index, window, self.num_heads)
+        if self.temporal_shift == 'channel' and not any(shift):
+            # unshifted windows are a plain reordering of the maps: the channel shift folds into their partition
+            windows = partition_channel_shift(x, layout.partition_index, layout.reverse_index, window, self.num_heads)
         else:
-            windows = permute_rows(x, index.partition, index.reverse)
-        windows = windows.view(-1, groups, tokens, channels)
-        x = self.attn(windows, self.attn.attn_bias(bias_index, window_mask, num_windows))
+            windows = permute_rows(x, layout.partition_index, layout.reverse_index)
+        tokens = window[0] * window[1]
+        num_windows = (height + pad_h) * (width + pad_w) // tokens
+        groups = num_tokens * num_windows if any(shift) else num_tokens  # runs of windows that share one bias
+        attn_bias = self.attn.attn_bias(layout.relative_position_index, layout.attn_mask, num_windows)
+        x = self.attn(windows.view(-1, groups, tokens, channels), attn_bias)
         # proj is per token, so the inverse patch shift folds into the window reverse after it
-        x = permute_rows(x, index.reverse, index.partition).view(batch, num_frames, height + pad_h, width + pad_w, -1)
+        x = permute_rows(x.view(batch, -1, channels), layout.reverse_index, layout.partition_index)
+        x = x.view(batch, num_tokens, height + pad_h, width + pad_w, channels)
         return x[:, :, :height, :width] if pad_h or pad_w else x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -343,6 +441,7 @@ class TpsSwinTransformerStage(nn.Module):
             depth: int,
             downsample: bool = True,
             num_heads: int = 4,
+            feat_size: Optional[Tuple[int, int, int]] = None,
             window_size: Tuple[int, int] = (7, 7),
             temporal_mixing: str = 'tps',
             max_temporal_tokens: int = 16,
@@ -363,6 +462,7 @@ class TpsSwinTransformerStage(nn.Module):
             TpsSwinTransformerBlock(
                 dim=out_dim,
                 num_heads=num_heads,
+                feat_size=feat_size,
                 window_size=window_size,
                 shift_window=i % 2 == 1,
                 temporal_shift=TEMPORAL_MIXING[temporal_mixing][i % 2],
@@ -376,6 +476,11 @@ class TpsSwinTransformerStage(nn.Module):
             )
             for i in range(depth)])
 
+    def set_input_size(self, feat_size: Optional[Tuple[int, int, int]]) -> None:
+        """Window layouts of the blocks for maps ``(D, H, W)`` after merging (None: built per call)."""
+        for block in self.blocks:
+            block.set_input_size(feat_size)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.downsample(x)
         if self.grad_checkpointing and not torch.jit.is_scripting():
@@ -387,11 +492,14 @@ class TpsSwinTransformer(nn.Module):
     """TPS-Swin video transformer (the paper's PST).
 
     Takes float clips ``(B, in_chans, T, H, W)`` of any length and size; features are channels-last
-    ``(B, D, H, W, C)`` with ``D = ceil(T / 2)``.
+    ``(B, D, H, W, C)`` with ``D = ceil(T / 2)``. The window layouts of clips of ``num_frames x img_size`` are kept as
+    buffers (``set_input_size`` changes them); other clips build theirs per call.
     """
 
     def __init__(
             self,
+            img_size: Optional[Union[int, Tuple[int, int]]] = 224,
+            num_frames: Optional[int] = 32,
             in_chans: int = 3,
             num_classes: int = 400,
             global_pool: str = 'avg',
@@ -413,6 +521,8 @@ class TpsSwinTransformer(nn.Module):
     ):
         """
         Args:
+            img_size: Frame size whose window layouts are kept as buffers (None: none kept, all built per call).
+            num_frames: Clip frames ``T`` whose window layouts are kept as buffers (None: none kept).
             in_chans: Number of input channels.
             num_classes: Number of classes of the classifier head (0 for none).
             global_pool: Pooling over (D, H, W) before the head: 'avg', 'max', 'avgmax' or ''.
@@ -421,8 +531,8 @@ class TpsSwinTransformer(nn.Module):
             num_heads: Attention heads per stage.
             patch_size: (time, height, width) of the patch embedding.
             window_size: Spatial attention window.
-            max_temporal_tokens: Temporal extent of the bias tables; clips may have up to this many tokens
-                (``ceil(T / 2)``). Checkpoints with another extent are resampled along time on load.
+            max_temporal_tokens: Temporal extent of the bias tables (``ceil(T / 2)`` tokens). Checkpoints with another
+                extent are resampled along time on load; longer clips read a table resampled at run time.
             temporal_mixing: 'tps' (channel / patch shift alternating, the paper), 'patch', 'channel' or 'none'.
             mlp_ratio: Ratio of mlp hidden dim to embedding dim.
             qkv_bias: If True, add a learnable bias to query, key, value.
@@ -448,6 +558,9 @@ class TpsSwinTransformer(nn.Module):
         self.num_features = self.head_hidden_size = int(embed_dim * 2 ** (num_layers - 1))
 
         self.patch_embed = PatchEmbed3d(patch_size, in_chans, embed_dim, norm_layer if patch_norm else None)
+        self.img_size = to_2tuple(img_size) if img_size is not None else None
+        self.num_frames = num_frames if img_size is not None else None
+        feat_sizes = self._stage_feat_sizes(num_layers)
         rates = [drop_path_rate * i / max(sum(depths) - 1, 1) for i in range(sum(depths))]  # linear over blocks
         dpr = [rates[sum(depths[:i]):sum(depths[:i + 1])] for i in range(len(depths))]
         self.feature_info = []
@@ -461,6 +574,7 @@ class TpsSwinTransformer(nn.Module):
                 depth=depths[i],
                 downsample=i > 0,
                 num_heads=num_heads[i],
+                feat_size=feat_sizes[i],
                 window_size=self.window_size,
                 temporal_mixing=temporal_mixing,
                 max_temporal_tokens=max_temporal_tokens,
@@ -478,6 +592,32 @@ class TpsSwinTransformer(nn.Module):
         self.head = ClassifierHead(
             self.num_features, num_classes, pool_type=global_pool, drop_rate=drop_rate, input_fmt='NHWC')
         self.apply(self._init_weights)
+
+    def _stage_feat_sizes(self, num_stages: int) -> List[Optional[Tuple[int, int, int]]]:
+        """Maps ``(D, H, W)`` of every stage for clips of ``num_frames x img_size`` (None without an input size)."""
+        if self.img_size is None or self.num_frames is None:
+            return [None] * num_stages
+        size = [math.ceil(s / p) for s, p in zip((self.num_frames, *self.img_size), self.patch_embed.patch_size)]
+        sizes = []
+        for i in range(num_stages):
+            if i > 0:  # patch merging pads odd maps
+                size[1:] = [math.ceil(s / 2) for s in size[1:]]
+            sizes.append(tuple(size))
+        return sizes
+
+    def set_input_size(
+            self,
+            img_size: Optional[Union[int, Tuple[int, int]]] = None,
+            num_frames: Optional[int] = None,
+    ) -> None:
+        """Keep the window layouts of clips of ``num_frames x img_size`` as buffers (as timm's Swin does for
+        ``img_size``); clips of other sizes still run, with layouts built per call."""
+        if img_size is not None:
+            self.img_size = to_2tuple(img_size)
+        if num_frames is not None:
+            self.num_frames = num_frames
+        for stage, feat_size in zip(self.layers, self._stage_feat_sizes(len(self.layers))):
+            stage.set_input_size(feat_size)
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:
@@ -641,12 +781,7 @@ def _resize_bias_table(table: torch.Tensor, target_shape: torch.Size, table_size
     if table.shape[0] % spatial or (table.shape[0] // spatial) % 2 == 0:
         raise ValueError(f'{name}: cannot read a bias table of shape {tuple(table.shape)} for a model table of '
                          f'shape {tuple(target_shape)}')
-    stored = table.shape[0] // spatial
-    if stored != 2 * frames - 1:
-        table = table.view(stored, spatial * heads).t().unsqueeze(0)
-        table = F.interpolate(table, size=2 * frames - 1, mode='linear', align_corners=True)
-        table = table.squeeze(0).t().reshape(rows, heads)
-    return table
+    return resample_bias_table(table, spatial, frames)
 
 
 def checkpoint_filter_fn(state_dict: Dict[str, Any], model: TpsSwinTransformer) -> Dict[str, torch.Tensor]:
@@ -685,40 +820,8 @@ def checkpoint_filter_fn(state_dict: Dict[str, Any], model: TpsSwinTransformer) 
 # ---------------------------------------------------------------------------------------------------------------------
 # pretrained configs and entrypoints
 
-@dataclass
-class VideoPretrainedCfg(PretrainedCfg):
-    """timm's pretrained config plus how clips are sampled and viewed for this model."""
-    num_frames: int = 32
-    frame_interval: int = 2
-    sampling: str = 'dense'  # 'dense' (K400) or 'uniform' segments (SSv1/v2, Diving-48)
-    test_num_clips: int = 1
-    test_num_crops: int = 3
-    dataset: Optional[str] = None
-
-
-def as_video_pretrained_cfg(cfg: Union[Dict[str, Any], PretrainedCfg]) -> VideoPretrainedCfg:
-    """Read a pretrained config (e.g. from a Hub ``config.json``) into a :class:`VideoPretrainedCfg`."""
-    if isinstance(cfg, VideoPretrainedCfg):
-        return cfg
-    if isinstance(cfg, PretrainedCfg):
-        cfg = cfg.to_dict(remove_null=False)
-    fields = VideoPretrainedCfg.__dataclass_fields__
-    unknown = sorted(set(cfg) - set(fields))
-    if unknown:
-        _logger.warning(f'ignoring unknown pretrained_cfg keys {unknown}')
-    return VideoPretrainedCfg(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items() if k in fields})
-
-
-HUB_ORG = 'tps-timm'  # our Hub organisation: video weights live at {HUB_ORG}/{architecture}.{tag}
 TIMM_SWIN_2D = {'tiny': 'swin_tiny_patch4_window7_224', 'small': 'swin_small_patch4_window7_224',
                 'base': 'swin_base_patch4_window7_224', 'large': 'swin_large_patch4_window7_224'}
-VIDEO_DATASETS = {
-    # tag: (num_classes, sampling, test clips, test crops)
-    'k400': (400, 'dense', 4, 3),
-    'sthv2': (174, 'uniform', 1, 3),
-    'sthv1': (174, 'uniform', 1, 3),
-    'diving48': (48, 'uniform', 1, 3),
-}
 
 
 def _cfg(**kwargs) -> VideoPretrainedCfg:
@@ -758,32 +861,20 @@ default_cfgs = generate_default_cfgs({
 })
 
 
-def _pretrained_source(variant: str, kwargs: Dict[str, Any]) -> Tuple[str, str]:
-    from timm.models import resolve_pretrained_cfg
-    cfg = resolve_pretrained_cfg(variant, kwargs.get('pretrained_cfg'), kwargs.get('pretrained_cfg_overlay'))
-    return f'{variant}.{cfg.tag}' if cfg.tag else variant, cfg.hf_hub_id or cfg.file or cfg.url or '(none)'
-
-
 def _create_tps_swin(variant: str, pretrained: bool = False, **kwargs) -> TpsSwinTransformer:
     out_indices = kwargs.pop('out_indices', tuple(range(len(kwargs.get('depths', (2, 2, 6, 2))))))
     if isinstance(kwargs.get('pretrained_cfg'), (dict, PretrainedCfg)):
         kwargs['pretrained_cfg'] = as_video_pretrained_cfg(kwargs['pretrained_cfg'])  # keeps the video keys
-    from huggingface_hub.errors import EntryNotFoundError
-    try:
+    # the window layouts kept as buffers are those of the clips the weights were made for
+    cfg = resolve_pretrained_cfg(variant, kwargs.get('pretrained_cfg'), kwargs.get('pretrained_cfg_overlay'))
+    kwargs.setdefault('img_size', tuple(cfg.input_size[-2:]))
+    kwargs.setdefault('num_frames', getattr(cfg, 'num_frames', 32))
+    with pretrained_load_errors(variant, pretrained, kwargs):
         return build_model_with_cfg(
             TpsSwinTransformer, variant, pretrained,
             pretrained_filter_fn=checkpoint_filter_fn,
             feature_cfg=dict(feature_cls='getter', out_indices=out_indices),
             **kwargs)
-    except (OSError, EntryNotFoundError) as e:  # hub not-found / offline / HTTP errors, a repo without the file
-        if not pretrained:
-            raise
-        name, location = _pretrained_source(variant, kwargs)
-        raise RuntimeError(
-            f'could not load the pretrained weights of {name} from {location!r}: {e}\n'
-            f'If this Hub repo holds no weights yet (see the model table in the README), load a local file instead:\n'
-            f"  timm.create_model('{name}', pretrained=True, pretrained_cfg_overlay=dict(file='path/to/weights'))\n"
-            f"or a converted folder: timm.create_model('local-dir:path/to/folder', pretrained=True)") from e
 
 
 _VARIANT_ARGS = {
@@ -794,9 +885,7 @@ _VARIANT_ARGS = {
 }
 
 
-def _create_variant(size: str, pretrained: bool, tag: Optional[str] = None, **kwargs) -> TpsSwinTransformer:
-    if tag is not None and not kwargs.get('pretrained_cfg'):
-        kwargs['pretrained_cfg'] = tag
+def _create_variant(size: str, pretrained: bool, **kwargs) -> TpsSwinTransformer:
     return _create_tps_swin(f'tps_swin_{size}', pretrained=pretrained, **dict(_VARIANT_ARGS[size], **kwargs))
 
 
@@ -824,20 +913,5 @@ def tps_swin_large(pretrained: bool = False, **kwargs) -> TpsSwinTransformer:
     return _create_variant('large', pretrained, **kwargs)
 
 
-def _register_dataset_aliases() -> None:
-    """``tps_swin_{size}_{dataset}`` names, as users write them: the architecture with that dataset's config."""
-    import sys
-    module = sys.modules[__name__]
-    for size in _VARIANT_ARGS:
-        for dataset in VIDEO_DATASETS:
-            def entrypoint(pretrained: bool = False, _size=size, _dataset=dataset, **kwargs) -> TpsSwinTransformer:
-                return _create_variant(_size, pretrained, tag=_dataset, **kwargs)
-            entrypoint.__name__ = entrypoint.__qualname__ = f'tps_swin_{size}_{dataset}'
-            entrypoint.__module__ = __name__
-            entrypoint.__doc__ = f'TPS-Swin-{size[0].upper()} with the {dataset} configuration (= tps_swin_{size}.' \
-                                 f'{dataset}).'
-            setattr(module, entrypoint.__name__, entrypoint)
-            register_model(entrypoint)
-
-
-_register_dataset_aliases()
+register_model_aliases(__name__, {  # the names users write: tps_swin_base_sthv2 = tps_swin_base.sthv2
+    f'tps_swin_{size}_{dataset}': f'tps_swin_{size}.{dataset}' for size in _VARIANT_ARGS for dataset in VIDEO_DATASETS})
