@@ -21,78 +21,22 @@ import torch
 import yaml
 
 import tps_timm  # noqa: F401  (registers the models)
-from tps_timm.cli import add_data_args, add_model_args, create_model_from_args, parse_with_hparams, resolve_video_cfg
-from tps_timm.data import SSV2_FLIP_LABEL_MAP, ClipRandomErasing, ClipSampler, ClipTrainTransform, VideoDataset, \
-    load_video_list, make_demo_dataset, normalize_clip
+from tps_timm.cli import build_train_parser, command_line_dests, compile_from_args, create_model_from_args, \
+    parse_with_hparams, resolve_video_cfg, set_clip_size
+from tps_timm.data import ClipRandomErasing, ClipSampler, ClipTrainTransform, VideoDataset, flip_label_map, \
+    load_video_list, make_demo_dataset, normalize_clip, resolve_flip_pairs
 from tps_timm.evaluate import eval_dataset, evaluate
+from tps_timm.hub import HubPushError, check_push_access, push_folder
 from tps_timm.training import TrainState, VideoMixup, copy_checkpoint_atomic, list_checkpoints, \
     optimizer_param_groups, prune_checkpoints, save_checkpoint_atomic
 
 ROOT = Path(__file__).resolve().parent
 DEMO_HPARAMS = ROOT / 'hparams' / 'demo.yaml'
-FLIP_LABEL_MAPS = {'none': {}, 'sthv2': SSV2_FLIP_LABEL_MAP, 'demo': {0: 1, 1: 0, 6: 7, 7: 6}}
 _logger = logging.getLogger('train')
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_args(parser)
-    add_data_args(parser)
-    g = parser.add_argument_group('data and augmentation')
-    g.add_argument('--train-list', default=None, help='training split annotation file')
-    g.add_argument('--val-list', default=None, help='validation split annotation file (evaluated during training)')
-    g.add_argument('--demo-data', default=None, help="generate the built-in demo set here ('auto': the user cache)")
-    g.add_argument('--demo-train-videos', type=int, default=960)
-    g.add_argument('--demo-val-videos', type=int, default=160)
-    g.add_argument('--short-side', type=int, default=None, help='short side before cropping (default 256/224 x size)')
-    g.add_argument('--num-clips', type=int, default=1, help='test clips per video, recorded in the exported config')
-    g.add_argument('--num-crops', type=int, default=1, choices=(1, 3), help='test crops, recorded likewise')
-    g.add_argument('--scale', type=float, nargs=2, default=(0.08, 1.0), help='RandomResizedCrop area range')
-    g.add_argument('--ratio', type=float, nargs=2, default=(3 / 4, 4 / 3), help='RandomResizedCrop aspect range')
-    g.add_argument('--hflip', type=float, default=0.5, help='horizontal flip probability')
-    g.add_argument('--flip-label-map', default='none', choices=sorted(FLIP_LABEL_MAPS),
-                   help='classes swapped by a flip (sthv2: SSv1/v2 direction classes)')
-    g.add_argument('--aa', default=None, help="timm RandAugment string, e.g. 'rand-m7-n4-mstd0.5-inc1'")
-    g.add_argument('--reprob', type=float, default=0., help='random erasing probability')
-    g.add_argument('--remode', default='pixel', help='random erasing mode')
-    g.add_argument('--mixup', type=float, default=0., help='mixup alpha (0: off)')
-    g.add_argument('--cutmix', type=float, default=0., help='cutmix alpha (0: off)')
-    g.add_argument('--mixup-prob', type=float, default=1.0)
-    g.add_argument('--mixup-switch-prob', type=float, default=0.5)
-    g.add_argument('--mixup-mode', default='batch', choices=('batch', 'pair', 'elem'))
-    g.add_argument('--smoothing', type=float, default=0.1, help='label smoothing')
-    g = parser.add_argument_group('optimization')
-    g.add_argument('--epochs', type=int, default=30)
-    g.add_argument('--opt', default='adamw')
-    g.add_argument('--lr', type=float, default=1e-3)
-    g.add_argument('--backbone-lr-mult', type=float, default=1.0, help='lr multiplier of everything but the head')
-    g.add_argument('--weight-decay', type=float, default=0.02)
-    g.add_argument('--layer-decay', type=float, default=None)
-    g.add_argument('--opt-eps', type=float, default=None)
-    g.add_argument('--opt-betas', type=float, nargs=2, default=None)
-    g.add_argument('--momentum', type=float, default=0.9)
-    g.add_argument('--sched', default='cosine')
-    g.add_argument('--warmup-epochs', type=float, default=2.5)
-    g.add_argument('--warmup-lr', type=float, default=1e-6)
-    g.add_argument('--min-lr', type=float, default=0.)
-    g.add_argument('--clip-grad', type=float, default=None)
-    g.add_argument('--grad-accum-steps', type=int, default=1)
-    g.add_argument('--drop', type=float, default=None, help='head dropout')
-    g.add_argument('--drop-path', type=float, default=None, help='stochastic depth')
-    g.add_argument('--model-ema', action='store_true')
-    g.add_argument('--model-ema-decay', type=float, default=0.9998)
-    g.add_argument('--mixed-precision', default='no', choices=('no', 'bf16', 'fp16'))
-    g.add_argument('--grad-checkpointing', action='store_true')
-    g = parser.add_argument_group('run')
-    g.add_argument('--output', default='output/train')
-    g.add_argument('--experiment', default=None, help='sub-folder of --output (default: model name)')
-    g.add_argument('--resume', default=None, help="checkpoint folder to continue from, or 'auto' (latest in output)")
-    g.add_argument('--checkpoint-hist', type=int, default=2, help='epoch checkpoints to keep (plus the best)')
-    g.add_argument('--eval-interval', type=int, default=1, help='evaluate every N epochs (and after the last)')
-    g.add_argument('--log-interval', type=int, default=20)
-    g.add_argument('--push-to-hub', default=None, metavar='REPO_ID', help='upload the final model folder')
-    g.add_argument('--no-progress', action='store_true')
-    return parser
+    return build_train_parser(description=__doc__)
 
 
 def resolve_data(args) -> None:
@@ -106,14 +50,13 @@ def resolve_data(args) -> None:
         args.class_names, args.dataset_format = paths['classes'], 'list'
 
 
-def build_loaders(args, video_cfg: Dict, train_videos, val_videos):
+def build_loaders(args, video_cfg: Dict, train_videos, val_videos, flip_pairs):
     sampler = ClipSampler(video_cfg['num_frames'], video_cfg['frame_interval'], 1, video_cfg['sampling'])
     size = video_cfg['img_size']
     short_side = args.short_side or round(size * 256 / 224)
     train_tf = ClipTrainTransform(size, short_side, tuple(args.scale), tuple(args.ratio), args.hflip,
-                                  FLIP_LABEL_MAPS[args.flip_label_map], args.aa)
-    train_set = VideoDataset(train_videos, sampler, train_tf, train=True, backend=args.video_backend,
-                             decode_short_side=short_side)
+                                  flip_label_map(flip_pairs, train_videos.class_names), args.aa)
+    train_set = VideoDataset(train_videos, sampler, train_tf, train=True, backend=args.video_backend)
     loader_kwargs = dict(batch_size=args.batch_size, num_workers=args.workers, persistent_workers=args.workers > 0)
     train_loader = torch.utils.data.DataLoader(train_set, shuffle=True, drop_last=True, **loader_kwargs)
     val_loader = None
@@ -176,6 +119,14 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         argv = ['--hparams', str(DEMO_HPARAMS), *argv]  # no recipe and no data: the built-in demo
     parser = build_parser()
     args = parse_with_hparams(parser, argv)
+    given = command_line_dests(parser, argv)
+    if given & {'data_root', 'train_list', 'val_list'} and 'demo_data' not in given:
+        args.demo_data = None  # the user's data on the command line wins over a recipe's demo switch
+    if args.push_to_hub:  # before any work: a run is not wasted on an upload that cannot happen
+        try:
+            check_push_access(args.push_to_hub)
+        except HubPushError as e:
+            parser.error(str(e))
     resolve_data(args)
     if not args.train_list:
         parser.error('--train-list (or --demo-data) is required')
@@ -196,12 +147,22 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         if value is not None:
             args.model_kwargs[name] = value
     model = create_model_from_args(args, num_classes=train_videos.num_classes)
+    try:
+        for videos in (train_videos, val_videos or train_videos):
+            videos.check_labels(model.num_classes)
+        flip_pairs = resolve_flip_pairs(args.flip_label_map, train_videos.class_names) if args.hflip > 0 else []
+    except ValueError as e:
+        parser.error(str(e))
     if model.num_classes != train_videos.num_classes:
         parser.error(f'the model has {model.num_classes} classes, the training list {train_videos.num_classes}')
+    args.flip_pairs = [list(pair) for pair in flip_pairs]  # recorded in args.yaml
+    if flip_pairs:
+        accelerator.print('a flip swaps: ' + '; '.join(f'{a} <-> {b}' for a, b in flip_pairs))
     if args.grad_checkpointing:
         model.set_grad_checkpointing(True)
     video_cfg = resolve_video_cfg(args, model)
-    train_loader, val_loader = build_loaders(args, video_cfg, train_videos, val_videos)
+    set_clip_size(model, video_cfg)
+    train_loader, val_loader = build_loaders(args, video_cfg, train_videos, val_videos, flip_pairs)
 
     groups = optimizer_param_groups(model, args.weight_decay, args.backbone_lr_mult, args.layer_decay)
     opt_kwargs = {k: v for k, v in dict(eps=args.opt_eps, betas=args.opt_betas).items() if v is not None}
@@ -221,8 +182,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         LabelSmoothingCrossEntropy(args.smoothing) if args.smoothing > 0 else torch.nn.CrossEntropyLoss()
     erasing = ClipRandomErasing(args.reprob, args.remode, device=str(accelerator.device)) if args.reprob > 0 else None
 
-    if args.torchcompile:
-        model = torch.compile(model)
+    if args.torchcompile and not args.compile_cache:
+        args.compile_cache = os.path.join(out_dir, 'compile_cache')  # a resumed or repeated run starts warm
+    model = compile_from_args(args, model)
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
     if val_loader is not None:
         val_loader = accelerator.prepare(val_loader)
@@ -289,12 +251,15 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         folder = export_final_model(accelerator.unwrap_model(model), args, video_cfg, train_videos, eval_metrics,
                                     out_dir)
         result['model_dir'] = str(folder)
-        if args.push_to_hub:
-            from tps_timm.hub import push_folder
-            accelerator.print(f'pushed to {args.push_to_hub}: {push_folder(folder, args.push_to_hub)}')
         top1 = f"{eval_metrics['top1']:.2f}%" if eval_metrics else 'n/a'
         accelerator.print(f'done: final val top-1 {top1} (best {state.best_top1:.2f}% at epoch {state.best_epoch}); '
                           f'outputs in {out_dir}, Hub-ready model in {folder}')
+        if args.push_to_hub:
+            try:
+                accelerator.print(f'pushed to {args.push_to_hub}: {push_folder(folder, args.push_to_hub)}')
+            except HubPushError as e:
+                _logger.error(str(e))
+                raise SystemExit(1)
     return result
 
 
@@ -305,7 +270,7 @@ def export_final_model(model, args, video_cfg, train_videos, eval_metrics, out_d
         model.pretrained_cfg, num_frames=video_cfg['num_frames'], frame_interval=video_cfg['frame_interval'],
         sampling=video_cfg['sampling'], input_size=(3, video_cfg['img_size'], video_cfg['img_size']),
         mean=video_cfg['mean'], std=video_cfg['std'], num_classes=model.num_classes, test_num_clips=args.num_clips,
-        test_num_crops=args.num_crops)
+        test_num_crops=args.num_crops, dataset=Path(args.hparams).stem if args.hparams else None)  # the recipe's
     recipe = {k: v for k, v in vars(args).items()
               if k in ('epochs', 'lr', 'backbone_lr_mult', 'weight_decay', 'opt', 'sched', 'warmup_epochs',
                        'batch_size', 'smoothing', 'mixup', 'cutmix', 'aa', 'reprob', 'drop_path', 'num_frames',

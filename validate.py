@@ -16,8 +16,9 @@ from typing import Optional, Sequence
 import torch
 
 import tps_timm  # noqa: F401  (registers the models)
-from tps_timm.cli import add_data_args, add_model_args, add_test_view_args, create_model_from_args, \
-    parse_with_hparams, resolve_video_cfg
+from tps_timm.cli import add_data_args, add_model_args, add_test_view_args, build_train_parser, compile_from_args, \
+    create_model_from_args, parse_with_hparams, resolve_video_cfg, set_clip_size
+from tps_timm.onnx_model import ExportedVideoModel
 from tps_timm.data import load_video_list
 from tps_timm.evaluate import eval_dataset, evaluate
 
@@ -49,9 +50,8 @@ def write_results(path: str, metrics: dict) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     from accelerate import Accelerator
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
-    from train import build_parser as train_parser
     parser = build_parser()
-    args = parse_with_hparams(parser, argv, shared_with=train_parser())  # recipes hold training keys too
+    args = parse_with_hparams(parser, argv, shared_with=build_train_parser())  # recipes hold training keys too
     if not args.val_list:
         parser.error('--val-list is required (in the command line or the --hparams file)')
     accelerator = Accelerator(mixed_precision='bf16' if args.amp and torch.cuda.is_available() else 'no')
@@ -59,15 +59,22 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         videos = load_video_list(args.val_list, args.data_root, args.dataset_format, args.class_names)
     except (FileNotFoundError, ValueError) as e:
         parser.error(str(e))
-    model = create_model_from_args(args, num_classes=videos.num_classes if not args.pretrained else None)
+    try:
+        model = create_model_from_args(args, num_classes=videos.num_classes if not args.pretrained else None)
+        videos.check_labels(model.num_classes)  # before the pass, not after it
+    except ValueError as e:
+        parser.error(str(e))
     video_cfg = resolve_video_cfg(args, model)
+    set_clip_size(model, video_cfg)
     num_clips, num_crops = video_cfg['num_clips'], video_cfg['num_crops']
     dataset = eval_dataset(videos, video_cfg, num_clips, num_crops, args.short_side, args.video_backend)
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers,
                                          shuffle=False)
-    if args.torchcompile:
-        model = torch.compile(model)
-    model, loader = accelerator.prepare(model, loader)
+    model = compile_from_args(args, model)
+    if isinstance(model, ExportedVideoModel):  # runs on its own runtime: only the data goes through Accelerate
+        loader = accelerator.prepare(loader)
+    else:
+        model, loader = accelerator.prepare(model, loader)
     metrics = evaluate(model, loader, accelerator, video_cfg['mean'], video_cfg['std'], desc='validate')
     metrics.update(model=args.model, num_frames=video_cfg['num_frames'], num_clips=num_clips, num_crops=num_crops)
     if accelerator.is_main_process:

@@ -8,9 +8,9 @@ import torch
 from PIL import Image
 
 import tps_timm.data.video_io as video_io
-from tps_timm.data import SSV2_FLIP_LABEL_MAP, ClipEvalTransform, ClipRandomErasing, ClipSampler, ClipTrainTransform, \
-    VideoDataset, VideoList, VideoReadError, dense_indices, load_clip, load_video_list, make_demo_dataset, \
-    render_clip, uniform_indices, write_video
+from tps_timm.data import DEMO_CLASSES, ClipEvalTransform, ClipRandomErasing, ClipSampler, ClipTrainTransform, \
+    VideoDataset, VideoList, VideoReadError, dense_indices, flip_label_map, load_clip, load_video_list, \
+    make_demo_dataset, render_clip, resolve_flip_pairs, uniform_indices, write_video
 
 
 @pytest.fixture(scope='session')
@@ -37,14 +37,19 @@ def test_decord_and_pyav_decode_the_same_frames(tmp_path, codec):
     assert np.abs(a.astype(int) - b).max() <= 1
 
 
-def test_reduced_size_decoding_keeps_aspect(tmp_path):
-    path = str(tmp_path / 'wide.mp4')
-    write_video(path, np.zeros((6, 64, 128, 3), np.uint8))
-    for backend in ('decord', 'pyav'):
-        frames, _ = load_clip(path, lambda n: np.arange(3)[None], backend, short_side=32)
-        assert frames.shape == (1, 3, 32, 64, 3)
-        frames, _ = load_clip(path, lambda n: np.arange(3)[None], backend, short_side=48)
-        assert frames.shape == (1, 3, 64, 128, 3)  # a small reduction is left to the transforms
+@pytest.mark.parametrize('num_crops', [1, 3])
+def test_decord_and_pyav_give_the_same_clip_after_the_resize(tmp_path, num_crops):
+    """A source larger than the recipe: both backends give the same resized views (they used to scale in their own
+    decoders, and differed by up to 31 levels)."""
+    rng = np.random.default_rng(2)
+    frames = np.concatenate([render_clip(i, 16, 128, rng) for i in (0, 6)])
+    path = str(tmp_path / 'large.mp4')
+    write_video(path, np.concatenate([frames, frames[:, :, :64]], axis=2))  # 128 x 192
+    videos = VideoList([(path, 0)])
+    views = [VideoDataset(videos, ClipSampler(8, 2, 2, 'dense'), ClipEvalTransform(40, 48, num_crops),
+                          backend=backend)[0]['video'] for backend in ('decord', 'pyav')]
+    assert views[0].shape == views[1].shape == (2 * num_crops, 3, 8, 40, 40)
+    assert (views[0].int() - views[1].int()).abs().max() <= 1
 
 
 def test_backend_failure_falls_back_to_the_other(video, monkeypatch):
@@ -53,7 +58,7 @@ def test_backend_failure_falls_back_to_the_other(video, monkeypatch):
     def broken(*args):
         raise RuntimeError('decord mis-decoded this file')
 
-    def wrong_shape(path, index_fn, short_side):
+    def wrong_shape(path, index_fn):
         return np.zeros((1, 2, 8, 8, 3), np.uint8)  # not the frames asked for
 
     for fake in (broken, wrong_shape):
@@ -127,14 +132,48 @@ def test_train_transform_is_one_crop_one_flip_for_every_frame():
     assert len({tuple(o.flatten()[:64].tolist()) for o in outs.values()}) > 3  # while the parameters do vary
 
 
-def test_flip_swaps_direction_labels():
+SSV2_DIRECTIONAL = ['Pulling something from left to right', 'Pulling something from right to left',
+                    'Pushing something from left to right', 'Pushing something from right to left',
+                    'Turning the camera left while filming something',
+                    'Turning the camera right while filming something']
+
+
+def test_flip_swaps_direction_labels_by_class_name():
+    """The swaps follow the names wherever the classes sit: here SSv2's direction classes in a shuffled order."""
+    names = ['Moving something up', 'Moving something down', *SSV2_DIRECTIONAL, 'Opening something'][::-1]
+    swaps = flip_label_map(resolve_flip_pairs('sthv2', names), names)
     clip = torch.arange(2 * 3 * 4 * 4, dtype=torch.uint8).view(2, 3, 4, 4)
-    flip = ClipTrainTransform(size=4, short_side=4, scale=(1, 1), ratio=(1, 1), hflip=1.0,
-                              flip_label_map=SSV2_FLIP_LABEL_MAP)
-    out, label = flip(clip, 86)
-    assert label == 87 and torch.equal(out, clip.flip(-1))
-    assert flip(clip, 93)[1] == 94 and flip(clip, 167)[1] == 166 and flip(clip, 5)[1] == 5
-    assert ClipTrainTransform(size=4, short_side=4, hflip=0.0, flip_label_map=SSV2_FLIP_LABEL_MAP)(clip, 86)[1] == 86
+    flip = ClipTrainTransform(size=4, short_side=4, scale=(1, 1), ratio=(1, 1), hflip=1.0, flip_label_map=swaps)
+    pulling = names.index('Pulling something from left to right')
+    out, label = flip(clip, pulling)
+    assert names[label] == 'Pulling something from right to left' and torch.equal(out, clip.flip(-1))
+    assert len(swaps) == 6 and flip(clip, names.index('Moving something up'))[1] == names.index('Moving something up')
+    assert ClipTrainTransform(size=4, short_side=4, hflip=0.0, flip_label_map=swaps)(clip, pulling)[1] == pulling
+
+
+def test_flip_pairs_auto_file_and_errors(tmp_path):
+    names = ['spin_clockwise', 'spin-counter-clockwise', 'Moving something up', 'Moving something down', 'wave',
+             'pan left', 'pan right', 'roll anticlockwise', 'roll clockwise', *SSV2_DIRECTIONAL]
+    auto = resolve_flip_pairs('auto', names)
+    assert sorted(auto) == sorted([('spin_clockwise', 'spin-counter-clockwise'), ('pan left', 'pan right'),
+                                   ('roll anticlockwise', 'roll clockwise'), *zip(SSV2_DIRECTIONAL[::2],
+                                                                                  SSV2_DIRECTIONAL[1::2])])
+    vertical = resolve_flip_pairs('auto', names, vertical=True)
+    assert ('Moving something up', 'Moving something down') in vertical and ('pan left', 'pan right') not in vertical
+    assert resolve_flip_pairs('demo', list(DEMO_CLASSES)) == resolve_flip_pairs('auto', list(DEMO_CLASSES))
+    (tmp_path / 'pairs.yaml').write_text('- [wave, pan left]\n')
+    assert resolve_flip_pairs(str(tmp_path / 'pairs.yaml'), names) == [('wave', 'pan left')]
+    (tmp_path / 'pairs.json').write_text('{"wave": "jump"}')
+    with pytest.raises(ValueError, match=r"pairs.json name classes the dataset does not have: \['jump'\]"):
+        resolve_flip_pairs(str(tmp_path / 'pairs.json'), names)
+    with pytest.raises(ValueError, match='sthv2.*does not have'):
+        resolve_flip_pairs('sthv2', names[:9])
+    with pytest.raises(ValueError, match='no class names'):
+        resolve_flip_pairs('sthv2', [])
+    assert resolve_flip_pairs('auto', []) == []  # nothing to find
+    with pytest.raises(ValueError, match='neither'):
+        resolve_flip_pairs('sthv3', names)
+    assert resolve_flip_pairs('none', []) == []
 
 
 def test_random_erasing_one_box_per_clip():
@@ -194,6 +233,17 @@ def test_annotation_formats(tmp_path):
     (tmp_path / 'bad.txt').write_text('only_a_path.mp4\n')
     with pytest.raises(ValueError, match='bad.txt:1'):
         load_video_list(str(tmp_path / 'bad.txt'))
+
+
+def test_labels_out_of_range_name_the_file_and_line(tmp_path):
+    (tmp_path / 'val.txt').write_text('a.mp4 3\n\nb.mp4 12\n')
+    videos = load_video_list(str(tmp_path / 'val.txt'))
+    videos.check_labels(13)
+    with pytest.raises(ValueError, match=r'val.txt:3: label 12 of b.mp4 is not a class of the model, which has 8'):
+        videos.check_labels(8)
+    (tmp_path / 'neg.txt').write_text('a.mp4 -1\n')
+    with pytest.raises(ValueError, match='neg.txt:1: label -1'):
+        load_video_list(str(tmp_path / 'neg.txt')).check_labels(8)
 
 
 def test_dataset_counts_unreadable_in_eval_and_replaces_in_training(demo, caplog):

@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,58 @@ def test_predict_prints_top5_class_names(demo, tmp_path):
     predicted = [line.split('%', 1)[1].strip() for line in lines[1:6]]
     assert len(predicted) == 5 and set(predicted) <= set(names)
     assert 'unreadable: no such file' in proc.stdout
+
+
+def test_validate_rejects_a_label_out_of_range_before_the_pass(demo, tmp_path):
+    bad = tmp_path / 'val.txt'
+    bad.write_text(Path(demo['val']).read_text().splitlines()[0] + '\nvideos/val_00001.mp4 12\n')
+    proc = subprocess.run([sys.executable, str(ROOT / 'validate.py'), *SMALL_MODEL, '--data-root', demo['root'],
+                           '--val-list', str(bad), '--num-classes', '8', '--workers', '0'],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f'{bad}:2: label 12 of val_00001.mp4 is not a class of the model, which has 8' in proc.stderr
+    assert 'Traceback' not in proc.stderr and 'validate:' not in proc.stderr  # before any video was read
+
+
+def test_predict_with_a_model_folder_loads_its_weights(demo, tmp_path):
+    torch.manual_seed(0)
+    names = Path(demo['classes']).read_text().split('\n')[:8]
+    torch.save(timm.create_model('tps_swin_tiny', num_classes=8).state_dict(), tmp_path / 'w.pth')
+    folder = convert(str(tmp_path / 'w.pth'), str(tmp_path / 'hub'), 'tps_swin_tiny', label_names=names,
+                     pretrained_cfg=dict(num_frames=8, sampling='uniform', test_num_crops=1, input_size=(3, 48, 48)))
+    video = os.path.join(demo['root'], 'videos', 'val_00000.mp4')
+    outputs = []
+    for extra in ([], ['--pretrained']):
+        proc = subprocess.run([sys.executable, '-m', 'tps_timm.predict', video, '--model', f'local-dir:{folder}',
+                               *extra], capture_output=True, text=True, cwd=ROOT, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        outputs.append(proc.stdout.splitlines()[-5:])
+    assert outputs[0] == outputs[1]  # the folder's weights, not a random init
+
+
+def test_convert_takes_model_kwargs_for_a_custom_architecture(tmp_path):
+    from tps_timm.convert import main as convert_main
+    kwargs = ['embed_dim=32', 'depths=(2,2,2,2)', 'num_heads=(1,2,4,8)', 'patch_size=(1,4,4)']
+    torch.manual_seed(0)
+    model = timm.create_model('tps_swin_tiny', num_classes=8, **{k: eval(v) for k, v in
+                                                                  (a.split('=') for a in kwargs)})
+    torch.save(model.state_dict(), tmp_path / 'w.pth')
+    convert_main([str(tmp_path / 'w.pth'), str(tmp_path / 'out'), '--model-kwargs', *kwargs])
+    loaded = timm.create_model(f'local-dir:{tmp_path / "out"}', pretrained=True).eval()
+    clip = torch.randn(1, 3, 8, 48, 48)
+    with torch.no_grad():
+        assert torch.equal(loaded(clip), model.eval()(clip))
+    with pytest.raises(SystemExit):
+        convert_main([str(tmp_path / 'w.pth'), str(tmp_path / 'bad'), '--model-kwargs', 'depth=3'])
+
+
+def test_pretrained_load_fails_fast_when_the_hub_is_unreachable(tmp_path):
+    """Without HF_HUB_OFFLINE and without a network, the error comes in seconds, not after ~50 s of retries."""
+    env = {k: v for k, v in os.environ.items() if k != 'HF_HUB_OFFLINE'}
+    env.update(HF_ENDPOINT='http://127.0.0.1:9', HF_HOME=str(tmp_path))  # nothing listens on port 9
+    code = "import timm, tps_timm; timm.create_model('tps_swin_tiny.k400', pretrained=True)"
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env, timeout=120)
+    took = time.perf_counter() - start
+    assert proc.returncode == 1 and 'unreachable' in proc.stderr and 'tps-timm/tps_swin_tiny.k400' in proc.stderr
+    assert took < 30, took

@@ -4,9 +4,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import timm
 import torch
+import yaml
 from safetensors.torch import load_file
 
 import train
@@ -40,6 +42,7 @@ def test_few_step_run_writes_outputs(tmp_path, small_demo):
     config = json.loads((out / 'model' / 'config.json').read_text())
     assert config['label_names'][0] == 'moving left to right' and config['num_classes'] == 8
     assert config['pretrained_cfg']['num_frames'] == 8 and config['model_args']['embed_dim'] == 32
+    assert config['pretrained_cfg']['dataset'] == 'demo'  # the recipe's, not the architecture's default tag
     card = (out / 'model' / 'README.md').read_text()
     assert 'pipeline_tag: video-classification' in card and 'import tps_timm' in card and '## Results' in card
     assert result['step'] == 2 * (48 // 16)
@@ -123,7 +126,7 @@ def test_two_process_cpu_training(tmp_path, small_demo):
     assert (tmp_path / 'demo' / 'summary.csv').read_text().count('\n') == 2  # header + one epoch
 
 
-def test_hub_folder_round_trip_and_push(tmp_path, small_demo, monkeypatch):
+def test_hub_folder_round_trip_and_push(tmp_path, small_demo, monkeypatch, capsys):
     result = run(tmp_path, small_demo, '--epochs', '1')
     folder = Path(result['model_dir'])
     local = timm.create_model(f'local-dir:{folder}', pretrained=True).eval()
@@ -135,15 +138,81 @@ def test_hub_folder_round_trip_and_push(tmp_path, small_demo, monkeypatch):
     assert hub.pretrained_cfg['label_names'][7] == 'rotating counter-clockwise'
 
     import huggingface_hub
+    from huggingface_hub import constants
+    from tps_timm.hub import main as hub_main
     uploads = []
+    monkeypatch.setattr(constants, 'HF_HUB_OFFLINE', False)
+    monkeypatch.setenv('HF_TOKEN', 'hf_test')
+    # the Hub's write side is all that is faked: the token check, the repo creation and the upload
+    monkeypatch.setattr(huggingface_hub.HfApi, 'whoami', lambda self, **kw: {'name': 'me'})
     monkeypatch.setattr(huggingface_hub.HfApi, 'create_repo', lambda self, repo_id, **kw: repo_id)
     monkeypatch.setattr(huggingface_hub.HfApi, 'upload_folder',
                         lambda self, folder_path, repo_id, **kw: uploads.append((folder_path, repo_id)) or 'url')
-    from tps_timm.hub import main as hub_main
     hub_main(['push', str(folder), 'me/tps-demo'])
     assert uploads == [(str(folder), 'me/tps-demo')]
     with pytest.raises(SystemExit):
         hub_main(['push', str(tmp_path), 'me/tps-demo'])  # not a Hub-ready folder
+
+    def unreachable(self, **kw):
+        raise ConnectionError('[Errno -2] Name or service not known')
+
+    files = sorted(p.name for p in folder.iterdir())
+    monkeypatch.setattr(huggingface_hub.HfApi, 'upload_folder', unreachable)
+    with pytest.raises(SystemExit) as exit_info:
+        hub_main(['push', str(folder), 'me/tps-demo'])
+    assert exit_info.value.code == 2 and sorted(p.name for p in folder.iterdir()) == files  # the folder is kept
+    monkeypatch.delenv('HF_TOKEN')
+    monkeypatch.setattr(huggingface_hub, 'get_token', lambda: None)
+    with pytest.raises(SystemExit):
+        hub_main(['push', str(folder), 'me/tps-demo'])
+    assert 'no Hugging Face token' in capsys.readouterr().err
+
+
+def test_command_line_data_wins_over_the_recipes_demo_switch(tmp_path, small_demo):
+    """`--hparams demo.yaml --data-root D --train-list T --val-list V` trains on the user's data, not the demo set."""
+    paths = make_demo_dataset(small_demo, 48, 16, progress=False)
+    user = tmp_path / 'user'
+    user.mkdir()
+    for split in ('train', 'val'):  # a 3-class dataset of the user's: the first three demo classes
+        lines = [line for line in Path(paths[split]).read_text().splitlines() if int(line.split()[1]) < 3]
+        (user / f'{split}.txt').write_text('\n'.join(lines) + '\n')
+    result = train.main([*DEMO, '--data-root', paths['root'], '--train-list', str(user / 'train.txt'), '--val-list',
+                         str(user / 'val.txt'), '--num-classes', '3', '--output', str(tmp_path / 'out'),
+                         '--epochs', '1'])
+    recorded = yaml.safe_load((Path(result['out_dir']) / 'args.yaml').read_text())
+    assert recorded['train_list'] == str(user / 'train.txt') and recorded['demo_data'] is None
+    assert json.loads((Path(result['model_dir']) / 'config.json').read_text())['num_classes'] == 3
+
+
+def test_flip_pairs_are_resolved_by_name_printed_and_recorded(tmp_path, small_demo, capsys):
+    result = run(tmp_path, small_demo, '--epochs', '1', '--flip-label-map', 'auto')
+    recorded = yaml.safe_load((Path(result['out_dir']) / 'args.yaml').read_text())
+    assert recorded['flip_pairs'] == [['moving left to right', 'moving right to left'],
+                                      ['rotating clockwise', 'rotating counter-clockwise']]
+    assert 'a flip swaps: moving left to right <-> moving right to left; rotating clockwise' in capsys.readouterr().out
+    pairs = tmp_path / 'pairs.yaml'
+    pairs.write_text('- [growing, exploding]\n')
+    with pytest.raises(SystemExit):
+        run(tmp_path, small_demo, '--epochs', '1', '--flip-label-map', str(pairs))
+    assert "name classes the dataset does not have: ['exploding']" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('content,message', [(None, 'No such file'), ('epochs: [1\n', 'not valid YAML')])
+def test_bad_hparams_file_is_a_one_line_error(tmp_path, content, message):
+    path = tmp_path / 'recipe.yaml'
+    if content is not None:
+        path.write_text(content)
+    proc = subprocess.run([sys.executable, str(ROOT / 'train.py'), '--hparams', str(path)], capture_output=True,
+                          text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 2 and message in proc.stderr and 'Traceback' not in proc.stderr
+    assert f'--hparams {path}' in proc.stderr
+
+
+def test_push_to_hub_offline_fails_before_training(tmp_path, small_demo, capsys):
+    with pytest.raises(SystemExit):
+        run(tmp_path, small_demo, '--push-to-hub', 'me/tps-demo')
+    assert 'HF_HUB_OFFLINE is set' in capsys.readouterr().err
+    assert not (tmp_path / 'demo').exists()  # nothing ran
 
 
 @pytest.mark.slow
@@ -153,9 +222,24 @@ def test_shifts_learn_temporal_order(tmp_path_factory):
     out = tmp_path_factory.mktemp('learn')
     quick = [*DEMO, '--demo-data', demo, '--output', str(out), '--hflip', '0', '--scale', '1', '1', '--ratio', '1', '1']
     tps = train.main([*quick, '--epochs', '8', '--experiment', 'tps'])
-    flat = train.main([*quick, '--epochs', '3', '--experiment', 'none', '--model-kwargs', 'temporal_mixing=none'])
+    flat = train.main([*quick, '--epochs', '2', '--experiment', 'none', '--model-kwargs', 'temporal_mixing=none'])
     assert tps['val_top1'] >= 90, tps
     assert flat['val_top1'] <= 60, flat
+
+    # the trained model as an encoder: the nearest neighbour of each validation video is of its class
+    from tps_timm.embed import main as embed_main, read_embeddings
+    embeddings = str(out / 'val.npy')
+    embed_main(['--model', tps['model_dir'], '--input', str(Path(demo) / 'val.txt'), '--data-root', demo,
+                '--output', embeddings, '--normalize', '--batch-size', '8', '--no-progress'])
+    rows = read_embeddings(embeddings)
+    labels = {str(Path(demo) / line.split()[0]): int(line.split()[1])
+              for line in (Path(demo) / 'val.txt').read_text().splitlines()}
+    paths = list(rows)
+    vectors = torch.from_numpy(np.stack([rows[p] for p in paths]))
+    similarity = vectors @ vectors.T - 2 * torch.eye(len(paths))  # not itself
+    nearest = similarity.argmax(1).tolist()
+    hits = sum(labels[paths[i]] == labels[paths[j]] for i, j in enumerate(nearest))
+    assert hits >= 0.9 * len(paths), hits / len(paths)
 
 
 @pytest.mark.parametrize('recipe', ['k400', 'sthv2', 'sthv1', 'diving48', 'demo'])

@@ -1,11 +1,22 @@
 """Command-line helpers shared by train.py, validate.py and predict: YAML hparams, model and data set-up."""
 import argparse
-from typing import Any, Dict, List, Optional, Sequence
+import contextlib
+import os
+from typing import Any, Dict, List, Optional, Sequence, Set
 
 import yaml
 
-__all__ = ['parse_with_hparams', 'add_data_args', 'add_clip_args', 'add_test_view_args', 'add_model_args',
-           'create_model_from_args', 'resolve_video_cfg']
+__all__ = ['command_line_dests', 'build_train_parser', 'parse_with_hparams', 'add_data_args', 'add_clip_args',
+           'add_test_view_args', 'add_model_args', 'create_model_from_args', 'compile_from_args', 'set_clip_size',
+           'resolve_video_cfg']
+
+
+def command_line_dests(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = None) -> Set[str]:
+    """The destinations of the flags given in ``argv`` itself (not filled from defaults or a recipe)."""
+    unset = object()
+    namespace = argparse.Namespace(**{a.dest: unset for a in parser._actions if a.dest != argparse.SUPPRESS})
+    parser.parse_known_args(argv, namespace=namespace)  # argparse keeps the values already in a namespace
+    return {dest for dest, value in vars(namespace).items() if value is not unset}
 
 
 def parse_with_hparams(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = None,
@@ -18,8 +29,13 @@ def parse_with_hparams(parser: argparse.ArgumentParser, argv: Optional[Sequence[
     pre.add_argument('--hparams', default=None)
     known, _ = pre.parse_known_args(argv)
     if known.hparams:
-        with open(known.hparams, encoding='utf-8') as f:
-            values = yaml.safe_load(f) or {}
+        try:
+            with open(known.hparams, encoding='utf-8') as f:
+                values = yaml.safe_load(f) or {}
+        except OSError as e:
+            parser.error(f'--hparams {known.hparams}: {e.strerror or e}')
+        except yaml.YAMLError as e:
+            parser.error(f'--hparams {known.hparams}: not valid YAML: {" ".join(str(e).split())}')
         if not isinstance(values, dict):
             parser.error(f'{known.hparams}: expected a mapping of flag names to values')
         dests = {a.dest for a in parser._actions}
@@ -39,20 +55,98 @@ def parse_with_hparams(parser: argparse.ArgumentParser, argv: Optional[Sequence[
     return args
 
 
-def add_model_args(parser: argparse.ArgumentParser) -> None:
+def build_train_parser(description: Optional[str] = None) -> argparse.ArgumentParser:
+    """The flags of train.py (timm's names where timm has the flag); the recipes in hparams/ are YAML of them."""
+    from .data import FLIP_SPECS
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_args(parser)
+    add_data_args(parser)
+    g = parser.add_argument_group('data and augmentation')
+    g.add_argument('--train-list', default=None, help='training split annotation file')
+    g.add_argument('--val-list', default=None, help='validation split annotation file (evaluated during training)')
+    g.add_argument('--demo-data', default=None, help="generate the built-in demo set here ('auto': the user cache)")
+    g.add_argument('--demo-train-videos', type=int, default=960)
+    g.add_argument('--demo-val-videos', type=int, default=160)
+    g.add_argument('--short-side', type=int, default=None, help='short side before cropping (default 256/224 x size)')
+    g.add_argument('--num-clips', type=int, default=1, help='test clips per video, recorded in the exported config')
+    g.add_argument('--num-crops', type=int, default=1, choices=(1, 3), help='test crops, recorded likewise')
+    g.add_argument('--scale', type=float, nargs=2, default=(0.08, 1.0), help='RandomResizedCrop area range')
+    g.add_argument('--ratio', type=float, nargs=2, default=(3 / 4, 4 / 3), help='RandomResizedCrop aspect range')
+    g.add_argument('--hflip', type=float, default=0.5, help='horizontal flip probability')
+    g.add_argument('--flip-label-map', default='none', metavar='SPEC',
+                   help=f"classes a flip swaps, by name: {', '.join(FLIP_SPECS)} (auto: found by direction words in "
+                        f"the class names) or a YAML/JSON file of name pairs")
+    g.add_argument('--aa', default=None, help="timm RandAugment string, e.g. 'rand-m7-n4-mstd0.5-inc1'")
+    g.add_argument('--reprob', type=float, default=0., help='random erasing probability')
+    g.add_argument('--remode', default='pixel', help='random erasing mode')
+    g.add_argument('--mixup', type=float, default=0., help='mixup alpha (0: off)')
+    g.add_argument('--cutmix', type=float, default=0., help='cutmix alpha (0: off)')
+    g.add_argument('--mixup-prob', type=float, default=1.0)
+    g.add_argument('--mixup-switch-prob', type=float, default=0.5)
+    g.add_argument('--mixup-mode', default='batch', choices=('batch', 'pair', 'elem'))
+    g.add_argument('--smoothing', type=float, default=0.1, help='label smoothing')
+    g = parser.add_argument_group('optimization')
+    g.add_argument('--epochs', type=int, default=30)
+    g.add_argument('--opt', default='adamw')
+    g.add_argument('--lr', type=float, default=1e-3)
+    g.add_argument('--backbone-lr-mult', type=float, default=1.0, help='lr multiplier of everything but the head')
+    g.add_argument('--weight-decay', type=float, default=0.02)
+    g.add_argument('--layer-decay', type=float, default=None)
+    g.add_argument('--opt-eps', type=float, default=None)
+    g.add_argument('--opt-betas', type=float, nargs=2, default=None)
+    g.add_argument('--momentum', type=float, default=0.9)
+    g.add_argument('--sched', default='cosine')
+    g.add_argument('--warmup-epochs', type=float, default=2.5)
+    g.add_argument('--warmup-lr', type=float, default=1e-6)
+    g.add_argument('--min-lr', type=float, default=0.)
+    g.add_argument('--clip-grad', type=float, default=None)
+    g.add_argument('--grad-accum-steps', type=int, default=1)
+    g.add_argument('--drop', type=float, default=None, help='head dropout')
+    g.add_argument('--drop-path', type=float, default=None, help='stochastic depth')
+    g.add_argument('--model-ema', action='store_true')
+    g.add_argument('--model-ema-decay', type=float, default=0.9998)
+    g.add_argument('--mixed-precision', default='no', choices=('no', 'bf16', 'fp16'))
+    g.add_argument('--grad-checkpointing', action='store_true')
+    g = parser.add_argument_group('run')
+    g.add_argument('--output', default='output/train')
+    g.add_argument('--experiment', default=None, help='sub-folder of --output (default: model name)')
+    g.add_argument('--resume', default=None, help="checkpoint folder to continue from, or 'auto' (latest in output)")
+    g.add_argument('--checkpoint-hist', type=int, default=2, help='epoch checkpoints to keep (plus the best)')
+    g.add_argument('--eval-interval', type=int, default=1, help='evaluate every N epochs (and after the last)')
+    g.add_argument('--log-interval', type=int, default=20)
+    g.add_argument('--push-to-hub', default=None, metavar='REPO_ID', help='upload the final model folder')
+    g.add_argument('--no-progress', action='store_true')
+    return parser
+
+
+def add_model_args(parser: argparse.ArgumentParser, run_flags: bool = True) -> None:
+    """Which model with which weights; with ``run_flags`` also ``--model``, ``--hparams``, the seed and compilation
+    (a tool naming its model positionally, such as the exporter, leaves them out)."""
     from timm.utils import ParseKwargs
     group = parser.add_argument_group('model')
-    group.add_argument('--hparams', default=None, help='YAML file whose keys are flag names (flags override it)')
-    group.add_argument('--model', default='tps_swin_tiny', help='timm model name, hf-hub:... or local-dir:...')
-    group.add_argument('--pretrained', action='store_true', help='load the pretrained weights of --model')
+    if run_flags:
+        group.add_argument('--hparams', default=None, help='YAML file whose keys are flag names (flags override it)')
+        group.add_argument('--model', default='tps_swin_tiny',
+                           help='timm model name, hf-hub:REPO / local-dir:FOLDER / a model folder (which load their '
+                                'weights), or an exported .onnx / .pt2 file')
+    group.add_argument('--pretrained', action='store_true', help='load the pretrained weights of a --model name')
     group.add_argument('--checkpoint', default=None, help='weights to load: our checkpoints, safetensors, folders, '
                                                          'timm / Microsoft Swin or the authors\' TPS checkpoints')
     group.add_argument('--trust-pickle', action='store_true', help='allow pickled objects in --checkpoint')
     group.add_argument('--num-classes', type=int, default=None, help='classifier size (default: data or model)')
     group.add_argument('--model-kwargs', nargs='*', default={}, action=ParseKwargs,
                        help='extra model arguments, e.g. embed_dim=32 depths="(1,1,1,1)"')
+    if not run_flags:
+        return
     group.add_argument('--seed', type=int, default=0, help='random seed (model init, sampling, augmentation)')
-    group.add_argument('--torchcompile', action='store_true', help='torch.compile the model')
+    group.add_argument('--torchcompile', nargs='?', const='inductor', default=None, metavar='BACKEND',
+                       help='torch.compile the model (backend: inductor unless given)')
+    group.add_argument('--torchcompile-scope', choices=('regional', 'model'), default='regional',
+                       help='regional: each block compiled once per distinct block (default, fastest compile); '
+                            'model: the whole model as one graph')
+    group.add_argument('--compile-cache', default=None, metavar='DIR',
+                       help="folder for inductor's compiled code, in place of TORCHINDUCTOR_CACHE_DIR: a later run "
+                            'with the same folder starts warm (train.py default: OUTPUT/compile_cache)')
 
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
@@ -91,29 +185,64 @@ def create_model_from_args(args: argparse.Namespace, num_classes: Optional[int] 
     from accelerate.utils import set_seed
 
     from .convert import load_model_weights
-    set_seed(args.seed)  # the same initial weights in every process and run
+    from .onnx_model import EXPORTED_SUFFIXES, load_exported_model
+    from .pretrained import offline_if_unreachable
+    set_seed(getattr(args, 'seed', 0))  # the same initial weights in every process and run
     kwargs: Dict[str, Any] = dict(args.model_kwargs or {})
     classes = args.num_classes if args.num_classes is not None else num_classes
     if classes is not None:
         kwargs['num_classes'] = classes
-    model = timm.create_model(args.model, pretrained=args.pretrained, **kwargs)
+    if str(args.model).endswith(EXPORTED_SUFFIXES):  # an exported model: weights and config are in the file
+        if args.checkpoint or args.model_kwargs or getattr(args, 'torchcompile', None):
+            raise ValueError(f'{args.model} is an exported model: --checkpoint, --model-kwargs and --torchcompile '
+                             f'do not apply to it')
+        return load_exported_model(args.model)
+    if os.path.isdir(args.model):  # a train.py model/ folder or a converted one
+        args.model = f'local-dir:{args.model}'
+    pretrained = args.pretrained
+    if not pretrained and not args.checkpoint and args.model.startswith(('local-dir:', 'hf-hub:')):
+        print(f'{args.model}: loading its weights')  # a model given by its folder or repo comes with them
+        pretrained = True
+    with offline_if_unreachable() if args.model.startswith('hf-hub:') else contextlib.nullcontext():
+        model = timm.create_model(args.model, pretrained=pretrained, **kwargs)
     if args.checkpoint:
         load_model_weights(model, args.checkpoint, trust_pickle=args.trust_pickle)
     return model
 
 
+def compile_from_args(args: argparse.Namespace, model):
+    """``--torchcompile``: the model compiled as ``--torchcompile-scope`` says, with ``--compile-cache`` as inductor's
+    cache folder."""
+    from .compilation import compile_model, use_compile_cache
+    if not args.torchcompile:
+        return model
+    if args.compile_cache and use_compile_cache(args.compile_cache):
+        print(f'compiling with the cache in {os.environ["TORCHINDUCTOR_CACHE_DIR"]}')
+    backend = 'inductor' if args.torchcompile is True else args.torchcompile  # `torchcompile: true` in a recipe
+    return compile_model(model, args.torchcompile_scope, backend=backend)
+
+
+def set_clip_size(model, video_cfg: Dict[str, Any]) -> None:
+    """Keep the model's window layouts for the clips the data gives (``num_frames`` x ``img_size``)."""
+    import inspect
+    if 'num_frames' in inspect.signature(getattr(model, 'set_input_size', lambda: None)).parameters:
+        model.set_input_size(img_size=video_cfg['img_size'], num_frames=video_cfg['num_frames'])
+
+
 def resolve_video_cfg(args: argparse.Namespace, model) -> Dict[str, Any]:
-    """Clip settings: flags where given, else the model's pretrained config."""
-    cfg = model.pretrained_cfg
+    """Clip settings: flags where given, else the model's pretrained config (``VideoPretrainedCfg`` fills what a
+    config lacks, the one place the video defaults are written)."""
+    from .pretrained import as_video_pretrained_cfg
+    cfg = as_video_pretrained_cfg(model.pretrained_cfg)
     return dict(
-        num_frames=args.num_frames or cfg.get('num_frames', 32),
-        frame_interval=args.frame_interval or cfg.get('frame_interval', 2),
-        sampling=args.sampling or cfg.get('sampling', 'dense'),
-        img_size=args.img_size or cfg.get('input_size', (3, 224, 224))[-1],
-        mean=tuple(cfg.get('mean', (0.485, 0.456, 0.406))),
-        std=tuple(cfg.get('std', (0.229, 0.224, 0.225))),
-        num_clips=getattr(args, 'num_clips', None) or cfg.get('test_num_clips', 1),
-        num_crops=getattr(args, 'num_crops', None) or cfg.get('test_num_crops', 1),
+        num_frames=args.num_frames or cfg.num_frames,
+        frame_interval=args.frame_interval or cfg.frame_interval,
+        sampling=args.sampling or cfg.sampling,
+        img_size=args.img_size or cfg.input_size[-1],
+        mean=tuple(cfg.mean),
+        std=tuple(cfg.std),
+        num_clips=getattr(args, 'num_clips', None) or cfg.test_num_clips,
+        num_crops=getattr(args, 'num_crops', None) or cfg.test_num_crops,
     )
 
 

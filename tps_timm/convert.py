@@ -104,6 +104,7 @@ def convert(
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
+    from timm.utils import ParseKwargs
     parser = argparse.ArgumentParser(prog='python -m tps_timm.convert', description=__doc__.split('\n\n')[0])
     parser.add_argument('src', help='checkpoint file (.pth/.pt/.bin/.safetensors) or timm folder')
     parser.add_argument('out_dir', help='folder to write model.safetensors and config.json to')
@@ -111,18 +112,22 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument('--num-classes', type=int, default=None, help='classifier size (default: from checkpoint)')
     parser.add_argument('--labels', default=None, help='class names: text file (one per line) or JSON list/dict')
     parser.add_argument('--max-temporal-tokens', type=int, default=None,
-                        help='temporal extent of the bias tables (default 16: clips up to 32 frames)')
+                        help='temporal extent of the bias tables (default 16: 32 frames; longer clips resample it)')
+    parser.add_argument('--model-kwargs', nargs='*', default={}, action=ParseKwargs,
+                        help='architecture arguments, e.g. embed_dim=32 depths="(2,2,2,2)" patch_size="(1,4,4)"')
     parser.add_argument('--num-frames', type=int, default=None, help='input frames per clip to record in the config')
     parser.add_argument('--sampling', choices=('dense', 'uniform'), default=None, help='frame sampling to record')
     parser.add_argument('--trust-pickle', action='store_true',
                         help='allow arbitrary pickled objects in SRC (only for files you trust)')
     args = parser.parse_args(argv)
-    model_args = {'max_temporal_tokens': args.max_temporal_tokens} if args.max_temporal_tokens else {}
+    model_args = dict(args.model_kwargs)
+    if args.max_temporal_tokens:
+        model_args['max_temporal_tokens'] = args.max_temporal_tokens
     cfg = {k: v for k, v in dict(num_frames=args.num_frames, sampling=args.sampling).items() if v is not None}
     try:
         labels = read_label_names(args.labels) if args.labels else None
         out = convert(args.src, args.out_dir, args.model, args.num_classes, labels, args.trust_pickle, model_args, cfg)
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
+    except (FileNotFoundError, ValueError, RuntimeError, TypeError) as e:  # TypeError: a bad --model-kwargs
         parser.exit(2, f'error: {e}\n')
     print(f"wrote {out}; load it with timm.create_model('local-dir:{out}', pretrained=True) after `import tps_timm`")
 

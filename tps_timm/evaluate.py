@@ -1,12 +1,13 @@
-"""Multi-view video evaluation, shared by validate.py and train.py: softmax averaged over clips x crops."""
+"""Multi-view video inference, shared by validate.py, train.py, predict and embed: outputs averaged over clips x
+crops, per video."""
 import time
-from typing import Dict, Optional, Sequence
+from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 import torch
 
 from .data import ClipEvalTransform, ClipSampler, VideoDataset, VideoList, normalize_clip
 
-__all__ = ['eval_dataset', 'video_metrics', 'evaluate']
+__all__ = ['eval_dataset', 'video_metrics', 'evaluate', 'video_outputs']
 
 
 def eval_dataset(videos: VideoList, video_cfg: Dict, num_clips: int = 1, num_crops: int = 1,
@@ -16,7 +17,7 @@ def eval_dataset(videos: VideoList, video_cfg: Dict, num_clips: int = 1, num_cro
     short_side = short_side or video_cfg['img_size']
     sampler = ClipSampler(video_cfg['num_frames'], video_cfg['frame_interval'], num_clips, video_cfg['sampling'])
     return VideoDataset(videos, sampler, ClipEvalTransform(video_cfg['img_size'], short_side, num_crops),
-                        backend=backend, decode_short_side=short_side)
+                        backend=backend)
 
 
 def video_metrics(probs: torch.Tensor, labels: torch.Tensor, readable: torch.Tensor) -> Dict[str, float]:
@@ -65,3 +66,35 @@ def evaluate(model: torch.nn.Module, loader, accelerator, mean: Sequence[float],
     metrics['clips_per_s'] = views_seen / max(elapsed, 1e-9)
     metrics['views'] = num_views if probs_all else 0
     return metrics
+
+
+@torch.no_grad()
+def video_outputs(model: torch.nn.Module, paths: Sequence[str], video_cfg: Dict, batch_size: int = 1,
+                  workers: int = 0, backend: Optional[str] = None, features: bool = False, progress: bool = True,
+                  desc: str = 'videos') -> Iterator[Tuple[str, Optional[torch.Tensor], str]]:
+    """``(path, output, error)`` per video, in order, read by a batched loader: the softmax (or, with ``features``, the
+    pooled embedding) averaged over the clips x crops of ``video_cfg``; ``output`` is None and ``error`` says why for
+    an unreadable video. ``model`` may also be an exported model (``tps_timm.onnx_model``)."""
+    from tqdm import tqdm
+
+    from .data import VideoList
+    dataset = eval_dataset(VideoList([(path, 0) for path in paths]), video_cfg, video_cfg['num_clips'],
+                           video_cfg['num_crops'], backend=backend)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers, shuffle=False)
+    model.eval()
+    device = next(iter(model.parameters()), torch.empty(0)).device
+    with tqdm(total=len(paths), desc=desc, disable=not progress, leave=False) as bar:
+        for batch in loader:
+            video = batch['video']
+            num_videos, num_views = video.shape[:2]
+            clips = normalize_clip(video.flatten(0, 1).to(device), video_cfg['mean'], video_cfg['std'])
+            if features and hasattr(model, 'forward_head'):
+                out = model.forward_head(model.forward_features(clips), pre_logits=True)
+            else:
+                out = model(clips)
+                out = out if features else out.float().softmax(-1)
+            out = out.float().view(num_videos, num_views, -1).mean(1).cpu()
+            for i, index in enumerate(batch['index'].tolist()):
+                readable = bool(batch['readable'][i])
+                yield paths[index], out[i] if readable else None, '' if readable else batch['error'][i]
+            bar.update(num_videos)

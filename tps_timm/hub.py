@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
-__all__ = ['save_hub_folder', 'model_card', 'push_folder']
+__all__ = ['save_hub_folder', 'model_card', 'HubPushError', 'check_push_access', 'push_folder']
 
 CITATION = """@inproceedings{xiang2022tps,
   title={Spatiotemporal Self-attention Modeling with Temporal Patch Shift for Action Recognition},
@@ -23,27 +23,26 @@ def model_card(config: Dict[str, Any], repo_id: Optional[str] = None, results: O
                recipe: Optional[Dict[str, Any]] = None, dataset: Optional[str] = None,
                base_model: Optional[str] = None) -> str:
     """A video-classification model card (Hub metadata, results, usage that imports tps_timm, recipe, citation)."""
-    cfg = config.get('pretrained_cfg', {})
+    from .pretrained import as_video_pretrained_cfg
+    cfg = as_video_pretrained_cfg(config.get('pretrained_cfg', {}))
     arch = config['architecture']
     name = repo_id or arch
     meta = ['---', 'library_name: timm', 'pipeline_tag: video-classification',
-            f"license: {cfg.get('license', 'apache-2.0')}",
+            f"license: {cfg.license or 'apache-2.0'}",
             'tags:', '- video-classification', '- timm', '- tps-timm', '- action-recognition']
     if dataset:
         meta += ['datasets:', f'- {dataset}']
     if base_model:
         meta += [f'base_model: {base_model}']
     meta.append('---')
-    frames, sampling = cfg.get('num_frames', 32), cfg.get('sampling', 'dense')
-    size = cfg.get('input_size', (3, 224, 224))[-1]
+    frames, sampling, size = cfg.num_frames, cfg.sampling, cfg.input_size[-1]
     lines = meta + [
         f'# {name}', '',
         f'TPS-Swin (`{arch}`) video action-recognition model: Swin Transformer with Temporal Patch Shift '
         f'(Xiang et al., ECCV 2022), {config["num_classes"]} classes'
         + (f', trained on {dataset}.' if dataset else '.'), '',
-        f'Input: {frames} frames ({sampling} sampling, frame interval {cfg.get("frame_interval", 2)}) at '
-        f'{size}x{size}, RGB normalised with mean {tuple(cfg.get("mean", ()))} and std '
-        f'{tuple(cfg.get("std", ()))}.', '',
+        f'Input: {frames} frames ({sampling} sampling, frame interval {cfg.frame_interval}) at '
+        f'{size}x{size}, RGB normalised with mean {tuple(cfg.mean)} and std {tuple(cfg.std)}.', '',
     ]
     if results:
         views = f"{results.get('num_crops', 1)} crops x {results.get('num_clips', 1)} clips"
@@ -86,17 +85,59 @@ def save_hub_folder(
     return out
 
 
+class HubPushError(RuntimeError):
+    """An upload that cannot happen or failed; the message says why and how to push the folder later."""
+
+
+def _push_errors() -> tuple:
+    """What a failed Hub call raises: HTTP errors, and the transport errors of the HTTP library huggingface_hub uses
+    (httpx2, httpx or requests, by version)."""
+    import importlib
+
+    from huggingface_hub.errors import HfHubHTTPError
+    errors = [OSError, HfHubHTTPError]
+    for module_name, error_name in (('httpx2', 'HTTPError'), ('httpx', 'HTTPError'), ('requests', 'RequestException')):
+        try:
+            errors.append(getattr(importlib.import_module(module_name), error_name))
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errors)
+
+
+def check_push_access(repo_id: str, token: Optional[str] = None) -> str:
+    """Fail before any work when ``repo_id`` cannot be pushed to (offline mode, no token, a token the Hub refuses, no
+    network); returns the Hub user name."""
+    from huggingface_hub import HfApi, constants, get_token
+    later = f'or push later with: python -m tps_timm.hub push FOLDER {repo_id}'
+    if constants.HF_HUB_OFFLINE:
+        raise HubPushError(f'cannot push to {repo_id}: HF_HUB_OFFLINE is set; unset it, {later}')
+    if not (token or get_token()):
+        raise HubPushError(f'cannot push to {repo_id}: no Hugging Face token; log in with `hf auth login` or set '
+                           f'HF_TOKEN, {later}')
+    try:
+        return HfApi(token=token).whoami()['name']
+    except _push_errors() as e:
+        raise HubPushError(f'cannot push to {repo_id}: the Hub refused the token or cannot be reached '
+                           f'({type(e).__name__}: {e}); {later}') from e
+
+
 def push_folder(folder: str, repo_id: str, token: Optional[str] = None, private: bool = False,
                 commit_message: str = 'Add TPS-Swin model') -> str:
-    """Upload a Hub-ready folder to ``repo_id`` (created if needed); returns the commit URL."""
+    """Upload a Hub-ready folder to ``repo_id`` (created if needed); returns the commit URL. The folder is never
+    changed: a failed upload raises :class:`HubPushError` saying how to retry."""
     from huggingface_hub import HfApi
     path = Path(folder)
     missing = [f for f in ('model.safetensors', 'config.json') if not (path / f).is_file()]
     if missing:
         raise FileNotFoundError(f'{folder} is not a Hub-ready folder: missing {missing}')
+    check_push_access(repo_id, token)
     api = HfApi(token=token)
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    info = api.upload_folder(folder_path=str(path), repo_id=repo_id, commit_message=commit_message)
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        info = api.upload_folder(folder_path=str(path), repo_id=repo_id, commit_message=commit_message)
+    except _push_errors() as e:
+        raise HubPushError(f'upload of {folder} to {repo_id} failed ({type(e).__name__}: {e}); the folder is '
+                           f'unchanged: retry with python -m tps_timm.hub push {folder} {repo_id}') from e
     return str(getattr(info, 'commit_url', info))
 
 
@@ -111,7 +152,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parser.parse_args(argv)
     try:
         url = push_folder(args.folder, args.repo_id, token=args.token, private=args.private)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, HubPushError) as e:
         parser.exit(2, f'error: {e}\n')
     print(f'pushed {args.folder} to {args.repo_id}: {url}')
 

@@ -10,18 +10,28 @@ import re
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
-__all__ = ['VideoList', 'DATASET_FORMATS', 'load_video_list', 'read_list_file', 'read_class_names',
-           'read_kinetics_csv', 'read_sthv2', 'read_sthv1', 'read_diving48']
+__all__ = ['VideoList', 'DATASET_FORMATS', 'VIDEO_EXTENSIONS', 'find_videos', 'load_video_list', 'read_list_file',
+           'read_class_names', 'read_kinetics_csv', 'read_sthv2', 'read_sthv1', 'read_diving48']
 
 
 @dataclass
 class VideoList:
+    """``(path, label)`` samples, the class names, and where each sample was read (``file:line``) for errors."""
     samples: List[Tuple[str, int]]
     class_names: List[str] = field(default_factory=list)
+    origins: List[str] = field(default_factory=list)
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names) if self.class_names else 1 + max((label for _, label in self.samples), default=-1)
+
+    def check_labels(self, num_classes: int) -> None:
+        """Raise a ValueError naming the first sample (file and line) whose label is not a class of the model."""
+        for i, (path, label) in enumerate(self.samples):
+            if not 0 <= label < num_classes:
+                where = self.origins[i] if i < len(self.origins) else path
+                raise ValueError(f'{where}: label {label} of {os.path.basename(path)} is not a class of the model, '
+                                 f'which has {num_classes} classes (labels 0..{num_classes - 1})')
 
 
 def read_class_names(path: str) -> List[str]:
@@ -32,7 +42,7 @@ def read_class_names(path: str) -> List[str]:
 
 def read_list_file(path: str, data_root: str = '', class_names: Optional[Sequence[str]] = None) -> VideoList:
     """``relative/path label`` per line, space or comma separated (``path num_frames label`` also accepted)."""
-    samples = []
+    samples, origins = [], []
     with open(path, encoding='utf-8') as f:
         for line_no, line in enumerate(f, 1):
             line = line.strip()
@@ -42,7 +52,8 @@ def read_list_file(path: str, data_root: str = '', class_names: Optional[Sequenc
             if len(parts) < 2 or not parts[-1].lstrip('-').isdigit():
                 raise ValueError(f'{path}:{line_no}: expected "path label", got {line!r}')
             samples.append((os.path.join(data_root, parts[0]), int(parts[-1])))
-    return VideoList(samples, list(class_names or []))
+            origins.append(f'{path}:{line_no}')
+    return VideoList(samples, list(class_names or []), origins)
 
 
 def read_kinetics_csv(path: str, data_root: str = '', class_names: Optional[Sequence[str]] = None,
@@ -64,7 +75,7 @@ def read_kinetics_csv(path: str, data_root: str = '', class_names: Optional[Sequ
         file = f"{r['youtube_id']}_{int(float(r['time_start'])):06d}_{int(float(r['time_end'])):06d}{ext}"
         label_dir = r['label'] if os.path.isdir(os.path.join(data_root, r['label'])) else ''
         samples.append((os.path.join(data_root, label_dir, file), index[r['label']]))
-    return VideoList(samples, names)
+    return VideoList(samples, names, [f'{path}:{i + 2}' for i in range(len(rows))])  # after the header line
 
 
 def _strip_brackets(template: str) -> str:
@@ -87,14 +98,14 @@ def read_sthv2(labels_json: str, split_json: str, data_root: str = '', ext: str 
         if name not in label_index:
             raise ValueError(f'{split_json}: template {e["template"]!r} of video {e["id"]} is not in {labels_json}')
         samples.append((os.path.join(data_root, f"{e['id']}{ext}"), label_index[name]))
-    return VideoList(samples, names)
+    return VideoList(samples, names, [f'{split_json} entry {i}' for i in range(len(entries))])
 
 
 def read_sthv1(labels_csv: str, split_csv: str, data_root: str = '') -> VideoList:
     """Something-Something v1: class names one per line, splits as ``id;class name``; videos are frame folders."""
     names = read_class_names(labels_csv)
     index = {name: i for i, name in enumerate(names)}
-    samples = []
+    samples, origins = [], []
     with open(split_csv, encoding='utf-8') as f:
         for line_no, line in enumerate(f, 1):
             if not line.strip():
@@ -103,7 +114,8 @@ def read_sthv1(labels_csv: str, split_csv: str, data_root: str = '') -> VideoLis
             if name not in index:
                 raise ValueError(f'{split_csv}:{line_no}: class {name!r} is not in {labels_csv}')
             samples.append((os.path.join(data_root, video_id), index[name]))
-    return VideoList(samples, names)
+            origins.append(f'{split_csv}:{line_no}')
+    return VideoList(samples, names, origins)
 
 
 def read_diving48(split_json: str, data_root: str = '', vocab_json: Optional[str] = None,
@@ -116,10 +128,32 @@ def read_diving48(split_json: str, data_root: str = '', vocab_json: Optional[str
         with open(vocab_json, encoding='utf-8') as f:
             names = [', '.join(v) if isinstance(v, list) else str(v) for v in json.load(f)]
     samples = [(os.path.join(data_root, f"{e['vid_name']}{ext}"), int(e['label'])) for e in entries]
-    return VideoList(samples, names)
+    return VideoList(samples, names, [f'{split_json} entry {i}' for i in range(len(entries))])
 
 
 DATASET_FORMATS = ('list', 'kinetics', 'sthv2', 'sthv1', 'diving48')
+VIDEO_EXTENSIONS = ('.mp4', '.webm', '.mkv', '.avi', '.mov', '.m4v', '.mpg', '.mpeg', '.flv', '.ts')
+LIST_EXTENSIONS = ('.txt', '.csv', '.lst')
+
+
+def find_videos(inputs: Sequence[str], data_root: str = '') -> List[str]:
+    """Video paths from files, folders (searched recursively, sorted) and list files (a path per line, an optional
+    label after it, relative to ``data_root``); the order given, each path once."""
+    found: List[str] = []
+    for item in inputs:
+        if os.path.isdir(item) and not _is_frame_folder(item):
+            found += sorted(os.path.join(d, f) for d, _, files in os.walk(item) for f in files
+                            if f.lower().endswith(VIDEO_EXTENSIONS))
+        elif item.lower().endswith(LIST_EXTENSIONS) and os.path.isfile(item):
+            with open(item, encoding='utf-8') as f:
+                found += [os.path.join(data_root, re.split(r'[,\s]+', line.strip())[0]) for line in f if line.strip()]
+        else:
+            found.append(item)  # a video file or a frame folder; a missing one is reported when it is read
+    return list(dict.fromkeys(found))
+
+
+def _is_frame_folder(path: str) -> bool:
+    return any(f.lower().endswith(('.jpg', '.jpeg', '.png')) for f in os.listdir(path))
 
 
 def load_video_list(annotation: str, data_root: str = '', dataset_format: str = 'list',

@@ -33,7 +33,6 @@ class VideoDataset(Dataset):
             transform,
             train: bool = False,
             backend: Optional[str] = None,
-            decode_short_side: Optional[int] = None,
             max_retries: int = 10,
     ):
         if not videos.samples:
@@ -43,7 +42,6 @@ class VideoDataset(Dataset):
         self.transform = transform
         self.train = train
         self.backend = backend
-        self.decode_short_side = decode_short_side
         self.max_retries = max_retries
         if train != isinstance(transform, ClipTrainTransform) and isinstance(transform, (ClipTrainTransform,
                                                                                             ClipEvalTransform)):
@@ -58,7 +56,7 @@ class VideoDataset(Dataset):
 
     def _decode(self, index: int, rng: np.random.Generator) -> torch.Tensor:
         path, _ = self.videos.samples[index]
-        frames, _ = load_clip(path, lambda n: self.sampler(n, self.train, rng), self.backend, self.decode_short_side)
+        frames, _ = load_clip(path, lambda n: self.sampler(n, self.train, rng), self.backend)
         return torch.from_numpy(frames).permute(0, 1, 4, 2, 3)  # clips, T, C, H, W
 
     def __getitem__(self, index: int):

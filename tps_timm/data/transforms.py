@@ -14,12 +14,8 @@ import torchvision.transforms.v2.functional as TF
 
 from .video_io import short_side_size
 
-__all__ = ['SSV2_FLIP_LABEL_MAP', 'short_side_resize', 'ClipTrainTransform', 'ClipEvalTransform', 'normalize_clip',
+__all__ = ['short_side_resize', 'ClipTrainTransform', 'ClipEvalTransform', 'normalize_clip',
            'ClipRandomErasing']
-
-# Something-Something classes that a horizontal flip turns into each other ("... left to right" <-> "... right to left")
-SSV2_FLIP_LABEL_MAP: Dict[int, int] = {86: 87, 87: 86, 93: 94, 94: 93, 166: 167, 167: 166}
-
 
 def short_side_resize(clip: torch.Tensor, size: int) -> torch.Tensor:
     """Resize ``(..., H, W)`` so that its short side is ``size``, keeping the aspect ratio."""
@@ -54,7 +50,7 @@ class ClipTrainTransform:
         scale: Area range of RandomResizedCrop.
         ratio: Aspect ratio range of RandomResizedCrop.
         hflip: Probability of a horizontal flip.
-        flip_label_map: Classes swapped by a flip (``SSV2_FLIP_LABEL_MAP`` for SSv1/v2).
+        flip_label_map: Labels swapped by a flip (``tps_timm.data.flip_label_map`` of the class-name pairs).
         rand_augment: timm RandAugment config string, e.g. ``'rand-m7-n4-mstd0.5-inc1'``, or None.
     """
 

@@ -2,7 +2,9 @@
 
 decord 0.6.0 is unmaintained and mis-decodes some valid files, so a failure (an error, or frames of the wrong
 shape) with one backend is retried with the other before a file is declared unreadable. Folders of JPEG frames
-(Something-Something v1) are read directly.
+(Something-Something v1) are read directly. Frames come at the source's size from every backend: the decoders'
+own scalers differ (decord's and PyAV's reduced frames differed by up to 31 levels), so the clip transforms make
+the one resize, and a clip is the same whichever backend read it.
 """
 import os
 from importlib.util import find_spec
@@ -10,7 +12,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ['BACKENDS', 'VideoReadError', 'default_backend', 'load_clip', 'probe_size', 'short_side_size']
+__all__ = ['BACKENDS', 'VideoReadError', 'default_backend', 'load_clip', 'short_side_size']
 
 BACKENDS = ('decord', 'pyav')
 _IMAGE_EXTS = ('.jpg', '.jpeg', '.png')
@@ -30,41 +32,21 @@ def default_backend() -> str:
     return 'decord' if find_spec('decord') is not None else 'pyav'
 
 
-def probe_size(path: str) -> Tuple[int, int]:
-    """(height, width) of the first video stream, from the container header."""
-    import av
-    with av.open(path) as container:
-        ctx = container.streams.video[0].codec_context
-        return ctx.height, ctx.width
-
-
 def short_side_size(height: int, width: int, short_side: int) -> Tuple[int, int]:
     """(height, width) scaled so that the short side is ``short_side``, keeping the aspect ratio."""
     scale = short_side / min(height, width)
     return max(short_side, round(height * scale)), max(short_side, round(width * scale))
 
 
-def _scaled_size(size: Tuple[int, int], short_side: Optional[int]) -> Optional[Tuple[int, int]]:
-    """(height, width) with the short side reduced to ``short_side``, or None when no reduction pays off.
-
-    Scaling inside the decoder costs more than it saves for small reductions, so only sizes over 1.5x are reduced.
-    """
-    if not short_side or min(size) <= 1.5 * short_side:
-        return None
-    return short_side_size(*size, short_side)
-
-
-def _read_decord(path: str, index_fn: IndexFn, short_side: Optional[int]) -> np.ndarray:
+def _read_decord(path: str, index_fn: IndexFn) -> np.ndarray:
     import decord
-    scaled = _scaled_size(probe_size(path), short_side) if short_side else None
-    kwargs = dict(width=scaled[1], height=scaled[0]) if scaled else {}
-    reader = decord.VideoReader(path, num_threads=1, **kwargs)
+    reader = decord.VideoReader(path, num_threads=1)
     indices = index_fn(len(reader))
     frames = reader.get_batch(indices.reshape(-1).tolist()).asnumpy()
     return frames.reshape(*indices.shape, *frames.shape[1:])
 
 
-def _read_pyav(path: str, index_fn: IndexFn, short_side: Optional[int]) -> np.ndarray:
+def _read_pyav(path: str, index_fn: IndexFn) -> np.ndarray:
     import av
     with av.open(path) as container:
         stream = container.streams.video[0]
@@ -74,12 +56,10 @@ def _read_pyav(path: str, index_fn: IndexFn, short_side: Optional[int]) -> np.nd
             container.seek(0)
         indices = index_fn(total)
         wanted = set(indices.reshape(-1).tolist())
-        scaled = _scaled_size((stream.codec_context.height, stream.codec_context.width), short_side)
-        kwargs = dict(height=scaled[0], width=scaled[1]) if scaled else {}
         decoded = {}
         for i, frame in enumerate(container.decode(stream)):
             if i in wanted:
-                decoded[i] = frame.to_ndarray(format='rgb24', **kwargs)
+                decoded[i] = frame.to_ndarray(format='rgb24')
             if i >= max(wanted):
                 break
     missing = wanted - decoded.keys()
@@ -89,7 +69,7 @@ def _read_pyav(path: str, index_fn: IndexFn, short_side: Optional[int]) -> np.nd
     return frames.reshape(*indices.shape, *frames.shape[1:])
 
 
-def _read_frame_folder(path: str, index_fn: IndexFn, short_side: Optional[int]) -> np.ndarray:
+def _read_frame_folder(path: str, index_fn: IndexFn) -> np.ndarray:
     from PIL import Image
     files = sorted(f for f in os.listdir(path) if f.lower().endswith(_IMAGE_EXTS))
     if not files:
@@ -98,9 +78,7 @@ def _read_frame_folder(path: str, index_fn: IndexFn, short_side: Optional[int]) 
     frames = []
     for i in indices.reshape(-1).tolist():
         with Image.open(os.path.join(path, files[i])) as img:
-            img = img.convert('RGB')
-            scaled = _scaled_size((img.height, img.width), short_side)
-            frames.append(np.asarray(img.resize(scaled[::-1], Image.BILINEAR) if scaled else img))
+            frames.append(np.asarray(img.convert('RGB')))
     frames = np.stack(frames)
     return frames.reshape(*indices.shape, *frames.shape[1:])
 
@@ -115,19 +93,13 @@ def _check_frames(frames: np.ndarray, indices_shape: Sequence[int]) -> None:
                          f'{tuple(indices_shape)} + (H, W, 3) uint8')
 
 
-def load_clip(
-        path: str,
-        index_fn: IndexFn,
-        backend: Optional[str] = None,
-        short_side: Optional[int] = None,
-) -> Tuple[np.ndarray, np.ndarray]:
+def load_clip(path: str, index_fn: IndexFn, backend: Optional[str] = None) -> Tuple[np.ndarray, np.ndarray]:
     """Decode the frames ``index_fn(num_frames)`` of ``path``.
 
     Args:
         path: A video file, or a folder of JPEG/PNG frames.
         index_fn: Maps the video's frame count to the frame indices to decode (any shape, e.g. clips x frames).
         backend: 'decord' or 'pyav' (default: decord when installed); the other is tried if it fails.
-        short_side: Decode at reduced size with this short side when the video is larger (the recipe resizes anyway).
 
     Returns:
         ``(frames, indices)``: uint8 RGB frames of shape ``indices.shape + (H, W, 3)`` and the indices used.
@@ -158,7 +130,7 @@ def load_clip(
     reasons = []
     for name, reader in readers:
         try:
-            frames = reader(path, tracking_index_fn, short_side)
+            frames = reader(path, tracking_index_fn)
             _check_frames(frames, indices_seen[-1].shape)
             return frames, indices_seen[-1]
         except ImportError as e:

@@ -1,0 +1,130 @@
+"""Per-video embeddings: a video model as an encoder.
+
+    python -m tps_timm.embed --model MODEL --input FOLDER_OR_LIST [...] --output OUT.npy|OUT.parquet
+        [--clips N] [--batch-size B] [--workers N] [--normalize]
+
+A row per video: its path and the pooled embedding (the classifier's input), averaged over ``--clips`` clips of one
+centre crop, L2-normalised with ``--normalize``. ``.npy`` files hold a structured array (fields ``path`` and
+``embedding``; ``np.load`` reads it); ``.parquet`` files (pyarrow) the columns ``path`` and ``embedding``. A run on a
+large folder is resumable: rows already in OUT are kept and their videos skipped, and OUT is rewritten atomically
+every ``--save-every`` videos. Unreadable videos are listed (and written to ``OUT.unreadable.txt``), never fatal.
+MODEL is any model ``predict`` takes; an exported one must have been exported with ``--features``.
+"""
+import argparse
+import os
+import sys
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+__all__ = ['read_embeddings', 'write_embeddings', 'embed_videos', 'main']
+
+
+def read_embeddings(path: str) -> Dict[str, np.ndarray]:
+    """``{video path: embedding}`` of an embeddings file (empty if it does not exist)."""
+    if not os.path.exists(path):
+        return {}
+    if path.endswith('.parquet'):
+        import pyarrow.parquet as pq
+        table = pq.read_table(path)
+        return {p: np.asarray(e, dtype=np.float32) for p, e in zip(table['path'].to_pylist(),
+                                                                  table['embedding'].to_pylist())}
+    rows = np.load(path, allow_pickle=False)
+    return {str(p): e for p, e in zip(rows['path'], rows['embedding'])}
+
+
+def write_embeddings(path: str, rows: Dict[str, np.ndarray]) -> None:
+    """Write ``{video path: embedding}`` to ``path`` (.npy or .parquet) through a temporary file and a rename."""
+    tmp = f'{path}.tmp'
+    paths = list(rows)
+    embeddings = np.stack([rows[p] for p in paths]).astype(np.float32) if rows else np.zeros((0, 0), np.float32)
+    if path.endswith('.parquet'):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        pq.write_table(pa.table({'path': paths, 'embedding': list(embeddings)}), tmp)
+    else:
+        width = max((len(p) for p in paths), default=1)
+        array = np.zeros(len(paths), dtype=[('path', f'<U{width}'), ('embedding', np.float32, embeddings.shape[1:])])
+        array['path'], array['embedding'] = paths, embeddings
+        with open(tmp, 'wb') as f:
+            np.save(f, array, allow_pickle=False)
+    os.replace(tmp, path)
+
+
+def embed_videos(model, paths: Sequence[str], video_cfg: Dict, output: str, batch_size: int = 1, workers: int = 0,
+                 normalize: bool = False, save_every: int = 256, backend: Optional[str] = None,
+                 progress: bool = True) -> Dict[str, object]:
+    """Embed the videos of ``paths`` not yet in ``output`` into it; returns counts and the unreadable videos."""
+    from .evaluate import video_outputs
+    rows = read_embeddings(output)
+    todo = [p for p in paths if p not in rows]
+    unreadable: List[str] = []
+    since_save = 0
+    for path, embedding, error in video_outputs(model, todo, video_cfg, batch_size, workers, backend, features=True,
+                                                progress=progress, desc='embed'):
+        if embedding is None:
+            unreadable.append(f'{path}\t{error}')
+            continue
+        if normalize:
+            embedding = torch.nn.functional.normalize(embedding, dim=0)
+        rows[path] = embedding.numpy()
+        since_save += 1
+        if since_save >= save_every:
+            write_embeddings(output, rows)
+            since_save = 0
+    write_embeddings(output, rows)
+    if unreadable:
+        with open(f'{output}.unreadable.txt', 'w', encoding='utf-8') as f:
+            f.write('\n'.join(unreadable) + '\n')
+    return dict(embedded=len(todo) - len(unreadable), skipped=len(paths) - len(todo), unreadable=unreadable,
+                rows=len(rows))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    from .cli import add_clip_args, add_model_args, create_model_from_args, parse_with_hparams, resolve_video_cfg, \
+        set_clip_size
+    from .data import find_videos
+    from .onnx_model import ExportedVideoModel
+    parser = argparse.ArgumentParser(prog='python -m tps_timm.embed', description=__doc__.split('\n\n')[0])
+    add_model_args(parser)
+    parser.add_argument('--input', nargs='+', required=True, help='video files, folders of videos or list files')
+    parser.add_argument('--data-root', default='', help='folder the paths of list files are relative to')
+    parser.add_argument('--output', required=True, help='embeddings file: .npy or .parquet')
+    add_clip_args(parser)
+    parser.add_argument('--clips', type=int, default=None, help='clips averaged per video (default: the model\'s '
+                                                                'test clips)')
+    parser.add_argument('--normalize', action='store_true', help='L2-normalise each embedding')
+    parser.add_argument('--batch-size', type=int, default=1, help='videos per batch')
+    parser.add_argument('--workers', type=int, default=0, help='loader processes')
+    parser.add_argument('--save-every', type=int, default=256, help='videos between atomic rewrites of OUT')
+    parser.add_argument('--no-progress', action='store_true')
+    args = parse_with_hparams(parser, argv)
+    if not args.output.endswith(('.npy', '.parquet')):
+        parser.error(f'--output {args.output}: an embeddings file ends with .npy or .parquet')
+    if args.output.endswith('.parquet'):
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            parser.error('--output .parquet needs pyarrow: pip install "tps-timm[export]" (or write .npy)')
+    try:
+        model = create_model_from_args(args)
+    except (OSError, RuntimeError, ValueError, ImportError) as e:
+        parser.error(str(e))
+    if isinstance(model, ExportedVideoModel) and model.metadata['output'] != 'features':
+        parser.error(f'{args.model} was exported with logits: export it with --features to embed with it')
+    video_cfg = dict(resolve_video_cfg(args, model), num_crops=1)
+    if args.clips:
+        video_cfg['num_clips'] = args.clips
+    set_clip_size(model, video_cfg)
+    paths = find_videos(args.input, args.data_root)
+    result = embed_videos(model, paths, video_cfg, args.output, args.batch_size, args.workers, args.normalize,
+                          args.save_every, args.video_backend, progress=not args.no_progress)
+    for line in result['unreadable']:
+        print(f'unreadable: {line}', file=sys.stderr)
+    print(f"{args.output}: {result['rows']} videos ({result['embedded']} embedded now, {result['skipped']} already "
+          f"there, {len(result['unreadable'])} unreadable)")
+
+
+if __name__ == '__main__':
+    main()
