@@ -21,13 +21,13 @@ import torch
 import yaml
 
 import tps_timm  # noqa: F401  (registers the models)
-from tps_timm.cli import build_train_parser, command_line_dests, compile_from_args, create_model_from_args, \
+from tps_timm.cli import build_train_parser, command_line_dests, compile_from_args, create_model_or_exit, \
     parse_with_hparams, resolve_video_cfg, set_clip_size
 from tps_timm.data import ClipRandomErasing, ClipSampler, ClipTrainTransform, VideoDataset, flip_label_map, \
     load_video_list, make_demo_dataset, normalize_clip, resolve_flip_pairs
 from tps_timm.evaluate import eval_dataset, evaluate
 from tps_timm.hub import HubPushError, check_push_access, push_folder
-from tps_timm.training import TrainState, VideoMixup, copy_checkpoint_atomic, list_checkpoints, \
+from tps_timm.training import TrainState, VideoMixup, append_summary, copy_checkpoint_atomic, list_checkpoints, \
     optimizer_param_groups, prune_checkpoints, save_checkpoint_atomic
 
 ROOT = Path(__file__).resolve().parent
@@ -110,7 +110,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
     from timm.optim import create_optimizer_v2
     from timm.scheduler import create_scheduler_v2
-    from timm.utils import ModelEmaV3, update_summary
+    from timm.utils import ModelEmaV3
 
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
     logging.getLogger('accelerate').setLevel(logging.WARNING)  # its per-file checkpoint messages
@@ -146,7 +146,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     for name, value in (('drop_rate', args.drop), ('drop_path_rate', args.drop_path)):
         if value is not None:
             args.model_kwargs[name] = value
-    model = create_model_from_args(args, num_classes=train_videos.num_classes)
+    model = create_model_or_exit(parser, args, num_classes=train_videos.num_classes)
     try:
         for videos in (train_videos, val_videos or train_videos):
             videos.check_labels(model.num_classes)
@@ -155,7 +155,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         parser.error(str(e))
     if model.num_classes != train_videos.num_classes:
         parser.error(f'the model has {model.num_classes} classes, the training list {train_videos.num_classes}')
-    args.flip_pairs = [list(pair) for pair in flip_pairs]  # recorded in args.yaml
+    args.flip_label_map = [list(pair) for pair in flip_pairs]  # resolved: args.yaml records the pairs themselves
     if flip_pairs:
         accelerator.print('a flip swaps: ' + '; '.join(f'{a} <-> {b}' for a, b in flip_pairs))
     if args.grad_checkpointing:
@@ -216,6 +216,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         train_metrics = train_one_epoch(epoch, model, train_loader, optimizer, scheduler, criterion, accelerator,
                                         state, video_cfg, args, mixup, erasing, ema)
         last = epoch == num_epochs - 1
+        eval_metrics = {}  # this epoch's only: an epoch without validation records none
         if val_loader is not None and ((epoch + 1) % args.eval_interval == 0 or last):
             eval_metrics = evaluate(model, val_loader, accelerator, video_cfg['mean'], video_cfg['std'], 'val',
                                     not args.no_progress)
@@ -234,9 +235,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
                 copy_checkpoint_atomic(saved, os.path.join(checkpoint_dir, 'best'))
             prune_checkpoints(checkpoint_dir, args.checkpoint_hist)
             summary = {k: v for k, v in eval_metrics.items() if isinstance(v, (int, float))}
-            summary_file = os.path.join(out_dir, 'summary.csv')
-            update_summary(epoch, train_metrics, summary, summary_file, lr=lr,
-                           write_header=epoch == 0 or not os.path.exists(summary_file))
+            append_summary(os.path.join(out_dir, 'summary.csv'),
+                           {'epoch': epoch, **{f'train_{k}': v for k, v in train_metrics.items()}, 'lr': lr,
+                            **{f'eval_{k}': v for k, v in summary.items()}})
             accelerator.log({'train/epoch_loss': train_metrics['loss'],
                              **{f'val/{k}': v for k, v in summary.items()}}, step=state.step)
             msg = f"epoch {epoch}: train loss {train_metrics['loss']:.4f}, {train_metrics['clips_per_s']:.1f} clips/s"

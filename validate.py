@@ -17,7 +17,7 @@ import torch
 
 import tps_timm  # noqa: F401  (registers the models)
 from tps_timm.cli import add_data_args, add_model_args, add_test_view_args, build_train_parser, compile_from_args, \
-    create_model_from_args, parse_with_hparams, resolve_video_cfg, set_clip_size
+    create_model_or_exit, model_brings_weights, parse_with_hparams, resolve_video_cfg, set_clip_size
 from tps_timm.onnx_model import ExportedVideoModel
 from tps_timm.data import load_video_list
 from tps_timm.evaluate import eval_dataset, evaluate
@@ -59,8 +59,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         videos = load_video_list(args.val_list, args.data_root, args.dataset_format, args.class_names)
     except (FileNotFoundError, ValueError) as e:
         parser.error(str(e))
+    # a trained model keeps its classifier: labels it does not have are an error below, not a new random head
+    model = create_model_or_exit(parser, args, None if model_brings_weights(args) else videos.num_classes)
     try:
-        model = create_model_from_args(args, num_classes=videos.num_classes if not args.pretrained else None)
         videos.check_labels(model.num_classes)  # before the pass, not after it
     except ValueError as e:
         parser.error(str(e))

@@ -21,6 +21,10 @@
    whole-model and regional: seconds per phase (first step, eval, train again, another batch size), graphs compiled
    in each phase, graph breaks, and compiled vs eager step time. Each run is a fresh process: the cold one with an
    empty inductor cache folder, the warm one with the folder the cold one filled.
+7. export: ONNX export of TPS-Swin-T/S/B at 32x224 and 8x112 with a dynamic batch; onnxruntime logits vs eager
+   PyTorch at batch 1 and 3, the latency ratio, export time and file size.
+8. vit: the TPS-ViT-B training step on a 16x224 clip vs timm's ViT-B on its 8 frames (time, peak memory), and the
+   parameters and MACs of TPS-ViT-S/B/L at 16x224 and 32x224 against the 2D ViT on the same frames.
 
 Medians of several repetitions after warm-up. ``--dtype bfloat16`` (the default on CUDA) runs the models under
 autocast and the shift and attention ops on bfloat16 tensors.
@@ -225,6 +229,14 @@ def _model_worker(spec: str) -> None:
         import timm
         model = timm.create_model('swin_tiny_patch4_window7_224', num_classes=400, img_size=size)
         x = torch.randn(batch * frames // 2, 3, size, size)
+    elif kind == 'vit2d':  # ViT-B on the frames TPS-ViT-B sees (one per tubelet of 2)
+        import timm
+        model = timm.create_model('vit_base_patch16_224', num_classes=400, img_size=size)
+        x = torch.randn(batch * frames // 2, 3, size, size)
+    elif kind == 'tps vit':
+        import timm
+        model = timm.create_model('tps_vit_base_patch16_224', num_classes=400, img_size=size, num_frames=frames)
+        x = torch.randn(batch, 3, frames, size, size)
     elif kind == 'swin3d_t':
         import torchvision
         model = torchvision.models.video.swin3d_t(num_classes=400)
@@ -334,6 +346,54 @@ def bench_models(device: str, reps: int, rounds: int, compile_: Optional[str], d
     return results
 
 
+def vit_costs(sizes=('small', 'base', 'large'), clips=(16, 32), img_size: int = 224) -> Dict:
+    """Parameters and forward MACs of TPS-ViT-S/B/L (tubelets of 2) at 16 and 32 frames, and of the 2D ViT on the
+    same frames (one per tubelet): what the shifts add to the image model's compute."""
+    import timm
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+    results = {}
+    for size in sizes:
+        video = timm.create_model(f'tps_vit_{size}_patch16_224', num_classes=400).eval()
+        image = timm.create_model(f'vit_{size}_patch16_224', num_classes=400).eval()
+        row = dict(params=sum(p.numel() for p in video.parameters()))
+        for frames in clips:
+            macs = []
+            for model, x in ((video, torch.randn(1, 3, frames, img_size, img_size)),
+                             (image, torch.randn(frames // 2, 3, img_size, img_size))):
+                with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+                    model(x)
+                macs.append(counter.get_total_flops() / 2)
+            row[f'{frames}x{img_size}'] = dict(macs=macs[0], macs_2d=macs[1])
+        results[f'tps_vit_{size}_patch16_224'] = row
+    return results
+
+
+def bench_vit(device: str, reps: int, rounds: int, dtype: str, frames: int, size: int) -> Dict:
+    """TPS-ViT-B training step vs timm's ViT-B on the same frames (time, peak memory), and the cost table."""
+    runs = {}
+    for _ in range(rounds):
+        for kind in ('vit2d', 'tps vit'):
+            runs.setdefault(kind, []).append(run_worker(device=device, model=kind, train=True, reps=reps, compile=None,
+                                                        dtype=dtype, frames=frames, size=size))
+    steps = {kind: dict(seconds=statistics.median([t for r in rs for t in r['times']]),
+                        peak_bytes=max(r['peak_bytes'] for r in rs)) for kind, rs in runs.items()}
+    return dict(steps=steps, costs=vit_costs())
+
+
+def print_vit(vit: Dict, frames: int, size: int) -> None:
+    print(f'\n## TPS-ViT: training step on one {frames}x{size} clip (tubelets of 2) vs ViT-B on its {frames // 2} '
+          f'frames; params and MACs')
+    floor, ours = vit['steps']['vit2d'], vit['steps']['tps vit']
+    print(f"step {ours['seconds']:.3f} s vs {floor['seconds']:.3f} s ({ours['seconds'] / floor['seconds']:.2f}x); "
+          f"peak {ours['peak_bytes'] / 2 ** 30:.2f} vs {floor['peak_bytes'] / 2 ** 30:.2f} GiB "
+          f"({ours['peak_bytes'] / floor['peak_bytes']:.2f}x)")
+    for name, row in vit['costs'].items():
+        clips = ', '.join(f"{clip}: {r['macs'] / 1e9:.1f} G MACs ({r['macs'] / r['macs_2d']:.3f}x 2D)"
+                          for clip, r in row.items() if clip != 'params')
+        print(f"{name:28} {row['params'] / 1e6:7.2f} M params; {clips}")
+
+
 COMPILE_MODELS = {  # size: (2D timm Swin, TPS-Swin)
     'tiny': ('swin_tiny_patch4_window7_224', 'tps_swin_tiny'),
     'base': ('swin_base_patch4_window7_224', 'tps_swin_base'),
@@ -406,6 +466,36 @@ def bench_compile(device: str, reps: int, dtype: str, size_name: str, batch: int
                 for run in ('cold', 'warm'):
                     results[f'{model} {mode} {run}'] = run_worker(env=env, **cfg, warm=run == 'warm')
     return results
+
+
+def bench_export(sizes=('tiny', 'small', 'base'), clips=((32, 224), (8, 112))) -> Dict:
+    """ONNX export of each model at each clip shape with a dynamic batch: onnxruntime (CPU) vs eager PyTorch logits
+    at batch 1 and 3 from the same file, the latency ratio, and the export time."""
+    import timm
+
+    from tps_timm.export import check_parity, export_model
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in sizes:
+            torch.manual_seed(0)
+            model = timm.create_model(f'tps_swin_{size}', num_classes=400).eval()
+            for frames, img in clips:
+                start = time.perf_counter()
+                path, _ = export_model(model, os.path.join(tmp, f'{size}.onnx'), 'onnx', frames, img,
+                                       dynamic_batch=True)
+                seconds = time.perf_counter() - start
+                parity = check_parity(path, model, 'onnx', features=False, batch_sizes=(1, 3))
+                results[f'tps_swin_{size} {frames}x{img}'] = dict(parity, export_seconds=seconds,
+                                                                  file_mb=os.path.getsize(path) / 2 ** 20)
+    return results
+
+
+def print_export(exported: Dict) -> None:
+    print('\n## ONNX export, dynamic batch: onnxruntime (CPU) vs eager PyTorch')
+    print(f"{'model':28} {'max |diff| (b1, b3)':>20} {'ort / eager':>12} {'export s':>9} {'MB':>7}")
+    for name, r in exported.items():
+        print(f"{name:28} {r['max_abs_diff']:20.2e} {r['latency_ratio']:12.2f} {r['export_seconds']:9.1f} "
+              f"{r['file_mb']:7.1f}")
 
 
 # dense bfloat16 tensor-core peaks from the vendor's data sheets, TFLOP/s, by a part of the device name
@@ -523,7 +613,7 @@ def print_compile(compiled: Dict, size_name: str, batch: int, frames: int, size:
                                      for p in phases) + f" {r['graph_breaks']:7d} {first / floor:10.2f} {step}")
 
 
-PARTS = ('shifts', 'attention', 'models', 'base', 'loading', 'compile')
+PARTS = ('shifts', 'attention', 'models', 'base', 'loading', 'compile', 'export', 'vit')
 
 
 def main() -> None:
@@ -570,7 +660,7 @@ def main() -> None:
     print(f"# {env['device']}, torch {env['torch']}, {env['date']}, compile={args.compile}, {dtype}", flush=True)
     results = dict(env=env)
     durations = dict(shifts='~1 min', attention='~1 min', models='~10 min on CPU', base='~2 min on CPU',
-                     loading='~1 min', compile='~30 min on CPU')
+                     loading='~1 min', compile='~35 min on CPU', export='~10 min on CPU', vit='~5 min on CPU')
     for part in parts:  # each part prints its table when done; say first what is coming
         print(f'# will measure {part} ({durations[part]}{", less with --quick" if args.quick else ""})', flush=True)
     if 'shifts' in parts:  # milliseconds each: more repetitions
@@ -597,6 +687,13 @@ def main() -> None:
         batch, frames, size = (16, 32, 224) if args.device == 'cuda' else (1, 8, 112)
         results['compile'] = bench_compile(args.device, reps, dtype, size_name, batch, frames, size)
         print_compile(results['compile'], size_name, batch, frames, size, dtype)
+    if 'vit' in parts:
+        vit_frames = 8 if args.quick else 16
+        results['vit'] = bench_vit(args.device, model_reps, args.rounds, dtype, vit_frames, size)
+        print_vit(results['vit'], vit_frames, size)
+    if 'export' in parts:
+        results['export'] = bench_export(('tiny',) if args.quick else ('tiny', 'small', 'base'))
+        print_export(results['export'])
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(results, f, indent=2)

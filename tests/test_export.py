@@ -1,5 +1,6 @@
 """Deployment: ONNX / torch.export with parity against eager PyTorch, exported models in predict and validate,
 per-video embeddings, batched prediction over folders and lists."""
+import argparse
 import csv
 import json
 import subprocess
@@ -46,6 +47,14 @@ def demo_model(demo, tmp_path_factory):
                                        test_num_clips=2, input_size=(3, 48, 48)))
 
 
+@pytest.fixture(scope='module')
+def demo_onnx(demo_model, tmp_path_factory):
+    """The demo model exported by the CLI (dynamic batch), which checks its own parity; with what it printed."""
+    out = tmp_path_factory.mktemp('onnx') / 'demo.onnx'
+    proc = run_module('tps_timm.export', demo_model, '--format', 'onnx', '--dynamic-batch', '--output', out)
+    return out, proc.stdout
+
+
 def run_module(module, *args, timeout=600):
     proc = subprocess.run([sys.executable, '-m', module, *map(str, args)], capture_output=True, text=True, cwd=ROOT,
                           timeout=timeout)
@@ -53,11 +62,10 @@ def run_module(module, *args, timeout=600):
     return proc
 
 
-def test_onnx_export_with_dynamic_batch_matches_pytorch(demo_model, tmp_path):
+def test_onnx_export_with_dynamic_batch_matches_pytorch(demo_model, demo_onnx):
     """The CLI exports, checks parity itself and says so; the file then serves batch 1 and 3 alike."""
-    out = tmp_path / 'demo.onnx'
-    proc = run_module('tps_timm.export', demo_model, '--format', 'onnx', '--dynamic-batch', '--output', out)
-    assert 'parity: max |diff|' in proc.stdout and 'onnxruntime (CPU) takes' in proc.stdout
+    out, printed = demo_onnx
+    assert 'parity: max |diff|' in printed and 'onnxruntime (CPU) takes' in printed
     from tps_timm.onnx_model import load_exported_model
     exported = load_exported_model(str(out))
     model = timm.create_model(f'local-dir:{demo_model}', pretrained=True).eval()
@@ -122,13 +130,14 @@ def test_features_export_and_embeddings(demo, demo_model, tmp_path, capsys):
 
 
 def test_predict_over_a_folder_and_a_list_writes_csv_and_json(demo, demo_model, tmp_path):
+    from tps_timm.predict import main as predict_main
     videos = Path(demo['root']) / 'videos'
-    run_module('tps_timm.predict', videos, '--model', demo_model, '--batch-size', '4', '--output', tmp_path / 'p.csv')
+    predict_main([str(videos), '--model', str(demo_model), '--batch-size', '4', '--output', str(tmp_path / 'p.csv')])
     rows = list(csv.DictReader(open(tmp_path / 'p.csv')))
     assert len(rows) == 5 * 24 and rows[0]['rank'] == '1'  # every video of the folder, top 5
     assert len({r['video'] for r in rows}) == 24
-    run_module('tps_timm.predict', demo['val'], '--data-root', demo['root'], '--model', demo_model, '--top-k', '2',
-               '--output', tmp_path / 'p.json')
+    predict_main([demo['val'], '--data-root', demo['root'], '--model', str(demo_model), '--top-k', '2', '--output',
+                  str(tmp_path / 'p.json')])
     result = json.loads((tmp_path / 'p.json').read_text())
     assert len(result) == 17 and isinstance(result[str(videos / 'does_not_exist.mp4')], str)
     first = result[str(videos / 'val_00000.mp4')]
@@ -137,9 +146,8 @@ def test_predict_over_a_folder_and_a_list_writes_csv_and_json(demo, demo_model, 
     assert by_csv[str(videos / 'val_00000.mp4')] == first[0]['label']  # batch 4 and batch 1 agree
 
 
-def test_validate_with_the_onnx_model_gives_the_pytorch_numbers(demo, demo_model, tmp_path):
-    out = tmp_path / 'demo.onnx'
-    run_module('tps_timm.export', demo_model, '--output', out)  # fixed batch: validate feeds it clip by clip
+def test_validate_with_the_onnx_model_gives_the_pytorch_numbers(demo, demo_model, demo_onnx):
+    out, _ = demo_onnx
     import validate
     results = {}
     for name, model in (('pytorch', demo_model), ('onnx', out)):
@@ -148,3 +156,33 @@ def test_validate_with_the_onnx_model_gives_the_pytorch_numbers(demo, demo_model
     for key in ('top1', 'top5', 'num_videos', 'unreadable', 'views'):
         assert results['onnx'][key] == results['pytorch'][key], key
     assert abs(results['onnx']['loss'] - results['pytorch']['loss']) < 1e-4
+
+
+def test_an_interrupted_embedding_run_resumes_from_its_shards(demo, demo_model, tmp_path, monkeypatch):
+    """Rows go to shards while running: a run killed after 7 videos keeps 5 (one shard); the next run embeds the
+    rest and merges everything into one file."""
+    import tps_timm.evaluate
+    from tps_timm.cli import resolve_video_cfg
+    from tps_timm.data import find_videos
+    from tps_timm.embed import embed_videos, read_embeddings
+    model = timm.create_model(f'local-dir:{demo_model}', pretrained=True)
+    video_cfg = dict(resolve_video_cfg(argparse.Namespace(num_frames=None, frame_interval=None, sampling=None,
+                                                          img_size=None), model), num_crops=1)
+    paths = find_videos([demo['val']], demo['root'])[:12]
+    output = str(tmp_path / 'e.npy')
+    original = tps_timm.evaluate.video_outputs
+
+    def killed_after_seven(*args, **kwargs):
+        for i, row in enumerate(original(*args, **kwargs)):
+            if i == 7:
+                raise KeyboardInterrupt
+            yield row
+
+    monkeypatch.setattr(tps_timm.evaluate, 'video_outputs', killed_after_seven)
+    with pytest.raises(KeyboardInterrupt):
+        embed_videos(model, paths, video_cfg, output, save_every=5, progress=False)
+    assert not Path(output).exists() and len(read_embeddings(output)) == 5
+    monkeypatch.setattr(tps_timm.evaluate, 'video_outputs', original)
+    result = embed_videos(model, paths, video_cfg, output, save_every=5, progress=False)
+    assert (result['skipped'], result['embedded'], result['rows']) == (5, 7, 12)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['e.npy'] and list(read_embeddings(output)) == paths

@@ -4,7 +4,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from tps_timm.tps_swin import checkpoint_filter_fn
+from tps_timm.tps_swin import checkpoint_filter_fn, resample_bias_table
 
 from conftest import SMALL, randomize_, small_model
 from reference import reference_block
@@ -60,6 +60,12 @@ def test_clip_longer_than_bias_table_reads_the_table_resampled_along_time():
         assert torch.allclose(short(x), long(x), atol=1e-5)
     short.train()(x).sum().backward()
     assert short.layers[0].blocks[1].attn.relative_position_bias_table.grad.abs().sum() > 0
+    # the resampling itself: identity within the table; stretched, it keeps the ends and dt = 0
+    table = short.layers[0].blocks[1].attn.relative_position_bias_table.detach()
+    assert resample_bias_table(table, 169, 16) is table
+    stretched = resample_bias_table(table, 169, 20).view(39, 169, -1)
+    assert all(torch.allclose(stretched[i], table.view(31, 169, -1)[j], atol=1e-6) for i, j in ((0, 0), (-1, -1),
+                                                                                                 (19, 15)))
 
 
 @pytest.mark.parametrize('x,message', [
@@ -162,8 +168,23 @@ def test_window_layouts_are_buffers_for_the_input_size():
         model.set_input_size(img_size=48, num_frames=12)
         assert model.layers[1].blocks[1].feat_size == (6, 6, 6)
         assert torch.equal(model(x), expected)
+
+
+
+def test_model_built_on_meta_materialises_with_timm(model):
+    """timm's reinit_non_persistent_buffers (after to_empty from the meta device) rebuilds the layouts and rates."""
+    from timm.models._manipulate import reinit_non_persistent_buffers
     with torch.device('meta'):
-        assert small_model(img_size=224, num_frames=32).layers[0].blocks[0].partition_index.is_meta
+        empty = small_model(img_size=32, num_frames=4, drop_path_rate=0.2)
+    assert empty.layers[0].blocks[0].partition_index.is_meta
+    empty = empty.to_empty(device='cpu')
+    reinit_non_persistent_buffers(empty)
+    empty.load_state_dict(small_model(img_size=32, num_frames=4, drop_path_rate=0.2).state_dict())
+    reference = small_model(img_size=32, num_frames=4, drop_path_rate=0.2)
+    x = torch.randn(1, 3, 4, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(empty.eval()(x), reference.eval()(x))
+    assert empty.layers[3].blocks[1].drop_path1.keep_prob.item() == pytest.approx(0.8)
 
 
 def test_benchmark_eager_baseline_computes_the_same_function():

@@ -135,6 +135,6 @@ def test_export_decompositions_equal_the_references(heads, head_dim):
     for frames in (1, 2, 5):
         x = torch.randn(2, frames, 14, 14, heads * head_dim)
         index = window_token_index(frames, (14, 14), (7, 7), window_major=True)
-        assert torch.equal(channel(x, heads, False), channel_shift_reference(x, heads))
+        assert torch.equal(channel(x, heads, False, 0), channel_shift_reference(x, heads))
         assert torch.equal(partition(x, index.partition, index.reverse, (7, 7), heads),
                            partition_channel_shift(x, index.partition, index.reverse, (7, 7), heads))

@@ -1,4 +1,5 @@
 """train.py end to end on generated videos, its building blocks, and the learning test."""
+import csv
 import json
 import subprocess
 import sys
@@ -65,6 +66,9 @@ def test_resume_after_interruption_continues_exactly(tmp_path, small_demo, monke
     monkeypatch.setattr(train, 'train_one_epoch', original)
     resumed = run(tmp_path / 'cut', small_demo, '--resume', 'auto')
     assert resumed['step'] == full['step'] and resumed['val_top1'] == full['val_top1']
+    with open(Path(resumed['out_dir']) / 'summary.csv', newline='') as f:
+        rows = list(csv.DictReader(f))
+    assert [r['epoch'] for r in rows] == ['0', '1'] and float(rows[1]['eval_top1']) == full['val_top1']
     a = load_file(Path(full['model_dir']) / 'model.safetensors')
     b = load_file(Path(resumed['model_dir']) / 'model.safetensors')
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
@@ -186,9 +190,14 @@ def test_command_line_data_wins_over_the_recipes_demo_switch(tmp_path, small_dem
 
 def test_flip_pairs_are_resolved_by_name_printed_and_recorded(tmp_path, small_demo, capsys):
     result = run(tmp_path, small_demo, '--epochs', '1', '--flip-label-map', 'auto')
-    recorded = yaml.safe_load((Path(result['out_dir']) / 'args.yaml').read_text())
-    assert recorded['flip_pairs'] == [['moving left to right', 'moving right to left'],
-                                      ['rotating clockwise', 'rotating counter-clockwise']]
+    args_yaml = Path(result['out_dir']) / 'args.yaml'
+    recorded = yaml.safe_load(args_yaml.read_text())
+    assert recorded['flip_label_map'] == [['moving left to right', 'moving right to left'],
+                                          ['rotating clockwise', 'rotating counter-clockwise']]
+    again = run(tmp_path / 'again', small_demo, '--epochs', '1', '--hparams', str(args_yaml), '--output',
+                str(tmp_path / 'again'))  # the recorded configuration runs again as a recipe
+    assert yaml.safe_load((Path(again['out_dir']) / 'args.yaml').read_text())['flip_label_map'] == \
+        recorded['flip_label_map']
     assert 'a flip swaps: moving left to right <-> moving right to left; rotating clockwise' in capsys.readouterr().out
     pairs = tmp_path / 'pairs.yaml'
     pairs.write_text('- [growing, exploding]\n')
@@ -198,14 +207,14 @@ def test_flip_pairs_are_resolved_by_name_printed_and_recorded(tmp_path, small_de
 
 
 @pytest.mark.parametrize('content,message', [(None, 'No such file'), ('epochs: [1\n', 'not valid YAML')])
-def test_bad_hparams_file_is_a_one_line_error(tmp_path, content, message):
+def test_bad_hparams_file_is_a_one_line_error(tmp_path, content, message, capsys):
     path = tmp_path / 'recipe.yaml'
     if content is not None:
         path.write_text(content)
-    proc = subprocess.run([sys.executable, str(ROOT / 'train.py'), '--hparams', str(path)], capture_output=True,
-                          text=True, cwd=ROOT, timeout=120)
-    assert proc.returncode == 2 and message in proc.stderr and 'Traceback' not in proc.stderr
-    assert f'--hparams {path}' in proc.stderr
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(['--hparams', str(path)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err and f'--hparams {path}' in err
 
 
 def test_push_to_hub_offline_fails_before_training(tmp_path, small_demo, capsys):
@@ -215,16 +224,46 @@ def test_push_to_hub_offline_fails_before_training(tmp_path, small_demo, capsys)
     assert not (tmp_path / 'demo').exists()  # nothing ran
 
 
+def test_failed_upload_after_training_keeps_the_model_and_says_how_to_retry(tmp_path, small_demo, monkeypatch,
+                                                                            caplog):
+    import huggingface_hub
+    from huggingface_hub import constants
+    monkeypatch.setattr(constants, 'HF_HUB_OFFLINE', False)
+    monkeypatch.setenv('HF_TOKEN', 'hf_test')
+    monkeypatch.setattr(huggingface_hub.HfApi, 'whoami', lambda self, **kw: {'name': 'me'})
+    monkeypatch.setattr(huggingface_hub.HfApi, 'create_repo', lambda self, repo_id, **kw: repo_id)
+
+    def unreachable(self, **kw):
+        raise ConnectionError('[Errno -2] Name or service not known')
+
+    monkeypatch.setattr(huggingface_hub.HfApi, 'upload_folder', unreachable)
+    with pytest.raises(SystemExit) as exit_info:
+        run(tmp_path, small_demo, '--epochs', '1', '--push-to-hub', 'me/tps-demo')
+    assert exit_info.value.code == 1
+    folder = tmp_path / 'demo' / 'model'
+    assert (folder / 'model.safetensors').is_file() and (tmp_path / 'demo' / 'checkpoints' / 'epoch_0').is_dir()
+    assert f'retry with python -m tps_timm.hub push {folder} me/tps-demo' in caplog.text
+    monkeypatch.setattr(huggingface_hub.HfApi, 'whoami', lambda self, **kw: {
+        'name': 'me', 'auth': {'accessToken': {'role': 'read'}}})
+    with pytest.raises(SystemExit):
+        run(tmp_path / 'read', small_demo, '--push-to-hub', 'me/tps-demo')
+    assert not (tmp_path / 'read' / 'demo').exists()  # a read-only token is refused before training
+
+
 @pytest.mark.slow
 def test_shifts_learn_temporal_order(tmp_path_factory):
     """On classes that differ only in the direction of time, TPS learns them; without the shifts it cannot."""
     demo = str(tmp_path_factory.mktemp('demo_full'))
     out = tmp_path_factory.mktemp('learn')
-    quick = [*DEMO, '--demo-data', demo, '--output', str(out), '--hflip', '0', '--scale', '1', '1', '--ratio', '1', '1']
-    tps = train.main([*quick, '--epochs', '8', '--experiment', 'tps'])
-    flat = train.main([*quick, '--epochs', '2', '--experiment', 'none', '--model-kwargs', 'temporal_mixing=none'])
+    quick = [*DEMO, '--demo-data', demo, '--output', str(out), '--hflip', '0', '--scale', '1', '1', '--ratio', '1', '1',
+             '--eval-interval', '100']  # validated once, after the last epoch
+    tps = train.main([*quick, '--epochs', '6', '--experiment', 'tps'])
+    flat = train.main([*quick, '--epochs', '3', '--experiment', 'none', '--model-kwargs', 'temporal_mixing=none'])
     assert tps['val_top1'] >= 90, tps
     assert flat['val_top1'] <= 60, flat
+    with open(Path(tps['out_dir']) / 'summary.csv', newline='') as f:  # validated at the end only: one header
+        rows = list(csv.DictReader(f))
+    assert [r['eval_top1'] for r in rows[:-1]] == [''] * 5 and float(rows[-1]['eval_top1']) == tps['val_top1']
 
     # the trained model as an encoder: the nearest neighbour of each validation video is of its class
     from tps_timm.embed import main as embed_main, read_embeddings
@@ -242,16 +281,23 @@ def test_shifts_learn_temporal_order(tmp_path_factory):
     assert hits >= 0.9 * len(paths), hits / len(paths)
 
 
-@pytest.mark.parametrize('recipe', ['k400', 'sthv2', 'sthv1', 'diving48', 'demo'])
+@pytest.mark.parametrize('recipe', ['k400', 'sthv2', 'sthv1', 'diving48', 'demo', 'vit_k400', 'vit_sthv2',
+                                    'vit_demo'])
 def test_recipes_parse_for_train_and_validate(recipe):
-    """Every recipe is read by both scripts (keys are flag names), with the paper's settings."""
+    """Every recipe is read by both scripts (keys are flag names), its model builds, with the paper's settings."""
     import validate
     from tps_timm.cli import parse_with_hparams
     path = str(ROOT / 'hparams' / f'{recipe}.yaml')
     args = parse_with_hparams(train.build_parser(), ['--hparams', path])
     vargs = parse_with_hparams(validate.build_parser(), ['--hparams', path], shared_with=train.build_parser())
     assert vargs.model == args.model and vargs.num_frames == args.num_frames
-    if recipe != 'demo':
+    with torch.device('meta'):
+        timm.create_model(args.model, **args.model_kwargs)
+    if recipe.startswith('vit_') and recipe != 'vit_demo':  # VideoMAE-style fine-tuning of an image ViT
+        assert (args.num_frames, args.model_kwargs['tubelet_size'], args.img_size) == (16, 2, 224)
+        assert (args.layer_decay, args.drop_path, args.weight_decay) == (0.75, 0.1, 0.05)
+        assert args.flip_label_map == ('sthv2' if recipe == 'vit_sthv2' else 'none')
+    elif not recipe.endswith('demo'):
         assert (args.num_frames, args.frame_interval, args.img_size, args.epochs) == (32, 2, 224, 30)
         assert (args.lr, args.backbone_lr_mult, args.weight_decay, args.warmup_epochs) == (1e-3, 0.1, 0.02, 2.5)
         assert args.drop_path == 0.1 and args.num_crops == 3

@@ -1,14 +1,17 @@
 """Command-line helpers shared by train.py, validate.py and predict: YAML hparams, model and data set-up."""
 import argparse
 import contextlib
+import logging
 import os
 from typing import Any, Dict, List, Optional, Sequence, Set
 
 import yaml
 
+_logger = logging.getLogger(__name__)
+
 __all__ = ['command_line_dests', 'build_train_parser', 'parse_with_hparams', 'add_data_args', 'add_clip_args',
-           'add_test_view_args', 'add_model_args', 'create_model_from_args', 'compile_from_args', 'set_clip_size',
-           'resolve_video_cfg']
+           'add_test_view_args', 'add_model_args', 'model_brings_weights', 'create_model_from_args',
+           'create_model_or_exit', 'compile_from_args', 'set_clip_size', 'resolve_video_cfg']
 
 
 def command_line_dests(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = None) -> Set[str]:
@@ -179,8 +182,22 @@ def add_test_view_args(parser) -> None:
     parser.add_argument('--num-crops', type=int, choices=(1, 3), default=None, help='crops per clip (default: config)')
 
 
+def model_brings_weights(args: argparse.Namespace) -> bool:
+    """Whether ``--model`` loads trained weights: ``--pretrained``, ``--checkpoint``, a folder, a Hub repo or an
+    exported file. Such a model keeps its classifier; only a fresh model takes its class count from the data."""
+    from .onnx_model import EXPORTED_SUFFIXES
+    model = str(args.model)
+    return bool(args.pretrained or args.checkpoint or os.path.isdir(model) or model.endswith(EXPORTED_SUFFIXES)
+                or model.startswith(('local-dir:', 'hf-hub:')))
+
+
 def create_model_from_args(args: argparse.Namespace, num_classes: Optional[int] = None):
-    """The model named by ``--model`` with ``--pretrained`` / ``--checkpoint`` weights and ``--model-kwargs``."""
+    """The model named by ``--model`` with ``--pretrained`` / ``--checkpoint`` weights and ``--model-kwargs``.
+
+    ``num_classes`` (from the data) sizes the classifier unless ``--num-classes`` is given. A folder or Hub repo
+    (``local-dir:``, ``hf-hub:``, a train.py ``model/`` folder) loads its own weights; an ``.onnx`` / ``.pt2`` file
+    gives an exported model (``tps_timm.onnx_model``).
+    """
     import timm
     from accelerate.utils import set_seed
 
@@ -201,13 +218,23 @@ def create_model_from_args(args: argparse.Namespace, num_classes: Optional[int] 
         args.model = f'local-dir:{args.model}'
     pretrained = args.pretrained
     if not pretrained and not args.checkpoint and args.model.startswith(('local-dir:', 'hf-hub:')):
-        print(f'{args.model}: loading its weights')  # a model given by its folder or repo comes with them
+        _logger.info(f'{args.model}: loading its weights')  # a model given by its folder or repo comes with them
         pretrained = True
     with offline_if_unreachable() if args.model.startswith('hf-hub:') else contextlib.nullcontext():
         model = timm.create_model(args.model, pretrained=pretrained, **kwargs)
     if args.checkpoint:
         load_model_weights(model, args.checkpoint, trust_pickle=args.trust_pickle)
     return model
+
+
+def create_model_or_exit(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                         num_classes: Optional[int] = None):
+    """``create_model_from_args``, with what can go wrong in loading a model (a name, a file, missing weights,
+    offline, a missing extra, bad ``--model-kwargs``) as a one-line command-line error."""
+    try:
+        return create_model_from_args(args, num_classes)
+    except (OSError, RuntimeError, ValueError, TypeError, ImportError) as e:
+        parser.error(f'--model {args.model}: {e}')
 
 
 def compile_from_args(args: argparse.Namespace, model):

@@ -38,9 +38,9 @@ def compile_model(model: nn.Module, mode: str = 'regional', **compile_kwargs: An
     """Compile ``model`` as ``mode`` says; returns the module to call (the same module for ``'regional'``).
 
     Shapes are static unless ``dynamic`` is given: another batch size (an evaluation's last batch) compiles one more
-    static graph, where dynamo's automatic dynamic shapes would compile a symbolic one that takes minutes longer
-    (on CPU, more than 10 minutes for a Swin-T). Regional compilation raises dynamo's per-function recompile limit to
-    cover every distinct block in training and evaluation, so that no block falls back to eager.
+    static graph, where dynamo's automatic dynamic shapes would compile a symbolic one that takes far longer (times
+    in docs/benchmarks.md). Regional compilation raises dynamo's per-function recompile limit (a process-wide
+    setting) to cover every distinct block in training and evaluation, so that no block falls back to eager.
     """
     if mode not in COMPILE_MODES:
         raise ValueError(f'compile mode must be one of {COMPILE_MODES}, got {mode!r}')

@@ -6,11 +6,13 @@
 A row per video: its path and the pooled embedding (the classifier's input), averaged over ``--clips`` clips of one
 centre crop, L2-normalised with ``--normalize``. ``.npy`` files hold a structured array (fields ``path`` and
 ``embedding``; ``np.load`` reads it); ``.parquet`` files (pyarrow) the columns ``path`` and ``embedding``. A run on a
-large folder is resumable: rows already in OUT are kept and their videos skipped, and OUT is rewritten atomically
-every ``--save-every`` videos. Unreadable videos are listed (and written to ``OUT.unreadable.txt``), never fatal.
+large folder is resumable: rows already in OUT are kept and their videos skipped; every ``--save-every`` videos
+go to a shard beside OUT, merged into it at the end. Unreadable videos are listed (and written to
+``OUT.unreadable.txt``), never fatal.
 MODEL is any model ``predict`` takes; an exported one must have been exported with ``--features``.
 """
 import argparse
+import glob
 import os
 import sys
 from typing import Dict, List, Optional, Sequence
@@ -21,10 +23,11 @@ import torch
 __all__ = ['read_embeddings', 'write_embeddings', 'embed_videos', 'main']
 
 
-def read_embeddings(path: str) -> Dict[str, np.ndarray]:
-    """``{video path: embedding}`` of an embeddings file (empty if it does not exist)."""
-    if not os.path.exists(path):
-        return {}
+def _shards(path: str) -> List[str]:
+    return sorted(glob.glob(glob.escape(path) + '.part*.npy'))
+
+
+def _read_file(path: str) -> Dict[str, np.ndarray]:
     if path.endswith('.parquet'):
         import pyarrow.parquet as pq
         table = pq.read_table(path)
@@ -32,6 +35,14 @@ def read_embeddings(path: str) -> Dict[str, np.ndarray]:
                                                                   table['embedding'].to_pylist())}
     rows = np.load(path, allow_pickle=False)
     return {str(p): e for p, e in zip(rows['path'], rows['embedding'])}
+
+
+def read_embeddings(path: str) -> Dict[str, np.ndarray]:
+    """``{video path: embedding}`` of an embeddings file and of the shards an unfinished run left beside it."""
+    rows = _read_file(path) if os.path.exists(path) else {}
+    for shard in _shards(path):
+        rows.update(_read_file(shard))
+    return rows
 
 
 def write_embeddings(path: str, rows: Dict[str, np.ndarray]) -> None:
@@ -55,12 +66,17 @@ def write_embeddings(path: str, rows: Dict[str, np.ndarray]) -> None:
 def embed_videos(model, paths: Sequence[str], video_cfg: Dict, output: str, batch_size: int = 1, workers: int = 0,
                  normalize: bool = False, save_every: int = 256, backend: Optional[str] = None,
                  progress: bool = True) -> Dict[str, object]:
-    """Embed the videos of ``paths`` not yet in ``output`` into it; returns counts and the unreadable videos."""
+    """Embed the videos of ``paths`` not yet in ``output`` into it; returns counts and the unreadable videos.
+
+    Every ``save_every`` new rows go to a shard beside ``output`` (``OUT.partNNNNN.npy``), so that an interrupted run
+    loses at most that many and the I/O stays linear; the shards are merged into ``output`` at the end.
+    """
     from .evaluate import video_outputs
-    rows = read_embeddings(output)
-    todo = [p for p in paths if p not in rows]
+    done = read_embeddings(output)
+    todo = [p for p in paths if p not in done]
     unreadable: List[str] = []
-    since_save = 0
+    pending: Dict[str, np.ndarray] = {}
+    next_shard = len(_shards(output))
     for path, embedding, error in video_outputs(model, todo, video_cfg, batch_size, workers, backend, features=True,
                                                 progress=progress, desc='embed'):
         if embedding is None:
@@ -68,21 +84,24 @@ def embed_videos(model, paths: Sequence[str], video_cfg: Dict, output: str, batc
             continue
         if normalize:
             embedding = torch.nn.functional.normalize(embedding, dim=0)
-        rows[path] = embedding.numpy()
-        since_save += 1
-        if since_save >= save_every:
-            write_embeddings(output, rows)
-            since_save = 0
-    write_embeddings(output, rows)
+        pending[path] = embedding.numpy()
+        if len(pending) >= save_every:
+            write_embeddings(f'{output}.part{next_shard:05d}.npy', pending)
+            done.update(pending)
+            pending, next_shard = {}, next_shard + 1
+    done.update(pending)
+    write_embeddings(output, done)
+    for shard in _shards(output):
+        os.remove(shard)
     if unreadable:
         with open(f'{output}.unreadable.txt', 'w', encoding='utf-8') as f:
             f.write('\n'.join(unreadable) + '\n')
     return dict(embedded=len(todo) - len(unreadable), skipped=len(paths) - len(todo), unreadable=unreadable,
-                rows=len(rows))
+                rows=len(done))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    from .cli import add_clip_args, add_model_args, create_model_from_args, parse_with_hparams, resolve_video_cfg, \
+    from .cli import add_clip_args, add_model_args, create_model_or_exit, parse_with_hparams, resolve_video_cfg, \
         set_clip_size
     from .data import find_videos
     from .onnx_model import ExportedVideoModel
@@ -97,7 +116,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument('--normalize', action='store_true', help='L2-normalise each embedding')
     parser.add_argument('--batch-size', type=int, default=1, help='videos per batch')
     parser.add_argument('--workers', type=int, default=0, help='loader processes')
-    parser.add_argument('--save-every', type=int, default=256, help='videos between atomic rewrites of OUT')
+    parser.add_argument('--save-every', type=int, default=256, help='videos per shard saved while running')
     parser.add_argument('--no-progress', action='store_true')
     args = parse_with_hparams(parser, argv)
     if not args.output.endswith(('.npy', '.parquet')):
@@ -107,10 +126,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             import pyarrow  # noqa: F401
         except ImportError:
             parser.error('--output .parquet needs pyarrow: pip install "tps-timm[export]" (or write .npy)')
-    try:
-        model = create_model_from_args(args)
-    except (OSError, RuntimeError, ValueError, ImportError) as e:
-        parser.error(str(e))
+    model = create_model_or_exit(parser, args)
     if isinstance(model, ExportedVideoModel) and model.metadata['output'] != 'features':
         parser.error(f'{args.model} was exported with logits: export it with --features to embed with it')
     video_cfg = dict(resolve_video_cfg(args, model), num_crops=1)

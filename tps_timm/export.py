@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 
 from .onnx_model import METADATA_KEY, load_exported_model
+from .pretrained import as_video_pretrained_cfg
 
 __all__ = ['FORMATS', 'PARITY_TOLERANCE', 'export_model', 'export_metadata', 'check_parity', 'main']
 
@@ -40,7 +41,6 @@ class _PooledFeatures(nn.Module):
 
 def export_metadata(model: nn.Module, model_name: str, frames: int, img_size: int, features: bool) -> Dict[str, Any]:
     """What a deployment needs besides the graph: input layout, preprocessing, test views and label names."""
-    from .pretrained import as_video_pretrained_cfg
     cfg = as_video_pretrained_cfg(getattr(model, 'pretrained_cfg', {}))  # defaults for a model built directly
     return dict(
         model=model_name, output='features' if features else 'logits', input_layout='B, C, T, H, W',
@@ -55,7 +55,9 @@ def _exported_program(module: nn.Module, clip: torch.Tensor, dynamic_batch: bool
     dynamic_shapes = ({0: torch.export.Dim('batch', min=1, max=1024)},) if dynamic_batch else None
     with torch.no_grad():
         program = torch.export.export(module, (clip,), dynamic_shapes=dynamic_shapes, strict=False)
-    return program.run_decompositions(EXPORT_DECOMPOSITIONS)  # the shifts' custom ops as gathers and slices
+    table = torch.export.default_decompositions()  # core ATen, with the shifts' custom ops as gathers and slices
+    table.update(EXPORT_DECOMPOSITIONS)
+    return program.run_decompositions(table)
 
 
 def export_model(
@@ -83,7 +85,11 @@ def export_model(
     if fmt == 'exported-program':
         torch.export.save(program, output, extra_files={METADATA_KEY: json.dumps(metadata)})
         return output, metadata
-    import onnx
+    try:
+        import onnx
+        import onnxscript  # noqa: F401  (the exporter needs it)
+    except ImportError as e:
+        raise ImportError(f'ONNX export needs the export extra: pip install "tps-timm[export]" ({e})') from e
     dynamic_shapes = ({0: 'batch'},) if dynamic_batch else None
     onnx_program = torch.onnx.export(program, (clip,), dynamo=True, input_names=['clip'],
                                      output_names=['features' if features else 'logits'], opset_version=opset,
@@ -133,7 +139,7 @@ def check_parity(path: str, model: nn.Module, fmt: str, features: bool, batch_si
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    from .cli import add_model_args, create_model_from_args
+    from .cli import add_model_args, create_model_or_exit
     parser = argparse.ArgumentParser(prog='python -m tps_timm.export', description=__doc__.split('\n\n')[0])
     parser.add_argument('model_or_folder', help='timm name, hf-hub:REPO, local-dir:FOLDER or a model/ folder')
     add_model_args(parser, run_flags=False)
@@ -146,18 +152,20 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument('--output', default=None, help='file to write (default: MODEL.onnx / MODEL.pt2 here)')
     args = parser.parse_args(argv)
     args.model = args.model_or_folder
-    try:
-        model = create_model_from_args(args)
-    except (OSError, RuntimeError, ValueError, TypeError) as e:
-        parser.exit(2, f'error: {e}\n')
-    cfg = model.pretrained_cfg
-    frames = args.frames or cfg.get('num_frames', 32)
-    img_size = args.img_size or cfg.get('input_size', (3, 224, 224))[-1]
+    model = create_model_or_exit(parser, args)
+    if not isinstance(model, nn.Module) or not hasattr(model, 'forward_features'):
+        parser.error(f'{args.model} cannot be exported again: give the model it was exported from')
+    cfg = as_video_pretrained_cfg(model.pretrained_cfg)
+    frames = args.frames or cfg.num_frames
+    img_size = args.img_size or cfg.input_size[-1]
     name = Path(args.model.split(':', 1)[-1].rstrip('/')).name.replace('.', '_')
     output = args.output or f"{name}{'_features' if args.features else ''}.{'onnx' if args.format == 'onnx' else 'pt2'}"
     start = time.perf_counter()
-    path, _ = export_model(model, output, args.format, frames, img_size, args.dynamic_batch, args.opset, args.features,
-                           args.model)
+    try:
+        path, _ = export_model(model, output, args.format, frames, img_size, args.dynamic_batch, args.opset,
+                               args.features, args.model)
+    except ImportError as e:
+        parser.error(str(e))
     print(f'exported {args.model} ({frames}x{img_size}, {"dynamic" if args.dynamic_batch else "fixed"} batch) to '
           f'{path} in {time.perf_counter() - start:.1f} s')
     try:

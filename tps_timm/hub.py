@@ -115,10 +115,14 @@ def check_push_access(repo_id: str, token: Optional[str] = None) -> str:
         raise HubPushError(f'cannot push to {repo_id}: no Hugging Face token; log in with `hf auth login` or set '
                            f'HF_TOKEN, {later}')
     try:
-        return HfApi(token=token).whoami()['name']
+        user = HfApi(token=token).whoami()
     except _push_errors() as e:
         raise HubPushError(f'cannot push to {repo_id}: the Hub refused the token or cannot be reached '
                            f'({type(e).__name__}: {e}); {later}') from e
+    if user.get('auth', {}).get('accessToken', {}).get('role') == 'read':
+        raise HubPushError(f'cannot push to {repo_id}: the Hugging Face token is read-only; use one with write '
+                           f'access, {later}')
+    return user['name']
 
 
 def push_folder(folder: str, repo_id: str, token: Optional[str] = None, private: bool = False,

@@ -14,8 +14,8 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 
-from .cli import add_clip_args, add_model_args, add_test_view_args, compile_from_args, create_model_from_args, \
-    label_names_for, parse_with_hparams, resolve_video_cfg, set_clip_size
+from .cli import add_clip_args, add_model_args, add_test_view_args, compile_from_args, create_model_or_exit, \
+    label_names_for, model_brings_weights, parse_with_hparams, resolve_video_cfg, set_clip_size
 from .data import find_videos, read_class_names
 from .evaluate import video_outputs
 
@@ -70,8 +70,14 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument('--workers', type=int, default=0, help='loader processes')
     parser.add_argument('--output', default=None, help='write the predictions to this .csv or .json file')
     args = parse_with_hparams(parser, argv)
-    names = read_class_names(args.class_names) if args.class_names else []
-    model = create_model_from_args(args, num_classes=len(names) or None)
+    try:
+        names = read_class_names(args.class_names) if args.class_names else []
+    except OSError as e:
+        parser.error(f'--class-names {args.class_names}: {e.strerror or e}')
+    model = create_model_or_exit(parser, args, None if model_brings_weights(args) else len(names) or None)
+    if not model.num_classes:
+        parser.error(f'{args.model} gives embeddings, not classes (exported with --features): embed with '
+                     f'python -m tps_timm.embed')
     video_cfg = resolve_video_cfg(args, model)
     set_clip_size(model, video_cfg)
     paths = find_videos(args.videos, args.data_root)

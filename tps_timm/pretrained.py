@@ -48,11 +48,15 @@ def as_video_pretrained_cfg(cfg: Union[Dict[str, Any], PretrainedCfg]) -> VideoP
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether a TCP connection to the Hub endpoint opens within ``timeout`` seconds."""
+    """Whether a TCP connection to the Hub endpoint opens within ``timeout`` seconds (assumed so behind a proxy,
+    which a direct connection would not pass)."""
     import socket
+    import urllib.request
     from urllib.parse import urlparse
 
     from huggingface_hub import constants
+    if urllib.request.getproxies():
+        return True
     url = urlparse(constants.ENDPOINT)
     try:
         socket.create_connection((url.hostname, url.port or (443 if url.scheme == 'https' else 80)), timeout).close()

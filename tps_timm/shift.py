@@ -21,9 +21,9 @@ from typing import NamedTuple, Optional, Sequence, Tuple
 import torch
 
 __all__ = [
-    'PATCH_SHIFT_PATTERN', 'CHANNEL_SHIFT_DIV', 'patch_shift_offsets', 'patch_shift_source_frames', 'WindowTokenIndex',
+    'PATCH_SHIFT_PATTERN', 'CHANNEL_SHIFT_DIV', 'patch_shift_offsets', 'WindowTokenIndex',
     'window_token_index', 'permute_rows', 'channel_shift', 'partition_channel_shift', 'patch_shift',
-    'channel_shift_reference', 'patch_shift_reference', 'EXPORT_DECOMPOSITIONS',
+    'channel_shift_reference', 'patch_shift_reference', 'EXPORT_DECOMPOSITIONS', 'token_patch_shift_index',
 ]
 
 # temporal offset k of the token at window position (r, s), by (r mod 3, s mod 3): token t takes token t - k
@@ -41,17 +41,6 @@ def patch_shift_offsets(window_size: Tuple[int, int], device: Optional[torch.dev
     rows = torch.arange(window_size[0], device=device) % 3
     cols = torch.arange(window_size[1], device=device) % 3
     return pattern[rows[:, None], cols[None, :]]
-
-
-def patch_shift_source_frames(
-        num_temporal_tokens: int,
-        window_size: Tuple[int, int],
-        device: Optional[torch.device] = None,
-) -> torch.Tensor:
-    """Temporal token each windowed token is read from, shape ``(D, win_h, win_w)``: ``(t - k) mod D``."""
-    offsets = patch_shift_offsets(window_size, device=device)
-    tokens = torch.arange(num_temporal_tokens, device=device).view(-1, 1, 1)
-    return (tokens - offsets) % num_temporal_tokens
 
 
 class WindowTokenIndex(NamedTuple):
@@ -80,7 +69,7 @@ def window_token_index(
     ``(t - k(r, s) mod D, (a * wh + r + sh) mod Hp, (b * ww + s + sw) mod Wp)``: Swin's roll by ``-shift`` and the
     partition, with the patch shift's ``k`` when ``shift_patches`` (else ``k = 0``). The reverse inverts each step.
     """
-    frames = num_temporal_tokens
+    num_tokens = num_temporal_tokens
     (height, width), (win_h, win_w), (shift_h, shift_w) = feat_size, window_size, shift_size
     pad_h, pad_w = -(-height // win_h) * win_h, -(-width // win_w) * win_w
     nwh, nww = pad_h // win_h, pad_w // win_w
@@ -88,12 +77,12 @@ def window_token_index(
         torch.zeros(win_h, win_w, dtype=torch.long, device=device)
 
     # partition, indexed (t, a, b, r, s)
-    t = torch.arange(frames, device=device).view(-1, 1, 1, 1, 1)
+    t = torch.arange(num_tokens, device=device).view(-1, 1, 1, 1, 1)
     a = torch.arange(nwh, device=device).view(-1, 1, 1, 1)
     b = torch.arange(nww, device=device).view(-1, 1, 1)
     r = torch.arange(win_h, device=device).view(-1, 1)
     s = torch.arange(win_w, device=device)
-    source_t = (t - offsets) % frames
+    source_t = (t - offsets) % num_tokens
     partition = (source_t * pad_h + (a * win_h + r + shift_h) % pad_h) * pad_w + (b * win_w + s + shift_w) % pad_w
     if window_major:
         partition = partition.permute(1, 2, 0, 3, 4)
@@ -103,9 +92,9 @@ def window_token_index(
     w = (torch.arange(pad_w, device=device) - shift_w) % pad_w
     a, r = (h // win_h).view(-1, 1), (h % win_h).view(-1, 1)
     b, s = w // win_w, w % win_w
-    t = (torch.arange(frames, device=device).view(-1, 1, 1) + offsets[r, s]) % frames  # t - k(r, s) = t'
+    t = (torch.arange(num_tokens, device=device).view(-1, 1, 1) + offsets[r, s]) % num_tokens  # t - k(r, s) = t'
     if window_major:
-        window_row = (a * nww + b) * frames + t
+        window_row = (a * nww + b) * num_tokens + t
     else:
         window_row = (t * nwh + a) * nww + b
     reverse = (window_row * win_h + r) * win_w + s
@@ -179,50 +168,51 @@ def _copy_shifted_channel_groups(dst: torch.Tensor, src: torch.Tensor, num_heads
 
 
 @torch.library.custom_op('tps_timm::channel_shift', mutates_args=())
-def _channel_shift_op(x: torch.Tensor, num_heads: int, adjoint: bool) -> torch.Tensor:
+def _channel_shift_op(x: torch.Tensor, num_heads: int, adjoint: bool, fixed_tokens: int) -> torch.Tensor:
     out = x.clone(memory_format=torch.contiguous_format)
-    _copy_shifted_channel_groups(out, x, num_heads, adjoint)
+    _copy_shifted_channel_groups(out[:, :, fixed_tokens:], x[:, :, fixed_tokens:], num_heads, adjoint)
     return out
 
 
 @_channel_shift_op.register_fake
-def _(x: torch.Tensor, num_heads: int, adjoint: bool) -> torch.Tensor:
+def _(x: torch.Tensor, num_heads: int, adjoint: bool, fixed_tokens: int) -> torch.Tensor:
     return torch.empty_like(x, memory_format=torch.contiguous_format)
 
 
 def _channel_shift_setup(ctx, inputs, output) -> None:
-    _, ctx.num_heads, ctx.adjoint = inputs
+    _, ctx.num_heads, ctx.adjoint, ctx.fixed_tokens = inputs
 
 
 def _channel_shift_backward(ctx, grad: torch.Tensor):
-    return _channel_shift_op(grad, ctx.num_heads, not ctx.adjoint), None, None
+    return _channel_shift_op(grad, ctx.num_heads, not ctx.adjoint, ctx.fixed_tokens), None, None, None
 
 
 _channel_shift_op.register_autograd(_channel_shift_backward, setup_context=_channel_shift_setup)
 
 
-def channel_shift(x: torch.Tensor, num_heads: int) -> torch.Tensor:
-    """Channel shift (even blocks) of ``x`` shaped ``(B, D, ..., C)``: a copy, then groups 0 and 1 rewritten.
+def channel_shift(x: torch.Tensor, num_heads: int, fixed_tokens: int = 0) -> torch.Tensor:
+    """Channel shift (even blocks) of ``x`` shaped ``(B, D, N, ..., C)``: a copy, then groups 0 and 1 rewritten.
 
-    Slice copies rather than one gather along time: the gather and its scatter-add backward are 2-3x slower on CPU.
-    A custom op (its backward is the adjoint shift): ``torch.compile`` traces one node instead of functionalising the
-    slice writes, the costliest part of tracing a channel-shift block. Blocks with unshifted windows fold it into
-    their window partition instead (``partition_channel_shift``).
+    The first ``fixed_tokens`` entries of dim 2 keep their channels (a ViT's class and register tokens). Slice copies
+    rather than one gather along time, whose scatter-add backward is slower (docs/benchmarks.md). A custom op
+    (its backward is the adjoint shift): ``torch.compile`` traces one node instead of functionalising the slice
+    writes, the costliest part of tracing a channel-shift block. Blocks with unshifted windows fold it into their
+    window partition instead (``partition_channel_shift``).
     """
-    return _channel_shift_op(x, num_heads, False)
+    return _channel_shift_op(x, num_heads, False, fixed_tokens)
 
 
 def _tiled_shape(maps_shape: torch.Size, window_size: Tuple[int, int]) -> Tuple[int, ...]:
     """Padded maps ``(B, D, Hp, Wp, C)`` split into windows: ``(B, D, nWh, win_h, nWw, win_w, C)``."""
-    batch, frames, height, width, channels = maps_shape
+    batch, num_tokens, height, width, channels = maps_shape
     win_h, win_w = window_size
-    return batch, frames, height // win_h, win_h, width // win_w, win_w, channels
+    return batch, num_tokens, height // win_h, win_h, width // win_w, win_w, channels
 
 
 def _windows_as_maps(windows: torch.Tensor, maps_shape: torch.Size, window_size: Tuple[int, int]) -> torch.Tensor:
     """Window-major rows of an unshifted partition, viewed in map order (``_tiled_shape``)."""
-    batch, frames, win_rows, win_h, win_cols, win_w, channels = _tiled_shape(maps_shape, window_size)
-    return windows.view(batch, win_rows, win_cols, frames, win_h, win_w, channels).permute(0, 3, 1, 4, 2, 5, 6)
+    batch, num_tokens, win_rows, win_h, win_cols, win_w, channels = _tiled_shape(maps_shape, window_size)
+    return windows.view(batch, win_rows, win_cols, num_tokens, win_h, win_w, channels).permute(0, 3, 1, 4, 2, 5, 6)
 
 
 @torch.library.custom_op('tps_timm::partition_channel_shift', mutates_args=())
@@ -293,10 +283,13 @@ def partition_channel_shift(
     return _partition_channel_shift_op(maps, partition, reverse, tuple(window_size), num_heads)
 
 
-def _channel_shift_decomposition(x: torch.Tensor, num_heads: int, adjoint: bool = False) -> torch.Tensor:
+def _channel_shift_decomposition(x: torch.Tensor, num_heads: int, adjoint: bool = False,
+                                 fixed_tokens: int = 0) -> torch.Tensor:
     """The channel shift as concatenated slices, no writes: the form an exported graph can hold."""
     if adjoint:
         raise NotImplementedError('the adjoint channel shift appears only in backward graphs, which are not exported')
+    if fixed_tokens:
+        return torch.cat([x[:, :, :fixed_tokens], _channel_shift_decomposition(x[:, :, fixed_tokens:], num_heads)], 2)
     heads = x.unflatten(-1, (num_heads, -1))
     fold = heads.shape[-1] // CHANNEL_SHIFT_DIV
     if x.shape[1] < 2 or fold == 0:
@@ -319,11 +312,36 @@ EXPORT_DECOMPOSITIONS = {
 }
 
 
+def token_patch_shift_index(
+        num_temporal_tokens: int,
+        grid_size: Tuple[int, int],
+        num_prefix_tokens: int = 0,
+        device: Optional[torch.device] = None,
+) -> WindowTokenIndex:
+    """Patch-shift permutation of one clip's ViT tokens ``(D, P + h * w)`` and its inverse.
+
+    Patch token ``(t, i, j)`` of the grid reads the token at the same position in ``t - k(i mod 3, j mod 3) mod D``,
+    the patch shift with the whole grid as one window; the ``P`` prefix tokens (class, register) stay.
+    """
+    height, width = grid_size
+    tokens = num_prefix_tokens + height * width
+    patches = window_token_index(num_temporal_tokens, grid_size, grid_size, shift_patches=True, device=device)
+
+    def with_prefix(index: torch.Tensor) -> torch.Tensor:  # patch indices (D, h*w) -> token indices (D, P + h*w)
+        index = index.view(num_temporal_tokens, -1)
+        patch_rows = index // (height * width) * tokens + index % (height * width) + num_prefix_tokens
+        prefix_rows = torch.arange(num_temporal_tokens, device=device).view(-1, 1) * tokens + \
+            torch.arange(num_prefix_tokens, device=device)
+        return torch.cat([prefix_rows, patch_rows], 1).flatten()
+
+    return WindowTokenIndex(with_prefix(patches.partition), with_prefix(patches.reverse))
+
+
 def patch_shift(x: torch.Tensor, window_size: Tuple[int, int], inverse: bool = False) -> torch.Tensor:
     """Temporal patch shift of windowed tokens ``(B, D, num_windows, win_h * win_w, C)`` as one row permutation."""
-    frames, num_windows = x.shape[1:3]
+    num_tokens, num_windows = x.shape[1:3]
     # windows stacked vertically form a (nW * win_h, win_w) map whose partition is the identity but for the shift
-    index = window_token_index(frames, (num_windows * window_size[0], window_size[1]), window_size,
+    index = window_token_index(num_tokens, (num_windows * window_size[0], window_size[1]), window_size,
                                shift_patches=True, device=x.device)
     forward, backward = (index.reverse, index.partition) if inverse else (index.partition, index.reverse)
     return permute_rows(x, forward, backward).view(x.shape)
@@ -345,8 +363,8 @@ def patch_shift_reference(x: torch.Tensor, window_size: Tuple[int, int], inverse
 
     ``x`` is ``(B, D, num_windows, win_h * win_w, C)``.
     """
-    batch, frames, num_windows, _, channels = x.shape
-    x = x.view(batch, frames, num_windows, window_size[0], window_size[1], channels)
+    batch, num_tokens, num_windows, _, channels = x.shape
+    x = x.view(batch, num_tokens, num_windows, window_size[0], window_size[1], channels)
     out = x.clone()
     sign = -1 if inverse else 1
     for r, row in enumerate(PATCH_SHIFT_PATTERN):

@@ -174,7 +174,12 @@ class DropPath(nn.Module):
 
     def __init__(self, drop_prob: float = 0.):
         super().__init__()
-        self.register_buffer('keep_prob', torch.tensor(1. - drop_prob), persistent=False)
+        self.drop_prob = drop_prob  # not read by forward: the buffer is
+        self.init_non_persistent_buffers()
+
+    def init_non_persistent_buffers(self) -> None:
+        device = self.keep_prob.device if hasattr(self, 'keep_prob') else None
+        self.register_buffer('keep_prob', torch.tensor(1. - self.drop_prob, device=device), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
@@ -183,7 +188,7 @@ class DropPath(nn.Module):
         return x * keep / self.keep_prob
 
     def extra_repr(self) -> str:
-        return f'drop_prob={1 - self.keep_prob.item():.3f}'
+        return f'drop_prob={self.drop_prob:.3f}'
 
 
 class WindowAttention(nn.Module):
@@ -341,6 +346,10 @@ class TpsSwinTransformerBlock(nn.Module):
         return window_layout(feat_size, self.window_size, self.shift_window, self.temporal_shift,
                              self.attn.table_size, device)
 
+    def init_non_persistent_buffers(self) -> None:
+        """Rebuild the layout buffers (e.g. after ``to_empty`` from the meta device); timm calls this."""
+        self.set_input_size(self.feat_size)
+
     def set_input_size(self, feat_size: Optional[Tuple[int, int, int]]) -> None:
         """Keep the window layout for maps ``(D, H, W)`` as non-persistent buffers (None: build it per call)."""
         device = self.attn.relative_position_bias_table.device
@@ -355,30 +364,49 @@ class TpsSwinTransformerBlock(nn.Module):
             return WindowLayout(self.partition_index, self.reverse_index, self.relative_position_index, self.attn_mask)
         return self.build_layout(feat_size, device)
 
-    def _attn(self, x: torch.Tensor) -> torch.Tensor:
-        """Layout, gather into windows (with the shifts), attend, scatter back to the maps."""
-        batch, num_tokens, height, width, channels = x.shape
-        layout = self.window_layout((num_tokens, height, width), x.device)
-        window, shift = window_and_shift_size((height, width), self.window_size, self.shift_window)
-        pad_h, pad_w = (-s % w for s, w in zip((height, width), window))
+    def _gather_windows(self, x: torch.Tensor, layout: WindowLayout, window: Tuple[int, int],
+                        shift: Tuple[int, int]) -> torch.Tensor:
+        """Maps ``(B, D, H, W, C)`` -> window rows ``(B, L, C)``, the temporal shift of this block folded in."""
+        height, width = x.shape[2:4]
         if self.temporal_shift == 'channel' and any(shift):  # only temporal_mixing='channel' shifts these windows
             x = channel_shift(x, self.num_heads)
+        pad_h, pad_w = (-s % w for s, w in zip((height, width), window))
         if pad_h or pad_w:
             x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
         if self.temporal_shift == 'channel' and not any(shift):
             # unshifted windows are a plain reordering of the maps: the channel shift folds into their partition
-            windows = partition_channel_shift(x, layout.partition_index, layout.reverse_index, window, self.num_heads)
-        else:
-            windows = permute_rows(x, layout.partition_index, layout.reverse_index)
+            return partition_channel_shift(x, layout.partition_index, layout.reverse_index, window, self.num_heads)
+        return permute_rows(x, layout.partition_index, layout.reverse_index)
+
+    def _attend(self, windows: torch.Tensor, layout: WindowLayout, num_temporal_tokens: int,
+                window: Tuple[int, int], shift: Tuple[int, int]) -> torch.Tensor:
+        """Window attention on window rows ``(B, L, C)`` with the relative position bias (and Swin's mask)."""
+        batch, rows, channels = windows.shape
         tokens = window[0] * window[1]
-        num_windows = (height + pad_h) * (width + pad_w) // tokens
-        groups = num_tokens * num_windows if any(shift) else num_tokens  # runs of windows that share one bias
+        num_windows = rows // (num_temporal_tokens * tokens)
+        groups = num_temporal_tokens * num_windows if any(shift) else num_temporal_tokens  # runs sharing one bias
         attn_bias = self.attn.attn_bias(layout.relative_position_index, layout.attn_mask, num_windows)
-        x = self.attn(windows.view(-1, groups, tokens, channels), attn_bias)
-        # proj is per token, so the inverse patch shift folds into the window reverse after it
-        x = permute_rows(x.view(batch, -1, channels), layout.reverse_index, layout.partition_index)
-        x = x.view(batch, num_tokens, height + pad_h, width + pad_w, channels)
+        return self.attn(windows.view(-1, groups, tokens, channels), attn_bias).view(batch, rows, channels)
+
+    @staticmethod
+    def _scatter_windows(windows: torch.Tensor, layout: WindowLayout, maps_shape: torch.Size,
+                         window: Tuple[int, int]) -> torch.Tensor:
+        """Window rows ``(B, L, C)`` back to the maps ``(B, D, H, W, C)`` (proj is per token, so the inverse patch
+        shift folds into this reverse permutation)."""
+        batch, num_temporal_tokens, height, width, channels = maps_shape
+        pad_h, pad_w = (-s % w for s, w in zip((height, width), window))
+        x = permute_rows(windows, layout.reverse_index, layout.partition_index)
+        x = x.view(batch, num_temporal_tokens, height + pad_h, width + pad_w, channels)
         return x[:, :, :height, :width] if pad_h or pad_w else x
+
+    def _attn(self, x: torch.Tensor) -> torch.Tensor:
+        """Layout, gather into windows (with the shifts), attend, scatter back to the maps."""
+        num_temporal_tokens, height, width = x.shape[1:4]
+        layout = self.window_layout((num_temporal_tokens, height, width), x.device)
+        window, shift = window_and_shift_size((height, width), self.window_size, self.shift_window)
+        windows = self._gather_windows(x, layout, window, shift)
+        windows = self._attend(windows, layout, num_temporal_tokens, window, shift)
+        return self._scatter_windows(windows, layout, x.shape, window)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Forward pass on ``(B, D, H, W, C)``."""
@@ -399,11 +427,11 @@ class PatchMerging(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, D, H, W, C)`` -> ``(B, D, ceil(H/2), ceil(W/2), out_dim)``."""
-        batch, num_frames, height, width, channels = x.shape
+        batch, num_temporal_tokens, height, width, channels = x.shape
         x = F.pad(x, (0, 0, 0, width % 2, 0, height % 2))
         height, width = x.shape[2:4]
         # channel order (0,0), (1,0), (0,1), (1,1) in (row, col), as the reference concatenates
-        x = x.reshape(batch, num_frames, height // 2, 2, width // 2, 2, channels).permute(0, 1, 2, 4, 5, 3, 6)
+        x = x.reshape(batch, num_temporal_tokens, height // 2, 2, width // 2, 2, channels).permute(0, 1, 2, 4, 5, 3, 6)
         return self.reduction(self.norm(x.flatten(4)))
 
 
@@ -741,10 +769,10 @@ class TpsSwinTransformer(nn.Module):
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Pool over (D, H, W) and classify; ``pre_logits`` returns the pooled features."""
-        batch, num_frames, height = x.shape[:3]
+        batch, num_temporal_tokens, height = x.shape[:3]
         out = self.head(x.flatten(1, 2), pre_logits=pre_logits)  # (D*H, W) pooled as one NHWC map
-        if out.ndim == 4:  # no pooling: give the frames back
-            out = out.view(batch, num_frames, height, *out.shape[2:])
+        if out.ndim == 4:  # no pooling: give the temporal tokens back
+            out = out.view(batch, num_temporal_tokens, height, *out.shape[2:])
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -866,9 +894,10 @@ def _create_tps_swin(variant: str, pretrained: bool = False, **kwargs) -> TpsSwi
     if isinstance(kwargs.get('pretrained_cfg'), (dict, PretrainedCfg)):
         kwargs['pretrained_cfg'] = as_video_pretrained_cfg(kwargs['pretrained_cfg'])  # keeps the video keys
     # the window layouts kept as buffers are those of the clips the weights were made for
-    cfg = resolve_pretrained_cfg(variant, kwargs.get('pretrained_cfg'), kwargs.get('pretrained_cfg_overlay'))
+    cfg = as_video_pretrained_cfg(
+        resolve_pretrained_cfg(variant, kwargs.get('pretrained_cfg'), kwargs.get('pretrained_cfg_overlay')))
     kwargs.setdefault('img_size', tuple(cfg.input_size[-2:]))
-    kwargs.setdefault('num_frames', getattr(cfg, 'num_frames', 32))
+    kwargs.setdefault('num_frames', cfg.num_frames)
     with pretrained_load_errors(variant, pretrained, kwargs):
         return build_model_with_cfg(
             TpsSwinTransformer, variant, pretrained,

@@ -1,4 +1,5 @@
 """Training pieces on top of timm: 5D mixup/cutmix, the authors' optimizer groups, checkpoint bookkeeping."""
+import csv
 import os
 import re
 import shutil
@@ -9,7 +10,7 @@ import torch
 from timm.data import Mixup
 
 __all__ = ['VideoMixup', 'optimizer_param_groups', 'TrainState', 'save_checkpoint_atomic', 'copy_checkpoint_atomic',
-           'list_checkpoints', 'prune_checkpoints']
+           'list_checkpoints', 'prune_checkpoints', 'append_summary']
 
 
 class VideoMixup(Mixup):
@@ -77,6 +78,26 @@ def list_checkpoints(checkpoint_dir: str) -> List[str]:
         return []
     found = [(int(m.group(1)), name) for name in os.listdir(checkpoint_dir) if (m := _EPOCH_DIR.match(name))]
     return [os.path.join(checkpoint_dir, name) for _, name in sorted(found)]
+
+
+def append_summary(path: str, row: Dict[str, Any]) -> None:
+    """Add one epoch's row to ``summary.csv``, rewriting the header when the row brings new columns.
+
+    timm's ``update_summary`` writes its header with the first row only, so validation columns that first appear at
+    a later epoch (``--eval-interval``) would land under no header; epochs without them are left blank here.
+    """
+    rows: List[Dict[str, Any]] = []
+    if os.path.exists(path):
+        with open(path, newline='') as f:
+            rows = [r for r in csv.DictReader(f) if r.get('epoch') != str(row['epoch'])]  # a resumed epoch: replaced
+    rows.append(row)
+    columns = list(dict.fromkeys(key for r in rows for key in r))
+    tmp = path + '.tmp'
+    with open(tmp, 'w', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=columns, restval='')
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
 
 
 def _replace_folder(tmp: str, final: str) -> None:

@@ -7,7 +7,7 @@ name pairs (``[[name, mirrored name], ...]`` or ``{name: mirrored name}``).
 """
 import os
 import re
-from typing import Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple, Union
 
 __all__ = ['BUILTIN_FLIP_PAIRS', 'FLIP_SPECS', 'resolve_flip_pairs', 'flip_label_map', 'mirrored_name']
 
@@ -60,29 +60,41 @@ def _auto_pairs(class_names: Sequence[str], vertical: bool) -> List[Tuple[str, s
     return pairs
 
 
-def _read_pairs_file(path: str) -> List[Tuple[str, str]]:
-    import yaml
-    with open(path, encoding='utf-8') as f:
-        data = yaml.safe_load(f)  # YAML, and JSON as its subset
-    items = data.items() if isinstance(data, dict) else data
-    if not isinstance(items, (list, type({}.items()))) or \
-            not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in items):
-        raise ValueError(f'{path}: expected a list of [name, mirrored name] pairs or a mapping of names')
+def _as_pairs(data: Any, source: str) -> List[Tuple[str, str]]:
+    items = list(data.items()) if isinstance(data, dict) else data
+    if not isinstance(items, (list, tuple)) or not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in items):
+        raise ValueError(f'{source}: expected a list of [name, mirrored name] pairs or a mapping of names')
     return [(str(a), str(b)) for a, b in items]
 
 
-def resolve_flip_pairs(spec: str, class_names: Sequence[str], vertical: bool = False) -> List[Tuple[str, str]]:
-    """The pairs of class names that a flip swaps, for ``spec`` (see the module docstring), checked against the
-    dataset's class names: a pair naming a class the dataset lacks is an error, as is a name-based spec without
-    class names."""
+def _read_pairs_file(path: str) -> List[Tuple[str, str]]:
+    import yaml
+    try:
+        with open(path, encoding='utf-8') as f:
+            return _as_pairs(yaml.safe_load(f), path)  # YAML, and JSON as its subset
+    except yaml.YAMLError as e:
+        raise ValueError(f'{path}: not valid YAML or JSON: {" ".join(str(e).split())}') from e
+
+
+def resolve_flip_pairs(spec: Union[str, Sequence[Sequence[str]]], class_names: Sequence[str],
+                       vertical: bool = False) -> List[Tuple[str, str]]:
+    """The pairs of class names that a flip swaps, for ``spec`` (see the module docstring, or the pairs themselves,
+    as train.py records them in args.yaml), checked against the dataset's class names: a pair naming a class the
+    dataset lacks is an error, as is a name-based spec without class names."""
     if spec in (None, '', 'none') or (spec == 'auto' and not class_names):  # auto: what the names show, if any
         return []
+    if not isinstance(spec, str):
+        spec = _as_pairs(spec, '--flip-label-map')
+        if not spec:
+            return []
     if not class_names:
         raise ValueError(f'--flip-label-map {spec}: the classes are swapped by name, but the dataset has no class '
                          f'names (give them with --class-names)')
     if spec == 'auto':
         return _auto_pairs(class_names, vertical)
-    if spec in BUILTIN_FLIP_PAIRS:
+    if isinstance(spec, list):
+        pairs, source = spec, 'the pairs given'
+    elif spec in BUILTIN_FLIP_PAIRS:
         pairs, source = BUILTIN_FLIP_PAIRS[spec], f'the built-in {spec!r} pairs'
     elif os.path.isfile(spec):
         pairs, source = _read_pairs_file(spec), spec

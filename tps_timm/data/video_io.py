@@ -3,7 +3,7 @@
 decord 0.6.0 is unmaintained and mis-decodes some valid files, so a failure (an error, or frames of the wrong
 shape) with one backend is retried with the other before a file is declared unreadable. Folders of JPEG frames
 (Something-Something v1) are read directly. Frames come at the source's size from every backend: the decoders'
-own scalers differ (decord's and PyAV's reduced frames differed by up to 31 levels), so the clip transforms make
+own scalers differ (their reduced frames differed visibly), so the clip transforms make
 the one resize, and a clip is the same whichever backend read it.
 """
 import os
