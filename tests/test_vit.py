@@ -7,16 +7,7 @@ from safetensors.torch import save_file
 from tps_timm import TpsVisionTransformer, to_video
 from tps_timm.shift import patch_shift_offsets, token_patch_shift_index
 
-from test_pretrained import add_to_hf_cache
-
-
-def randomized(name: str, **kwargs) -> torch.nn.Module:
-    torch.manual_seed(0)
-    model = timm.create_model(name, **kwargs).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.02)
-    return model
+from test_pretrained import add_to_hf_cache, randomized
 
 
 def pre_logits(model, x):
