@@ -281,6 +281,19 @@ def test_shifts_learn_temporal_order(tmp_path_factory):
     assert hits >= 0.9 * len(paths), hits / len(paths)
 
 
+@pytest.mark.long
+def test_tps_vit_learns_temporal_order(tmp_path_factory):
+    """The ViT demo recipe (one frame per temporal token): TPS-ViT learns the order, the same ViT without shifts not."""
+    demo = str(tmp_path_factory.mktemp('demo_vit'))
+    out = tmp_path_factory.mktemp('learn_vit')
+    quick = ['--hparams', str(ROOT / 'hparams' / 'vit_demo.yaml'), '--demo-data', demo, '--output', str(out),
+             '--no-progress', '--eval-interval', '100']
+    tps = train.main([*quick, '--experiment', 'tps'])
+    flat = train.main([*quick, '--experiment', 'none', '--epochs', '8', '--model-kwargs', 'temporal_mixing=none'])
+    assert tps['val_top1'] >= 90, tps
+    assert flat['val_top1'] <= 60, flat
+
+
 @pytest.mark.parametrize('recipe', ['k400', 'sthv2', 'sthv1', 'diving48', 'demo', 'vit_k400', 'vit_sthv2',
                                     'vit_demo'])
 def test_recipes_parse_for_train_and_validate(recipe):
