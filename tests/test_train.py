@@ -258,7 +258,7 @@ def test_shifts_learn_temporal_order(tmp_path_factory):
     quick = [*DEMO, '--demo-data', demo, '--output', str(out), '--hflip', '0', '--scale', '1', '1', '--ratio', '1', '1',
              '--eval-interval', '100']  # validated once, after the last epoch
     tps = train.main([*quick, '--epochs', '6', '--experiment', 'tps'])
-    flat = train.main([*quick, '--epochs', '3', '--experiment', 'none', '--model-kwargs', 'temporal_mixing=none'])
+    flat = train.main([*quick, '--epochs', '2', '--experiment', 'none', '--model-kwargs', 'temporal_mixing=none'])
     assert tps['val_top1'] >= 90, tps
     assert flat['val_top1'] <= 60, flat
     with open(Path(tps['out_dir']) / 'summary.csv', newline='') as f:  # validated at the end only: one header
