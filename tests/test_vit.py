@@ -64,10 +64,9 @@ def test_channel_and_patch_shifts_keep_gradients_and_any_clip_length():
     video = to_video(randomized('vit_small_patch16_224', img_size=32, num_classes=5, reg_tokens=2,
                                 class_token=True), tubelet_size=2, num_frames=8).train()
     assert video.patch_shift_index.numel() == 4 * (3 + 4)  # 4 temporal tokens x (class, 2 registers, 2 x 2 patches)
-    for frames in (8, 5, 1):
-        out = video(torch.randn(2, 3, frames, 32, 32))
-        assert out.shape == (2, 5)
-    out.sum().backward()
+    outputs = {frames: video(torch.randn(2, 3, frames, 32, 32)) for frames in (8, 5, 1)}
+    assert all(out.shape == (2, 5) for out in outputs.values())
+    outputs[5].sum().backward()  # 3 temporal tokens: both shifts move tokens and channels between frames
     assert all(p.grad is not None for p in video.parameters() if p.requires_grad)
     with pytest.raises(ValueError, match=r'\(B, C, T, H, W\)'):
         video(torch.randn(2, 3, 32, 32))
@@ -123,3 +122,19 @@ def test_tps_vit_exports_to_onnx(tmp_path):
     model = to_video(randomized('deit_tiny_patch16_224', img_size=32, num_classes=5, depth=4), tubelet_size=2).eval()
     path, _ = export_model(model, str(tmp_path / 'vit.onnx'), 'onnx', frames=8, img_size=32, dynamic_batch=True)
     assert check_parity(path, model, 'onnx', features=False, batch_sizes=(1, 3))['max_abs_diff'] <= 1e-4
+
+
+def test_stochastic_depth_drops_whole_clips_and_unsupported_settings_are_refused():
+    video = to_video(randomized('vit_small_patch16_224', img_size=32, num_classes=5, drop_path_rate=0.6),
+                     tubelet_size=1, num_frames=4, temporal_pos_embed=True).train()
+    torch.manual_seed(0)
+    kept = video.blocks[-1]._drop_clips(video.blocks[-1].drop_path1, torch.ones(16 * 4, 5, 8), 4)  # rate 0.6
+    per_frame = kept.view(16, 4, -1).amax(-1)  # 16 clips x 4 frames: a clip's frames are kept or dropped together
+    assert torch.equal(per_frame, per_frame[:, :1].expand(-1, 4)) and 0 < per_frame[:, 0].count_nonzero() < 16
+    assert 'temporal_pos_embed' in video.no_weight_decay()
+    video.set_input_size(img_size=32, patch_size=16, num_frames=6)  # timm accepts an int patch size
+    with pytest.raises(ValueError, match='patch_drop_rate=0'):
+        to_video(timm.create_model('vit_small_patch16_224', img_size=32, depth=2, patch_drop_rate=0.5))
+    meta = to_video(timm.create_model('vit_small_patch16_224', img_size=32, depth=2, drop_path_rate=0.1,
+                                      device='meta'), temporal_pos_embed=True)
+    assert {t.device.type for t in [*meta.parameters(), *meta.buffers()]} == {'meta'}

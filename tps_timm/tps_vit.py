@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from timm.layers import PatchEmbed
+from timm.layers import PatchEmbed, to_2tuple
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models.vision_transformer import Block, VisionTransformer
@@ -58,7 +58,7 @@ class VideoPatchEmbed(PatchEmbed):
         return video
 
     def set_input_size(self, img_size=None, patch_size=None) -> None:
-        if patch_size is not None and tuple(patch_size) != tuple(self.patch_size):
+        if patch_size is not None and to_2tuple(patch_size) != tuple(self.patch_size):
             raise ValueError('a video patch embedding keeps its patch size; create the model with the one you need')
         super().set_input_size(img_size=img_size)
 
@@ -90,7 +90,9 @@ class TpsVitBlock(nn.Module):
         # stochastic depth with its rate in a buffer: compiled blocks that differ only in their rate share a graph
         for name in ('drop_path1', 'drop_path2'):
             drop = getattr(block, name)
-            setattr(self, name, DropPath(drop.drop_prob) if hasattr(drop, 'drop_prob') else drop)
+            if hasattr(drop, 'drop_prob'):
+                drop = DropPath(drop.drop_prob).to(next(block.parameters()).device)
+            setattr(self, name, drop)
         self.temporal_shift = temporal_shift
         self.num_heads = block.attn.num_heads
 
@@ -109,8 +111,13 @@ class TpsVitBlock(nn.Module):
         if self.temporal_shift == 'patch':  # every token back to its own frame (attention's output is per token)
             y = permute_rows(y.view(-1, num_temporal_tokens * tokens, channels), patch_unshift, patch_shift)
             y = y.view(frames, tokens, channels)
-        x = x + self.drop_path1(self.ls1(y))
-        return x + self.drop_path2(self.ls2(self.mlp(self.norm2(x))))
+        x = x + self._drop_clips(self.drop_path1, self.ls1(y), num_temporal_tokens)
+        return x + self._drop_clips(self.drop_path2, self.ls2(self.mlp(self.norm2(x))), num_temporal_tokens)
+
+    @staticmethod
+    def _drop_clips(drop_path: nn.Module, y: torch.Tensor, num_temporal_tokens: int) -> torch.Tensor:
+        """Stochastic depth per clip, as TPS-Swin's, not per frame: the rows of ``y`` are the clips' frames."""
+        return drop_path(y.view(-1, num_temporal_tokens, *y.shape[1:])).view(y.shape)
 
 
 class TpsVisionTransformer(VisionTransformer):
@@ -134,7 +141,8 @@ class TpsVisionTransformer(VisionTransformer):
                                       for i, block in enumerate(self.blocks)])
         self.temporal_pos_embed = None
         if temporal_pos_embed:
-            self.temporal_pos_embed = nn.Parameter(torch.zeros(max_temporal_tokens, self.embed_dim))
+            self.temporal_pos_embed = nn.Parameter(torch.zeros(max_temporal_tokens, self.embed_dim,
+                                                               device=self.patch_embed.proj.weight.device))
         self.num_frames = num_frames
         self._init_buffers()
 
@@ -142,7 +150,8 @@ class TpsVisionTransformer(VisionTransformer):
         """The patch-shift permutation of the clips of ``num_frames`` x ``img_size`` as non-persistent buffers."""
         index = None
         if self.num_frames and self.patch_embed.grid_size:
-            index = self.token_index(math.ceil(self.num_frames / self.tubelet_size), self.patch_embed.grid_size)
+            index = self.token_index(math.ceil(self.num_frames / self.tubelet_size), self.patch_embed.grid_size,
+                                     self.patch_embed.proj.weight.device)
         self.register_buffer('patch_shift_index', None if index is None else index.partition, persistent=False)
         self.register_buffer('patch_unshift_index', None if index is None else index.reverse, persistent=False)
 
@@ -182,7 +191,8 @@ class TpsVisionTransformer(VisionTransformer):
         return x, num_tokens, grid, index
 
     def _blocks(self, x: torch.Tensor, num_tokens: int, index: Tuple[torch.Tensor, ...],
-                blocks: Optional[nn.Module] = None) -> List[torch.Tensor]:
+                blocks: Optional[nn.Module] = None, keep_all: bool = True) -> List[torch.Tensor]:
+        """Every block's output (``keep_all``) or the last one only, which is all a forward needs to hold."""
         outputs = []
         for block in self.blocks if blocks is None else blocks:
             args = (*index, num_tokens, self.num_prefix_tokens)
@@ -190,14 +200,17 @@ class TpsVisionTransformer(VisionTransformer):
                 x = torch.utils.checkpoint.checkpoint(block, x, *args, use_reentrant=False)
             else:
                 x = block(x, *args)
-            outputs.append(x)
+            if keep_all or not outputs:
+                outputs.append(x)
+            else:
+                outputs[0] = x
         return outputs
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Clips ``(B, C, T, H, W)`` -> normalised tokens averaged over time ``(B, N, C)``, for timm's head."""
         batch = x.shape[0]
         x, num_tokens, _, index = self._embed(x)
-        x = self.norm(self._blocks(x, num_tokens, index)[-1])
+        x = self.norm(self._blocks(x, num_tokens, index, keep_all=False)[-1])
         return x.view(batch, num_tokens, *x.shape[1:]).mean(1)
 
     def forward_intermediates(
@@ -234,6 +247,10 @@ class TpsVisionTransformer(VisionTransformer):
         x = self.norm(outputs[-1])
         return x.view(batch, num_tokens, *x.shape[1:]).mean(1), intermediates
 
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set:
+        return super().no_weight_decay() | {'temporal_pos_embed'}
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
@@ -261,6 +278,9 @@ def to_video(
         raise TypeError(f'to_video takes a timm VisionTransformer, got {type(model).__name__}')
     if isinstance(model, TpsVisionTransformer):
         raise TypeError('the model is a video model already')
+    if not isinstance(getattr(model, 'patch_drop', nn.Identity()), nn.Identity):
+        raise ValueError('to_video needs the same tokens in every frame: create the image model with '
+                         'patch_drop_rate=0')
     unsupported = sorted({type(b).__name__ for b in model.blocks if not isinstance(b, Block)})
     if unsupported:
         raise TypeError(f'to_video supports ViTs built from timm\'s Block; this model has {unsupported}')
