@@ -148,8 +148,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
             args.model_kwargs[name] = value
     model = create_model_or_exit(parser, args, num_classes=train_videos.num_classes)
     try:
-        for videos in (train_videos, val_videos or train_videos):
-            videos.check_labels(model.num_classes)
+        for videos in (train_videos, val_videos):
+            if videos is not None:
+                videos.check_labels(model.num_classes)
         flip_pairs = resolve_flip_pairs(args.flip_label_map, train_videos.class_names) if args.hflip > 0 else []
     except ValueError as e:
         parser.error(str(e))
