@@ -12,6 +12,7 @@ import argparse
 import logging
 import math
 import os
+import random
 import sys
 import time
 from pathlib import Path
@@ -23,8 +24,9 @@ import yaml
 import tps_timm  # noqa: F401  (registers the models)
 from tps_timm.cli import build_train_parser, command_line_dests, compile_from_args, create_model_or_exit, \
     parse_with_hparams, resolve_video_cfg, set_clip_size
-from tps_timm.data import ClipRandomErasing, ClipSampler, ClipTrainTransform, VideoDataset, flip_label_map, \
-    load_video_list, make_demo_dataset, normalize_clip, resolve_flip_pairs
+from tps_timm.data import ClipRandAugment, ClipRandomErasing, build_train_loader, load_video_list, make_demo_dataset, \
+    normalize_clip, rand_augment_hparams, resolve_flip_pairs, train_short_side
+from tps_timm.data.loader import loader_kwargs
 from tps_timm.evaluate import eval_dataset, evaluate
 from tps_timm.hub import HubPushError, check_push_access, push_folder
 from tps_timm.training import TrainState, VideoMixup, append_summary, copy_checkpoint_atomic, list_checkpoints, \
@@ -50,24 +52,19 @@ def resolve_data(args) -> None:
         args.class_names, args.dataset_format = paths['classes'], 'list'
 
 
-def build_loaders(args, video_cfg: Dict, train_videos, val_videos, flip_pairs):
-    sampler = ClipSampler(video_cfg['num_frames'], video_cfg['frame_interval'], 1, video_cfg['sampling'])
-    size = video_cfg['img_size']
-    short_side = args.short_side or round(size * 256 / 224)
-    train_tf = ClipTrainTransform(size, short_side, tuple(args.scale), tuple(args.ratio), args.hflip,
-                                  flip_label_map(flip_pairs, train_videos.class_names), args.aa)
-    train_set = VideoDataset(train_videos, sampler, train_tf, train=True, backend=args.video_backend)
-    loader_kwargs = dict(batch_size=args.batch_size, num_workers=args.workers, persistent_workers=args.workers > 0)
-    train_loader = torch.utils.data.DataLoader(train_set, shuffle=True, drop_last=True, **loader_kwargs)
+def build_loaders(args, video_cfg: Dict, train_videos, val_videos, flip_pairs, pin_memory: bool):
+    train_loader = build_train_loader(args, video_cfg, train_videos, flip_pairs, pin_memory)
     val_loader = None
     if val_videos is not None:  # single view during training; validate.py does the full multi-view test
-        val_set = eval_dataset(val_videos, video_cfg, 1, 1, short_side, args.video_backend)
-        val_loader = torch.utils.data.DataLoader(val_set, shuffle=False, **loader_kwargs)
+        val_set = eval_dataset(val_videos, video_cfg, 1, 1, train_short_side(args, video_cfg['img_size']),
+                               args.video_backend)
+        val_loader = torch.utils.data.DataLoader(val_set, batch_size=args.batch_size, shuffle=False,
+                                                 **loader_kwargs(args.workers, pin_memory, args.prefetch_factor))
     return train_loader, val_loader
 
 
 def train_one_epoch(epoch, model, loader, optimizer, scheduler, criterion, accelerator, state, video_cfg, args,
-                    mixup=None, erasing=None, ema=None) -> Dict[str, float]:
+                    mixup=None, erasing=None, ema=None, rand_augment=None) -> Dict[str, float]:
     from tqdm import tqdm
     model.train()
     losses, seen, start = [], 0, time.perf_counter()
@@ -75,6 +72,8 @@ def train_one_epoch(epoch, model, loader, optimizer, scheduler, criterion, accel
                leave=False)
     for clips, labels in bar:
         with accelerator.accumulate(model):
+            if rand_augment is not None:  # --aa-on-batch: on the accelerator, one draw per clip
+                clips = rand_augment.augment_batch(clips, random.Random(int(torch.randint(2 ** 62, ()))))
             x = normalize_clip(clips, video_cfg['mean'], video_cfg['std'])
             if erasing is not None:
                 x = erasing(x)
@@ -106,7 +105,7 @@ def train_one_epoch(epoch, model, loader, optimizer, scheduler, criterion, accel
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict:
     from accelerate import Accelerator
-    from accelerate.utils import ProjectConfiguration, set_seed
+    from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
     from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
     from timm.optim import create_optimizer_v2
     from timm.scheduler import create_scheduler_v2
@@ -136,7 +135,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
 
     accelerator = Accelerator(
         gradient_accumulation_steps=args.grad_accum_steps, mixed_precision=args.mixed_precision,
-        log_with='tensorboard', project_config=ProjectConfiguration(project_dir=out_dir, logging_dir=out_dir))
+        log_with='tensorboard', project_config=ProjectConfiguration(project_dir=out_dir, logging_dir=out_dir),
+        dataloader_config=DataLoaderConfiguration(non_blocking=True))  # with pinned batches: copies overlap compute
     try:
         train_videos = load_video_list(args.train_list, args.data_root, args.dataset_format, args.class_names)
         val_videos = load_video_list(args.val_list, args.data_root, args.dataset_format, args.class_names) \
@@ -163,7 +163,13 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         model.set_grad_checkpointing(True)
     video_cfg = resolve_video_cfg(args, model)
     set_clip_size(model, video_cfg)
-    train_loader, val_loader = build_loaders(args, video_cfg, train_videos, val_videos, flip_pairs)
+    try:
+        train_loader, val_loader = build_loaders(args, video_cfg, train_videos, val_videos, flip_pairs,
+                                                 pin_memory=accelerator.device.type == 'cuda')
+        rand_augment = ClipRandAugment(args.aa, rand_augment_hparams(video_cfg['img_size'])) \
+            if args.aa and args.aa_on_batch else None
+    except ValueError as e:
+        parser.error(str(e))
 
     groups = optimizer_param_groups(model, args.weight_decay, args.backbone_lr_mult, args.layer_decay)
     opt_kwargs = {k: v for k, v in dict(eps=args.opt_eps, betas=args.opt_betas).items() if v is not None}
@@ -214,8 +220,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     eval_metrics = {}
     for epoch in range(state.epoch + 1, num_epochs):
         set_seed(args.seed + epoch)  # each epoch's randomness depends on the epoch only: resumes replay it exactly
+        train_loader.set_epoch(epoch)  # the clips: order and augmentation seeds (SeededRandomSampler)
         train_metrics = train_one_epoch(epoch, model, train_loader, optimizer, scheduler, criterion, accelerator,
-                                        state, video_cfg, args, mixup, erasing, ema)
+                                        state, video_cfg, args, mixup, erasing, ema, rand_augment)
         last = epoch == num_epochs - 1
         eval_metrics = {}  # this epoch's only: an epoch without validation records none
         if val_loader is not None and ((epoch + 1) % args.eval_interval == 0 or last):

@@ -1,6 +1,7 @@
 import csv
 import json
 import logging
+import os
 
 import numpy as np
 import pytest
@@ -278,3 +279,62 @@ def test_demo_classes_need_time():
     for forward in (0, 2, 4, 6):
         a, b = render_clip(forward, 16, 32, rng_a), render_clip(forward + 1, 16, 32, rng_b)
         assert np.abs(a.astype(int) - b[::-1]).mean() < 25  # same content backwards, up to the noise
+
+
+def loader_args(demo, *extra):
+    from tps_timm.cli import build_train_parser
+    return build_train_parser().parse_args(['--train-list', demo['train'], '--data-root', demo['root'],
+                                            '--batch-size', '4', '--aa', 'rand-m9-n2-mstd0.5-inc1', *extra])
+
+
+def one_epoch(loader, epoch: int):
+    loader.sampler.set_epoch(epoch)  # as train.py does through Accelerate's prepared loader
+    torch.manual_seed(epoch)  # and train.py's set_seed(seed + epoch): the workers' own seeds must not matter
+    return [(clips.clone(), labels.clone()) for clips, labels in loader]
+
+
+def test_same_seed_same_clips_whatever_the_worker_count(demo):
+    """Order, frames and augmentation come from seeds drawn in the main process: 0, 1 or 2 workers, same clips."""
+    from tps_timm.data import build_train_loader
+    videos = load_video_list(demo['train'], demo['root'])
+    cfg = dict(num_frames=4, frame_interval=1, sampling='uniform', img_size=24)
+    epochs = {}
+    for workers in (0, 1, 2):
+        loader = build_train_loader(loader_args(demo, '--workers', str(workers)), cfg, videos)
+        epochs[workers] = [one_epoch(loader, 7), one_epoch(loader, 8)]  # persistent workers: two epochs each
+    for workers in (1, 2):
+        for ours, reference in zip(epochs[workers], epochs[0]):
+            assert len(ours) == len(reference) == 4
+            assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(ours, reference))
+    assert not torch.equal(epochs[0][0][0][0], epochs[0][1][0][0])  # while epochs differ
+
+
+def test_repeated_aug_decodes_once_for_n_clips_and_keeps_the_epoch(demo, monkeypatch):
+    from tps_timm.data import build_train_loader
+    videos = load_video_list(demo['train'], demo['root'])
+    cfg = dict(num_frames=4, frame_interval=1, sampling='uniform', img_size=24)
+    decoded = []
+    real_decode = VideoDataset.decode
+    monkeypatch.setattr(VideoDataset, 'decode', lambda self, *a: decoded.append(a[0]) or real_decode(self, *a))
+    plain = build_train_loader(loader_args(demo, '--workers', '0'), cfg, videos)
+    repeated = build_train_loader(loader_args(demo, '--workers', '0', '--repeated-aug', '2'), cfg, videos)
+    assert len(repeated) == len(plain) == 4  # steps per epoch (16 videos, 4 clips per step)
+    batches = one_epoch(repeated, 0)
+    assert len(decoded) == 8 and len(set(decoded)) == 8  # half the videos, each decoded once
+    for clips, labels in batches:
+        assert clips.shape == (4, 3, 4, 24, 24) and labels.shape == (4,)
+        for pair in ((clips[0], clips[1]), (clips[2], clips[3])):
+            assert not torch.equal(*pair)  # two augmentations of one decoded clip
+    first = VideoDataset(videos, ClipSampler(4, 1, 1, 'uniform'), ClipTrainTransform(24, 24, hflip=0.0),
+                         train=True, repeated_aug=3)[(0, 123)]
+    assert first[0].shape == (3, 3, 4, 24, 24) and first[1].tolist() == [videos.samples[0][1]] * 3
+    with pytest.raises(ValueError, match='multiple of --repeated-aug 3'):
+        build_train_loader(loader_args(demo, '--repeated-aug', '3'), cfg, videos)
+
+
+def test_default_workers_share_the_cpus_between_processes(monkeypatch):
+    from tps_timm.data import default_workers
+    monkeypatch.setattr(os, 'sched_getaffinity', lambda _: set(range(16)), raising=False)
+    assert default_workers(1) == 15 and default_workers(8) == 1 and default_workers(32) == 1
+    monkeypatch.setenv('LOCAL_WORLD_SIZE', '4')
+    assert default_workers() == 3

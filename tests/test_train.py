@@ -33,12 +33,14 @@ def run(tmp_path, demo_root, *extra, train_videos=48, val_videos=16):
 
 
 def test_few_step_run_writes_outputs(tmp_path, small_demo):
-    result = run(tmp_path, small_demo, '--model-ema', '--model-ema-decay', '0.9')
+    # with RandAugment on the batch and two clips per decoded video: the same steps per epoch
+    result = run(tmp_path, small_demo, '--model-ema', '--model-ema-decay', '0.9', '--aa', 'rand-m9-n2-mstd0.5-inc1',
+                 '--aa-on-batch', '--repeated-aug', '2')
     out = Path(result['out_dir'])
     assert sorted(p.name for p in (out / 'checkpoints').iterdir()) == ['best', 'epoch_0', 'epoch_1']
     rows = (out / 'summary.csv').read_text().splitlines()
     assert len(rows) == 3 and 'eval_top1' in rows[0] and 'eval_ema_top1' in rows[0]
-    assert 'lr: 0.001' in (out / 'args.yaml').read_text()
+    assert 'lr: 0.001' in (out / 'args.yaml').read_text() and 'repeated_aug: 2' in (out / 'args.yaml').read_text()
     assert list((out / 'tensorboard').rglob('events.out.tfevents*'))
     config = json.loads((out / 'model' / 'config.json').read_text())
     assert config['label_names'][0] == 'moving left to right' and config['num_classes'] == 8

@@ -80,6 +80,12 @@ def build_train_parser(description: Optional[str] = None) -> argparse.ArgumentPa
                    help=f"classes a flip swaps, by name: {', '.join(FLIP_SPECS)} (auto: found by direction words in "
                         f"the class names) or a YAML/JSON file of name pairs")
     g.add_argument('--aa', default=None, help="timm RandAugment string, e.g. 'rand-m7-n4-mstd0.5-inc1'")
+    g.add_argument('--aa-on-batch', action='store_true',
+                   help='RandAugment on the batch on the accelerator instead of in the loader workers (the faster '
+                        'choice with a GPU; see docs/benchmarks.md)')
+    g.add_argument('--repeated-aug', type=int, default=1, metavar='N',
+                   help='N differently augmented clips per decoded video (the lever for a loader-bound GPU): an '
+                        'epoch then decodes 1/N of the videos, with the same clips, steps and schedule')
     g.add_argument('--reprob', type=float, default=0., help='random erasing probability')
     g.add_argument('--remode', default='pixel', help='random erasing mode')
     g.add_argument('--mixup', type=float, default=0., help='mixup alpha (0: off)')
@@ -153,7 +159,7 @@ def add_model_args(parser: argparse.ArgumentParser, run_flags: bool = True) -> N
 
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
-    from .data import DATASET_FORMATS
+    from .data import DATASET_FORMATS, default_workers
     group = parser.add_argument_group('data')
     group.add_argument('--data-root', default='', help='folder the annotation paths are relative to')
     group.add_argument('--dataset-format', default='list', choices=DATASET_FORMATS,
@@ -163,7 +169,10 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
                             'vocab JSON (diving48)')
     add_clip_args(group)
     group.add_argument('--batch-size', type=int, default=8)
-    group.add_argument('--workers', type=int, default=2)
+    group.add_argument('--workers', type=int, default=default_workers(),
+                       help='loader worker processes per process (default: the CPUs shared by the processes on this '
+                            'machine, one left for each process: %(default)s here)')
+    group.add_argument('--prefetch-factor', type=int, default=2, help='batches each worker prepares ahead')
 
 
 def add_clip_args(parser) -> None:

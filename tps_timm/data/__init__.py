@@ -2,8 +2,11 @@
 from .annotations import DATASET_FORMATS, VIDEO_EXTENSIONS, VideoList, find_videos, load_video_list, read_class_names, \
     read_diving48, read_kinetics_csv, read_list_file, read_sthv1, read_sthv2
 from .dataset import VideoDataset
+from .loader import SeededRandomSampler, build_train_loader, collate_clips, default_workers, train_short_side
 from .flips import BUILTIN_FLIP_PAIRS, FLIP_SPECS, flip_label_map, resolve_flip_pairs
 from .sampling import ClipSampler, dense_indices, uniform_indices
 from .synthetic import DEMO_CLASSES, make_demo_dataset, render_clip, write_video
-from .transforms import ClipEvalTransform, ClipRandomErasing, ClipTrainTransform, normalize_clip, short_side_resize
+from .rand_augment import ClipRandAugment
+from .transforms import ClipEvalTransform, ClipRandomErasing, ClipTrainTransform, normalize_clip, \
+    rand_augment_hparams, short_side_resize
 from .video_io import BACKENDS, VideoReadError, default_backend, load_clip

@@ -1,17 +1,19 @@
 """Clip transforms on uint8 tensors ``(T, C, H, W)``: every frame of a clip gets the same random parameters.
 
 Geometry uses torchvision's tensor functionals, which treat leading dims as a batch, so one crop box and one flip
-serve all frames by construction. RandAugment (timm) is replayed with the same random state on every frame.
+serve all frames by construction. Training makes one resize: the crop box is drawn on the frame as it would be after
+the short-side resize and read from the frame as decoded. RandAugment (timm's policy, ``ClipRandAugment``) is drawn
+once per clip and applied to all frames at once, in the loader worker or later on the batch.
 Normalisation and random erasing run late, on the batch and on the accelerator when there is one.
 """
 import math
 import random
 from typing import Dict, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
 
+from .rand_augment import ClipRandAugment
 from .video_io import short_side_size
 
 __all__ = ['short_side_resize', 'ClipTrainTransform', 'ClipEvalTransform', 'normalize_clip',
@@ -42,7 +44,8 @@ def _random_resized_box(height: int, width: int, scale: Tuple[float, float], rat
 
 
 class ClipTrainTransform:
-    """Training augmentation: short-side resize, RandomResizedCrop, flip (with label swap), RandAugment.
+    """Training augmentation: RandomResizedCrop of the short-side-resized frame (made as one resize), flip (with
+    label swap), RandAugment.
 
     Args:
         size: Output crop size.
@@ -70,39 +73,29 @@ class ClipTrainTransform:
         self.ratio = ratio
         self.hflip = hflip
         self.flip_label_map = dict(flip_label_map or {})
-        self.rand_augment = None
-        if rand_augment:
-            from timm.data.auto_augment import rand_augment_transform
-            self.rand_augment = rand_augment_transform(rand_augment, dict(translate_const=int(size * 0.45),
-                                                                          img_mean=(124, 116, 104)))
+        self.rand_augment = ClipRandAugment(rand_augment, rand_augment_hparams(size)) if rand_augment else None
 
     def __call__(self, clip: torch.Tensor, label: int, rng: Optional[random.Random] = None) -> Tuple[torch.Tensor, int]:
         """uint8 ``(T, C, H, W)`` -> augmented uint8 ``(T, C, size, size)`` and the (possibly swapped) label."""
         rng = rng or random.Random()
-        clip = short_side_resize(clip, self.short_side)
-        top, left, h, w = _random_resized_box(*clip.shape[-2:], self.scale, self.ratio, rng)
+        height, width = clip.shape[-2:]
+        resized_h, resized_w = short_side_size(height, width, self.short_side)
+        top, left, h, w = _random_resized_box(resized_h, resized_w, self.scale, self.ratio, rng)
+        sy, sx = height / resized_h, width / resized_w  # the box on the frame as decoded: one resize, not two
+        top, left = round(top * sy), round(left * sx)
+        h, w = max(1, min(round(h * sy), height - top)), max(1, min(round(w * sx), width - left))
         clip = TF.resized_crop(clip, top, left, h, w, [self.size, self.size], antialias=True)
         if rng.random() < self.hflip:
             clip = TF.horizontal_flip(clip)
             label = self.flip_label_map.get(label, label)
         if self.rand_augment is not None:
-            clip = self._rand_augment(clip, rng)
+            clip = self.rand_augment(clip, rng)
         return clip, label
 
-    def _rand_augment(self, clip: torch.Tensor, rng: random.Random) -> torch.Tensor:
-        # timm's ops draw from the global `random` and `np.random`: replay one state of each per frame so every frame
-        # gets the same ops and magnitudes
-        from PIL import Image
-        saved = random.getstate(), np.random.get_state()
-        seed = rng.getrandbits(32)
-        frames = []
-        for frame in clip.permute(0, 2, 3, 1).numpy():
-            random.seed(seed)
-            np.random.seed(seed)
-            frames.append(np.asarray(self.rand_augment(Image.fromarray(frame))))
-        random.setstate(saved[0])
-        np.random.set_state(saved[1])
-        return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).contiguous()
+
+def rand_augment_hparams(size: int) -> Dict:
+    """timm's RandAugment hparams for a crop of ``size`` (as timm's transforms_factory sets them)."""
+    return dict(translate_const=int(size * 0.45), img_mean=(124, 116, 104))
 
 
 class ClipEvalTransform:

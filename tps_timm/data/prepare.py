@@ -1,0 +1,297 @@
+"""Re-encode a video dataset once: ``python -m tps_timm.data.prepare --data-root SRC --list LIST --output DST``.
+
+Every video of the split is decoded with PyAV and written as an h264 mp4 (libx264, yuv420p) with its short side
+scaled down to ``--short-side`` and a keyframe every ``--gop`` frames, at the source's frame rate and without audio,
+as mmaction users do with their resized Kinetics: decoding a small, short-GOP file is far cheaper than decoding the
+original in every epoch. Outputs keep their path relative to SRC (``.mp4`` for every container), and a list of them
+in the ``list`` format is written to ``DST/<list stem>.txt``. A run can be interrupted and started again: finished
+files are skipped and unfinished ones never sit under their final name.
+"""
+import argparse
+import glob
+import logging
+import multiprocessing
+import os
+import sys
+from fractions import Fraction
+from pathlib import Path
+from typing import Dict, Iterator, Optional, Sequence, Tuple
+
+from .annotations import DATASET_FORMATS, VideoList, load_video_list
+from .video_io import VideoReadError, short_side_size
+
+__all__ = ['encode_video', 'output_paths', 'prepare_dataset', 'main']
+
+_logger = logging.getLogger(__name__)
+
+X264_PRESETS = ('ultrafast', 'superfast', 'veryfast', 'faster', 'fast', 'medium', 'slow', 'slower', 'veryslow')
+_SHOWN_UNREADABLE = 10
+
+
+def _even(size: int) -> int:
+    """yuv420p needs even sizes; rounding down keeps "never upscale" true for odd sources."""
+    return max(2, size // 2 * 2)
+
+
+def _output_size(height: int, width: int, short_side: int) -> Tuple[int, int]:
+    if min(height, width) > short_side:  # never upscale
+        height, width = short_side_size(height, width, short_side)
+    return _even(height), _even(width)
+
+
+def _frames(container, stream, path: str) -> Iterator:
+    """The decoded frames, with decoder failures raised as a VideoReadError (writer failures are not the source's)."""
+    frames = container.decode(stream)
+    while True:
+        try:
+            frame = next(frames)
+        except StopIteration:
+            return
+        except Exception as e:  # any demuxer or decoder failure
+            raise VideoReadError(path, f'{type(e).__name__}: {e}') from e
+        yield frame
+
+
+def encode_video(src: str, dst: str, short_side: int = 256, gop: int = 16, crf: int = 23,
+                 preset: str = 'veryfast') -> int:
+    """Re-encode the video stream of ``src`` as an h264 mp4 at ``dst``, written atomically.
+
+    Frames are kept one for one at the source's average frame rate, the short side scaled down to ``short_side``
+    (never up), with a keyframe at least every ``gop`` frames.
+
+    Returns:
+        The number of frames written.
+
+    Raises:
+        VideoReadError: ``src`` is missing, empty, not a video or undecodable (``dst`` is then left untouched).
+    """
+    import av
+    if not os.path.isfile(src):
+        raise VideoReadError(src, 'no such file')
+    if os.path.getsize(src) == 0:
+        raise VideoReadError(src, 'empty file')
+    folder, name = os.path.split(dst)
+    stem = os.path.splitext(name)[0]
+    os.makedirs(folder or '.', exist_ok=True)
+    for stale in glob.glob(os.path.join(glob.escape(folder), glob.escape(stem) + '.tmp-*.mp4')):
+        os.remove(stale)  # left by an interrupted run
+    tmp = os.path.join(folder, f'{stem}.tmp-{os.getpid()}.mp4')
+    try:
+        try:
+            source = av.open(src)
+        except Exception as e:
+            raise VideoReadError(src, f'{type(e).__name__}: {e}') from e
+        with source:
+            if not source.streams.video:
+                raise VideoReadError(src, 'no video stream')
+            in_stream = source.streams.video[0]
+            in_stream.codec_context.thread_count = 1  # one process per CPU already
+            rate = in_stream.average_rate or in_stream.guessed_rate
+            if not rate:
+                raise VideoReadError(src, 'no frame rate')
+            count = _encode_frames(_frames(source, in_stream, src), tmp, Fraction(rate), short_side, gop, crf, preset)
+        if not count:
+            raise VideoReadError(src, 'no frames decoded')
+        os.replace(tmp, dst)
+        return count
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _encode_frames(frames: Iterator, path: str, rate: Fraction, short_side: int, gop: int, crf: int,
+                   preset: str) -> int:
+    """Write ``frames`` to ``path``; the output stream is opened at the first frame, which gives the size."""
+    import av
+    count = 0
+    with av.open(path, 'w', format='mp4') as container:
+        stream = None
+        for frame in frames:
+            if stream is None:
+                stream = container.add_stream('libx264', rate=rate)
+                stream.height, stream.width = _output_size(frame.height, frame.width, short_side)
+                stream.pix_fmt = 'yuv420p'
+                stream.codec_context.time_base = 1 / rate
+                stream.codec_context.thread_count = 1
+                stream.codec_context.gop_size = gop  # libx264's keyint; scene cuts may add keyframes in between
+                stream.options = {'crf': str(crf), 'preset': preset}
+            # bicubic, ffmpeg's default scaler (what mmaction's ffmpeg resize gives); swscale widens it to downscale
+            out = frame.reformat(stream.width, stream.height, 'yuv420p', interpolation='BICUBIC')
+            out.pts, out.time_base = count, 1 / rate  # a constant rate: frame i at i / rate
+            container.mux(stream.encode(out))
+            count += 1
+        if stream is not None:
+            container.mux(stream.encode())
+    return count
+
+
+def output_paths(videos: VideoList, data_root: str, output: str) -> Dict[str, str]:
+    """Source -> output path (same path relative to the root, ``.mp4`` extension), each source once.
+
+    Raises:
+        ValueError: A sample is outside ``data_root``, or two samples would be written to the same output.
+    """
+    targets: Dict[str, str] = {}
+    owners: Dict[str, str] = {}
+    for src, _ in videos.samples:
+        rel = os.path.relpath(src, data_root)
+        if rel == os.pardir or rel.startswith(os.pardir + os.sep) or os.path.isabs(rel):
+            raise ValueError(f'{src} is not under the data root {data_root}')
+        dst = os.path.join(output, os.path.splitext(rel)[0] + '.mp4')
+        if owners.setdefault(dst, src) != src:
+            raise ValueError(f'{owners[dst]} and {src} would both be written to {dst}; rename one of them')
+        targets[src] = dst
+    return targets
+
+
+def _work(job: Tuple[str, str, int, int, int, str]) -> Tuple[str, str, str]:
+    """One video in a worker: ``(status, source, reason)``; logging is left to the parent, which sees the order."""
+    src, dst, short_side, gop, crf, preset = job
+    try:
+        encode_video(src, dst, short_side, gop, crf, preset)
+    except VideoReadError as e:
+        return 'unreadable', src, e.reason
+    return 'written', src, ''
+
+
+def prepare_dataset(
+        videos: VideoList,
+        data_root: str,
+        output: str,
+        short_side: int = 256,
+        gop: int = 16,
+        workers: Optional[int] = None,
+        progress: bool = True,
+        crf: int = 23,
+        preset: str = 'veryfast',
+        list_name: str = 'list.txt',
+) -> Dict:
+    """Re-encode the videos of ``videos`` (paths under ``data_root``) to the same relative paths under ``output``.
+
+    Args:
+        videos: The split, e.g. from :func:`load_video_list` with the same ``data_root``.
+        data_root: The dataset folder the sample paths are under.
+        output: Destination folder (created).
+        short_side: Short side of the outputs; smaller sources keep their size.
+        gop: Largest distance between keyframes, in frames.
+        workers: Encoding processes (default: the CPU count).
+        progress: Show a progress bar.
+        crf: libx264 quality (0-51, lower is better and bigger).
+        preset: libx264 speed preset.
+        list_name: File name of the list of the outputs written under ``output``.
+
+    Returns:
+        ``written``, ``done_before`` and ``skipped`` (frame folders) source paths, ``unreadable`` ``(path, reason)``
+        pairs, and ``list`` / ``class_names``: the written list and class-name file (None without class names).
+
+    Raises:
+        ValueError: See :func:`output_paths`.
+    """
+    targets = output_paths(videos, data_root, output)
+    result: Dict = dict(written=[], done_before=[], skipped=[], unreadable=[])
+    jobs = []
+    for src, dst in targets.items():
+        if os.path.isdir(src):
+            result['skipped'].append(src)
+            _logger.debug('%s: frame folder: nothing to re-encode', src)
+        elif os.path.exists(dst):
+            result['done_before'].append(src)
+        else:
+            jobs.append((src, dst, short_side, gop, crf, preset))
+    workers = min(workers or os.cpu_count() or 1, max(1, len(jobs)))
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+    pool = multiprocessing.Pool(workers) if workers > 1 else None  # started before tqdm's monitor thread
+    try:
+        done = pool.imap_unordered(_work, jobs) if pool else map(_work, jobs)
+        with logging_redirect_tqdm():  # warnings above the bar, not through it
+            for status, src, reason in tqdm(done, total=len(jobs), desc='re-encoding', unit='video',
+                                            disable=not progress):
+                if status == 'unreadable':
+                    _logger.warning('unreadable: %s: %s', src, reason)
+                    result['unreadable'].append((src, reason))
+                else:
+                    result['written'].append(src)
+    finally:
+        if pool:
+            pool.terminate()
+    order = {src: i for i, src in enumerate(targets)}  # the list's order, not the workers' finishing order
+    result['written'].sort(key=order.get)
+    result['unreadable'].sort(key=lambda item: order[item[0]])
+    ready = set(result['written'] + result['done_before'])
+    result['list'] = os.path.join(output, list_name)
+    os.makedirs(output, exist_ok=True)
+    with open(result['list'], 'w', encoding='utf-8') as f:
+        f.writelines(f'{os.path.relpath(targets[src], output)} {label}\n' for src, label in videos.samples
+                     if src in ready)
+    result['class_names'] = None
+    if videos.class_names:
+        result['class_names'] = os.path.join(output, os.path.splitext(list_name)[0] + '_classes.txt')
+        Path(result['class_names']).write_text(''.join(f'{name}\n' for name in videos.class_names), encoding='utf-8')
+    return result
+
+
+def _summary(result: Dict, output: str) -> str:
+    lines = [f"written: {len(result['written'])}, done before: {len(result['done_before'])}, "
+             f"unreadable: {len(result['unreadable'])}, skipped: {len(result['skipped'])} (frame folders: nothing "
+             f"to re-encode)"]
+    if result['unreadable']:
+        lines.append('unreadable sources (left out of the list):')
+        lines += [f'  {path}: {reason}' for path, reason in result['unreadable'][:_SHOWN_UNREADABLE]]
+        if len(result['unreadable']) > _SHOWN_UNREADABLE:
+            lines.append(f"  ... and {len(result['unreadable']) - _SHOWN_UNREADABLE} more (see the warnings above)")
+    if result['skipped']:
+        lines.append(f"frame folders are not in the list: read them from the data root, e.g. {result['skipped'][0]}")
+    names = f" --class-names {result['class_names']}" if result['class_names'] else ''
+    lines.append(f"list: {result['list']}")
+    lines.append(f"train with: --data-root {output} --train-list {result['list']} --dataset-format list{names} "
+                 f"(the same for --val-list with the list of the validation split)")
+    return '\n'.join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog='python -m tps_timm.data.prepare', description=__doc__.split('\n\n')[1],
+        epilog='Exit status: 0 when every readable source is done, 1 when some sources were unreadable (reported, '
+               'left out of the list; the others are still written), 2 for bad arguments.')
+    parser.add_argument('--data-root', required=True, metavar='SRC', help='the dataset folder (source videos)')
+    parser.add_argument('--list', required=True, help='annotation file of the split to re-encode')
+    parser.add_argument('--output', required=True, metavar='DST', help='destination folder')
+    parser.add_argument('--dataset-format', default='list', choices=DATASET_FORMATS,
+                        help='annotation format of --list')
+    parser.add_argument('--class-names', default=None,
+                        help='class names: names file (list/kinetics), labels.json (sthv2), labels CSV (sthv1), '
+                             'vocab JSON (diving48)')
+    parser.add_argument('--short-side', type=int, default=256, help='short side of the outputs (never upscaled)')
+    parser.add_argument('--gop', type=int, default=16, help='a keyframe at least every N frames')
+    parser.add_argument('--workers', type=int, default=os.cpu_count() or 1, help='encoding processes (default: CPUs)')
+    parser.add_argument('--crf', type=int, default=23, help='libx264 quality, 0-51 (lower: better and bigger)')
+    parser.add_argument('--preset', default='veryfast', choices=X264_PRESETS, help='libx264 speed preset')
+    parser.add_argument('--no-progress', action='store_true', help='no progress bar')
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
+    for flag, value, low in (('--short-side', args.short_side, 2), ('--gop', args.gop, 1),
+                             ('--workers', args.workers, 1)):
+        if value < low:
+            parser.error(f'{flag} must be at least {low}, got {value}')
+    if not 0 <= args.crf <= 51:
+        parser.error(f'--crf must be in 0..51, got {args.crf}')
+    if not os.path.isdir(args.data_root):
+        parser.error(f'--data-root {args.data_root}: no such folder')
+    if not os.path.isfile(args.list):
+        parser.error(f'--list {args.list}: no such file')
+    if os.path.realpath(args.output) == os.path.realpath(args.data_root):
+        parser.error('--output must be another folder than --data-root (the sources would be overwritten)')
+    try:
+        videos = load_video_list(args.list, args.data_root, args.dataset_format, args.class_names)
+        output_paths(videos, args.data_root, args.output)
+    except (OSError, ValueError, KeyError) as e:  # unreadable or malformed annotations, clashing outputs
+        parser.error(f'{args.list}: {type(e).__name__}: {e}')
+    result = prepare_dataset(videos, args.data_root, args.output, args.short_side, args.gop, args.workers,
+                             not args.no_progress, args.crf, args.preset, Path(args.list).stem + '.txt')
+    print(_summary(result, args.output))
+    return 1 if result['unreadable'] else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

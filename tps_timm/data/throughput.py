@@ -1,0 +1,130 @@
+"""How many training clips per second the loader delivers on your data: size ``--workers`` against the model.
+
+    python -m tps_timm.data.throughput --hparams hparams/k400.yaml --data-root /data/k400 \\
+        --train-list /data/k400/train.csv [--workers N] [--clips N] [--repeated-aug N] [--json OUT]
+
+The loader is train.py's, built from the same flags and recipe (``--workers 0``: in this process). It prints the
+clips/s of the whole loader and per worker, and where one clip's time goes in one process: decoding, augmentation
+and collation. A GPU trains faster than one worker loads: on one H100 (bf16, batch 8, 32 x 224) TPS-Swin-T trains
+at about 128 clips/s eager and 206 compiled, TPS-Swin-B at about 77; workers needed = that / clips/s per worker.
+"""
+import argparse
+import json
+import random
+import time
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+import torch
+
+from ..cli import build_train_parser, parse_with_hparams, resolve_video_cfg
+from .annotations import load_video_list
+from .flips import resolve_flip_pairs
+from .loader import build_train_loader
+from .rand_augment import ClipRandAugment
+from .transforms import rand_augment_hparams
+
+__all__ = ['measure_loader', 'measure_split', 'main']
+
+H100_CLIPS_PER_S = {'TPS-Swin-T compiled': 206, 'TPS-Swin-T eager': 128, 'TPS-Swin-B': 77}
+
+
+def measure_loader(loader, clips: int, progress: bool = True) -> Dict[str, float]:
+    """Clips/s of ``loader`` over at least ``clips`` clips after its first batch (worker start-up, reported apart)."""
+    from tqdm import tqdm
+    start = time.perf_counter()
+    first, seen, epoch = None, 0, 0
+    with tqdm(total=clips, desc='loading', unit='clip', disable=not progress) as bar:
+        while seen < clips:
+            loader.sampler.set_epoch(epoch)
+            for batch, _ in loader:
+                if first is None:
+                    first = time.perf_counter()
+                    continue
+                seen += len(batch)
+                bar.update(len(batch))
+                if seen >= clips:
+                    break
+            epoch += 1
+    end = time.perf_counter()
+    return dict(clips_per_s=seen / (end - first), clips=seen, first_batch_s=first - start)
+
+
+def measure_split(dataset, collate, count: int, seed: int = 0, rand_augment: Optional[ClipRandAugment] = None
+                  ) -> Dict[str, float]:
+    """Milliseconds per clip spent decoding, augmenting and collating, over ``count`` items in this process."""
+    rng = np.random.default_rng(seed)
+    items = [(int(i), int(s)) for i, s in zip(rng.integers(len(dataset), size=count), rng.integers(2 ** 62, size=count))]
+    decode = augment = 0.0
+    outputs = []
+    for index, item_seed in items:
+        start = time.perf_counter()
+        clip = dataset.decode(index, np.random.default_rng(item_seed))[0]
+        decoded = time.perf_counter()
+        outputs.append(dataset.augment(clip, dataset.videos.samples[index][1], random.Random(item_seed)))
+        augment += time.perf_counter() - decoded
+        decode += decoded - start
+    start = time.perf_counter()
+    batch, _ = collate(outputs)
+    collate_s = time.perf_counter() - start
+    clips = count * dataset.repeated_aug
+    result = dict(decode_ms=1e3 * decode / clips, augment_ms=1e3 * augment / clips, collate_ms=1e3 * collate_s / clips)
+    if rand_augment is not None:  # --aa-on-batch: what the training loop adds, measured here on this CPU
+        start = time.perf_counter()
+        rand_augment.augment_batch(batch, random.Random(seed))
+        result['aa_on_batch_ms_cpu'] = 1e3 * (time.perf_counter() - start) / clips
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = build_train_parser(description=__doc__)
+    g = parser.add_argument_group('throughput')
+    g.add_argument('--clips', type=int, default=200, help='clips to load (after the first batch)')
+    g.add_argument('--split-clips', type=int, default=16, help='clips timed one by one for the decode/augment split')
+    g.add_argument('--json', default=None, metavar='OUT', help='also write the results to this JSON file')
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> Dict:
+    import timm
+    parser = build_parser()
+    args = parse_with_hparams(parser, argv)
+    if not args.train_list:
+        parser.error('--train-list is required')
+    if args.clips < 1 or args.split_clips < 1:
+        parser.error('--clips and --split-clips must be >= 1')
+    try:
+        videos = load_video_list(args.train_list, args.data_root, args.dataset_format, args.class_names)
+        with torch.device('meta'):  # only the model's clip settings are needed: no weights, no memory
+            model = timm.create_model(args.model, pretrained=False,
+                                      num_classes=args.num_classes or videos.num_classes, **args.model_kwargs)
+        video_cfg = resolve_video_cfg(args, model)
+        flip_pairs = resolve_flip_pairs(args.flip_label_map, videos.class_names) if args.hflip > 0 else []
+        loader = build_train_loader(args, video_cfg, videos, flip_pairs)
+    except (OSError, RuntimeError, ValueError) as e:
+        parser.error(str(e))
+    rand_augment = ClipRandAugment(args.aa, rand_augment_hparams(video_cfg['img_size'])) \
+        if args.aa and args.aa_on_batch else None
+    print(f'{len(videos.samples)} videos; clips of {video_cfg["num_frames"]} frames ({video_cfg["sampling"]}, '
+          f'{video_cfg["img_size"]} px); batch {args.batch_size}; {args.workers} workers; '
+          f'repeated-aug {args.repeated_aug}; RandAugment {args.aa or "off"}{" on the batch" if rand_augment else ""}')
+    result = dict(workers=args.workers, batch_size=args.batch_size, repeated_aug=args.repeated_aug,
+                  aa=args.aa, aa_on_batch=bool(rand_augment), **measure_loader(loader, args.clips, not args.no_progress))
+    result['clips_per_s_per_worker'] = result['clips_per_s'] / max(args.workers, 1)
+    result.update(measure_split(loader.dataset, loader.collate_fn, args.split_clips, args.seed, rand_augment))
+    print(f"{result['clips_per_s']:.1f} clips/s ({result['clips_per_s_per_worker']:.1f} per worker; first batch after "
+          f"{result['first_batch_s']:.1f} s)")
+    print(f"one clip in one process: decode {result['decode_ms']:.1f} ms, augment {result['augment_ms']:.1f} ms, "
+          f"collate {result['collate_ms']:.2f} ms" + (f"; RandAugment on the batch {result['aa_on_batch_ms_cpu']:.1f} "
+                                                     f"ms on this CPU" if rand_augment else ''))
+    for name, rate in H100_CLIPS_PER_S.items():
+        print(f'  {name} on one H100 takes ~{rate} clips/s: '
+              f'{int(np.ceil(rate / result["clips_per_s_per_worker"]))} such workers per GPU')
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(result, f, indent=2)
+    return result
+
+
+if __name__ == '__main__':
+    main()
