@@ -16,7 +16,9 @@
    saves.
 4. base: the TPS-Swin-B training step on 32x224 clips: clips/s and model-FLOPs utilisation (3x the forward FLOPs per
    step) against the card's dense peak and against a large matrix product measured in the same run.
-5. loading: decoded training clips/s in one worker, K400-style dense and SSv2-style uniform sampling.
+5. loading: training clips/s of one loader worker (one thread): the K400 recipe (dense 32x2, RandomResizedCrop,
+   flip) on 640x360 long-GOP h264 and the SSv2 recipe (uniform 32, RandAugment in the worker or on the batch) on
+   428x240 VP9, against bare decord decoding of the same frames; --repeated-aug 2; ``prepare``d copies.
 6. compile: cold and warm ``torch.compile`` of a training step, TPS-Swin vs timm's 2D Swin on the same frames,
    whole-model and regional: seconds per phase (first step, eval, train again, another batch size), graphs compiled
    in each phase, graph breaks, and compiled vs eager step time. Each run is a fresh process: the cold one with an
@@ -524,29 +526,123 @@ def bench_base(device: str, reps: int, compile_: Optional[str], dtype: str, batc
     return result
 
 
-def bench_loading(reps: int) -> Dict:
+def _loading_sources(folder: str, count: int = 4) -> Dict[str, List[str]]:
+    """Kinetics-like (640x360 h264, 10 s at 25 fps, one keyframe) and SSv2-like (428x240 VP9 webm, 4 s at 12 fps)
+    videos of textured moving content, and their ``prepare``d copies (short side 256, keyframe every 16 frames)."""
     import numpy as np
 
-    from tps_timm.data import ClipSampler, ClipTrainTransform, VideoDataset, VideoList, render_clip, write_video
-    with tempfile.TemporaryDirectory() as tmp:
-        rng = np.random.default_rng(0)
-        paths = []
-        for i in range(4):  # 10 s at 25 fps, 320x256: the size of a resized Kinetics / SSv2 video
-            frames = np.concatenate([render_clip(i % 8, 50, 256, rng)] * 5)
-            frames = np.concatenate([frames, frames[:, :, :64]], axis=2)
-            path = os.path.join(tmp, f'{i}.mp4')
-            write_video(path, frames, fps=25)
-            paths.append((path, 0))
-        results = {}
-        for name, sampler in (('K400 dense 32x2', ClipSampler(32, 2, 1, 'dense')),
-                              ('SSv2 uniform 32', ClipSampler(32, 2, 1, 'uniform'))):
-            dataset = VideoDataset(VideoList(paths), sampler, ClipTrainTransform(224, 256), train=True)
-            count = reps * len(paths)
-            start = time.perf_counter()
-            for i in range(count):
-                dataset[i % len(paths)]
-            results[name] = dict(clips_per_s=count / (time.perf_counter() - start))
-    return results
+    from tps_timm.data import render_clip, write_video
+    from tps_timm.data.prepare import encode_video
+    rng = np.random.default_rng(0)
+    # smooth coloured texture: ~375 kb/s for the 640x360 h264, a typical Kinetics bitrate (pure noise doubles the
+    # bitrate of either size and makes decoding entropy-bound)
+    low = torch.from_numpy(rng.integers(0, 256, (1, 3, 45, 80)).astype(np.float32))
+    texture = torch.nn.functional.interpolate(low, size=(720, 1280), mode='bicubic').clamp(0, 255).byte()
+    texture = texture[0].permute(1, 2, 0).numpy()
+    sources = {'k400': [], 'ssv2': []}
+    for i in range(count):
+        for name, (frames, height, width, fps, codec, ext, gop) in dict(
+                k400=(250, 360, 640, 25, 'libx264', 'mp4', 250), ssv2=(48, 240, 428, 12, 'libvpx-vp9', 'webm', None)
+        ).items():
+            shapes = render_clip(i % 8, 25, height, rng)  # moving shapes (25 frames, cycled) over moving texture
+            shapes = np.tile(shapes, (1, 1, width // height + 1, 1))[:, :, :width]
+            clip = np.stack([texture[t * 3 % 360:][:height, t * 2:][:, :width] // 2 + shapes[t % 25] // 2
+                             for t in range(frames)])
+            path = os.path.join(folder, f'{name}_{i}.{ext}')
+            options = {'crf': '23', 'preset': 'veryfast'} if codec == 'libx264' else {'deadline': 'realtime',
+                                                                                    'cpu-used': '8'}
+            write_video(path, clip, fps=fps, codec=codec, gop=gop, options=options)
+            sources[name].append(path)
+    for name in ('k400', 'ssv2'):
+        sources[f'{name} prepared'] = []
+        for path in sources[name]:
+            prepared = os.path.join(folder, 'prepared', os.path.splitext(os.path.basename(path))[0] + '.mp4')
+            encode_video(path, prepared, short_side=256, gop=16)
+            sources[f'{name} prepared'].append(prepared)
+    return sources
+
+
+def bench_loading(reps: int) -> Dict:
+    """One loader worker (one thread), in this process: the recipes' training items against bare decord decoding of
+    the same frames, interleaved round by round. Clips/s per configuration and the ratios the targets name."""
+    import numpy as np
+
+    from tps_timm.data import ClipRandAugment, ClipSampler, ClipTrainTransform, VideoDataset, VideoList, \
+        rand_augment_hparams
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in a DataLoader worker
+    aa = 'rand-m7-n4-mstd0.5-inc1'
+    samplers = dict(k400=ClipSampler(32, 2, 1, 'dense'), ssv2=ClipSampler(32, 2, 1, 'uniform'))
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            sources = _loading_sources(tmp)
+            import decord  # after the encoding: with decord's FFmpeg loaded first, PyAV's VP9 encoder fails to open
+
+            def dataset(source: str, rand_augment: Optional[str] = None, repeated_aug: int = 1) -> VideoDataset:
+                return VideoDataset(VideoList([(p, 0) for p in sources[source]]), samplers[source.split()[0]],
+                                    ClipTrainTransform(224, 256, rand_augment=rand_augment), train=True,
+                                    repeated_aug=repeated_aug)
+
+            def bare(source: str) -> Callable:
+                sampler = samplers[source.split()[0]]
+
+                def load(index: int, seed: int) -> int:
+                    reader = decord.VideoReader(sources[source][index], num_threads=1)
+                    indices = sampler(len(reader), True, np.random.default_rng(seed))
+                    reader.get_batch(indices.reshape(-1).tolist()).asnumpy()
+                    return 1
+                return load
+
+            def items(ds: VideoDataset) -> Callable:
+                return lambda index, seed: (ds[(index, seed)], ds.repeated_aug)[1]
+
+            ra = ClipRandAugment(aa, rand_augment_hparams(224))
+            configs = {
+                'K400 bare decord': bare('k400'),
+                'K400 recipe': items(dataset('k400')),
+                'K400 recipe, repeated-aug 2': items(dataset('k400', repeated_aug=2)),
+                'K400 recipe, prepared': items(dataset('k400 prepared')),
+                'SSv2 bare decord': bare('ssv2'),
+                'SSv2 recipe, RandAugment in worker': items(dataset('ssv2', aa)),
+                'SSv2 recipe, RandAugment on batch': items(dataset('ssv2')),
+                'SSv2 recipe, prepared, RA on batch': items(dataset('ssv2 prepared')),
+                'SSv2 recipe, prepared, RA in worker': items(dataset('ssv2 prepared', aa)),
+                'RandAugment, tensor ops on one clip (CPU)': lambda index, seed: (_tensor_rand_augment(ra, seed), 1)[1],
+            }
+            seconds = {name: 0.0 for name in configs}
+            clips = {name: 0 for name in configs}
+            for name, fn in configs.items():  # warm-up: first opens, imports
+                fn(0, 0)
+            for rep in range(reps):
+                for name, fn in configs.items():
+                    for index in range(len(sources['k400'])):
+                        start = time.perf_counter()
+                        clips[name] += fn(index, rep * 100 + index)
+                        seconds[name] += time.perf_counter() - start
+    finally:
+        torch.set_num_threads(threads)
+    rates = {name: clips[name] / seconds[name] for name in configs}
+    return dict(clips_per_s=rates, ratios={
+        'K400 recipe / bare decord (target >= 0.85)': rates['K400 recipe'] / rates['K400 bare decord'],
+        'SSv2 recipe, RA in worker / bare decord': rates['SSv2 recipe, RandAugment in worker'] / rates['SSv2 bare decord'],
+        'SSv2 recipe, RA on batch / bare decord (target >= 0.8)':
+            rates['SSv2 recipe, RandAugment on batch'] / rates['SSv2 bare decord'],
+        'K400 repeated-aug 2 / 1 (target >= 1.5)': rates['K400 recipe, repeated-aug 2'] / rates['K400 recipe'],
+        'K400 prepared / originals (target >= 2)': rates['K400 recipe, prepared'] / rates['K400 recipe'],
+    })
+
+
+def _tensor_rand_augment(ra, seed: int) -> None:
+    """RandAugment as --aa-on-batch runs it (the tensor ops), on one 32 x 224 clip, here on the CPU."""
+    import random as py_random
+
+    from tps_timm.data import rand_augment
+    clip = torch.randint(0, 256, (32, 224, 224, 3), dtype=torch.uint8).permute(0, 3, 1, 2)
+    pil, rand_augment.PIL_ON_CPU = rand_augment.PIL_ON_CPU, False
+    try:
+        ra.apply(clip, ra.draw(py_random.Random(seed)))
+    finally:
+        rand_augment.PIL_ON_CPU = pil
 
 
 def print_shifts(shifts: Dict, batch: int) -> None:
@@ -679,9 +775,11 @@ def main() -> None:
         print_base(results['base'], frames, size, dtype)
     if 'loading' in parts:
         results['loading'] = bench_loading(max(reps, 3))
-        print('\n## data loading, one worker')
-        for name, r in results['loading'].items():
-            print(f"{name:24} {r['clips_per_s']:8.1f} clips/s")
+        print('\n## data loading: one worker (one thread), clips/s')
+        for name, rate in results['loading']['clips_per_s'].items():
+            print(f'{name:44} {rate:8.1f}')
+        for name, ratio in results['loading']['ratios'].items():
+            print(f'{name:56} {ratio:6.2f}x')
     if 'compile' in parts:
         size_name = args.compile_model or ('base' if args.device == 'cuda' else 'tiny')
         batch, frames, size = (16, 32, 224) if args.device == 'cuda' else (1, 8, 112)

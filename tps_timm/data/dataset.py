@@ -93,7 +93,7 @@ class VideoDataset(Dataset):
         """A decoded clip ``(T, C, H, W)`` -> the training item (``repeated_aug`` augmentations of it)."""
         if self.repeated_aug == 1:
             clip, label = self.transform(clip, label, rng)
-            return clip.permute(1, 0, 2, 3).contiguous(), label
+            return clip.permute(1, 0, 2, 3), label  # collation copies it into the batch: no copy here
         views = [self.transform(clip, label, rng) for _ in range(self.repeated_aug)]
         return torch.stack([v.permute(1, 0, 2, 3) for v, _ in views]), torch.tensor([lab for _, lab in views])
 

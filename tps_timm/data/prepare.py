@@ -25,6 +25,7 @@ __all__ = ['encode_video', 'output_paths', 'prepare_dataset', 'main']
 _logger = logging.getLogger(__name__)
 
 X264_PRESETS = ('ultrafast', 'superfast', 'veryfast', 'faster', 'fast', 'medium', 'slow', 'slower', 'veryslow')
+X264_TUNES = ('fastdecode', 'film', 'animation', 'grain', 'stillimage', 'zerolatency', 'none')
 _SHOWN_UNREADABLE = 10
 
 
@@ -53,11 +54,12 @@ def _frames(container, stream, path: str) -> Iterator:
 
 
 def encode_video(src: str, dst: str, short_side: int = 256, gop: int = 16, crf: int = 23,
-                 preset: str = 'veryfast') -> int:
+                 preset: str = 'veryfast', tune: Optional[str] = 'fastdecode') -> int:
     """Re-encode the video stream of ``src`` as an h264 mp4 at ``dst``, written atomically.
 
     Frames are kept one for one at the source's average frame rate, the short side scaled down to ``short_side``
-    (never up), with a keyframe at least every ``gop`` frames.
+    (never up), with a keyframe at least every ``gop`` frames. ``tune='fastdecode'`` (libx264: no CABAC, no
+    deblocking filter) makes files a little larger that decode markedly faster in every epoch.
 
     Returns:
         The number of frames written.
@@ -89,7 +91,8 @@ def encode_video(src: str, dst: str, short_side: int = 256, gop: int = 16, crf: 
             rate = in_stream.average_rate or in_stream.guessed_rate
             if not rate:
                 raise VideoReadError(src, 'no frame rate')
-            count = _encode_frames(_frames(source, in_stream, src), tmp, Fraction(rate), short_side, gop, crf, preset)
+            count = _encode_frames(_frames(source, in_stream, src), tmp, Fraction(rate), short_side, gop, crf, preset,
+                                   tune)
         if not count:
             raise VideoReadError(src, 'no frames decoded')
         os.replace(tmp, dst)
@@ -100,7 +103,7 @@ def encode_video(src: str, dst: str, short_side: int = 256, gop: int = 16, crf: 
 
 
 def _encode_frames(frames: Iterator, path: str, rate: Fraction, short_side: int, gop: int, crf: int,
-                   preset: str) -> int:
+                   preset: str, tune: Optional[str]) -> int:
     """Write ``frames`` to ``path``; the output stream is opened at the first frame, which gives the size."""
     import av
     count = 0
@@ -114,7 +117,7 @@ def _encode_frames(frames: Iterator, path: str, rate: Fraction, short_side: int,
                 stream.codec_context.time_base = 1 / rate
                 stream.codec_context.thread_count = 1
                 stream.codec_context.gop_size = gop  # libx264's keyint; scene cuts may add keyframes in between
-                stream.options = {'crf': str(crf), 'preset': preset}
+                stream.options = {'crf': str(crf), 'preset': preset, **({'tune': tune} if tune else {})}
             # bicubic, ffmpeg's default scaler (what mmaction's ffmpeg resize gives); swscale widens it to downscale
             out = frame.reformat(stream.width, stream.height, 'yuv420p', interpolation='BICUBIC')
             out.pts, out.time_base = count, 1 / rate  # a constant rate: frame i at i / rate
@@ -144,11 +147,11 @@ def output_paths(videos: VideoList, data_root: str, output: str) -> Dict[str, st
     return targets
 
 
-def _work(job: Tuple[str, str, int, int, int, str]) -> Tuple[str, str, str]:
+def _work(job: Tuple[str, str, int, int, int, str, Optional[str]]) -> Tuple[str, str, str]:
     """One video in a worker: ``(status, source, reason)``; logging is left to the parent, which sees the order."""
-    src, dst, short_side, gop, crf, preset = job
+    src, dst, short_side, gop, crf, preset, tune = job
     try:
-        encode_video(src, dst, short_side, gop, crf, preset)
+        encode_video(src, dst, short_side, gop, crf, preset, tune)
     except VideoReadError as e:
         return 'unreadable', src, e.reason
     return 'written', src, ''
@@ -165,6 +168,7 @@ def prepare_dataset(
         crf: int = 23,
         preset: str = 'veryfast',
         list_name: str = 'list.txt',
+        tune: Optional[str] = 'fastdecode',
 ) -> Dict:
     """Re-encode the videos of ``videos`` (paths under ``data_root``) to the same relative paths under ``output``.
 
@@ -178,6 +182,7 @@ def prepare_dataset(
         progress: Show a progress bar.
         crf: libx264 quality (0-51, lower is better and bigger).
         preset: libx264 speed preset.
+        tune: libx264 tuning (None: none); ``fastdecode`` by default, for files decoded many times.
         list_name: File name of the list of the outputs written under ``output``.
 
     Returns:
@@ -197,7 +202,7 @@ def prepare_dataset(
         elif os.path.exists(dst):
             result['done_before'].append(src)
         else:
-            jobs.append((src, dst, short_side, gop, crf, preset))
+            jobs.append((src, dst, short_side, gop, crf, preset, tune))
     workers = min(workers or os.cpu_count() or 1, max(1, len(jobs)))
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
@@ -267,6 +272,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument('--workers', type=int, default=os.cpu_count() or 1, help='encoding processes (default: CPUs)')
     parser.add_argument('--crf', type=int, default=23, help='libx264 quality, 0-51 (lower: better and bigger)')
     parser.add_argument('--preset', default='veryfast', choices=X264_PRESETS, help='libx264 speed preset')
+    parser.add_argument('--tune', default='fastdecode', choices=X264_TUNES,
+                        help="libx264 tuning ('none': none); fastdecode: ~1.3x faster decoding, ~15%% larger files")
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
@@ -288,7 +295,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (OSError, ValueError, KeyError) as e:  # unreadable or malformed annotations, clashing outputs
         parser.error(f'{args.list}: {type(e).__name__}: {e}')
     result = prepare_dataset(videos, args.data_root, args.output, args.short_side, args.gop, args.workers,
-                             not args.no_progress, args.crf, args.preset, Path(args.list).stem + '.txt')
+                             not args.no_progress, args.crf, args.preset, Path(args.list).stem + '.txt',
+                             None if args.tune == 'none' else args.tune)
     print(_summary(result, args.output))
     return 1 if result['unreadable'] else 0
 

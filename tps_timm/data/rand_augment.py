@@ -12,11 +12,14 @@ import math
 import random
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 __all__ = ['ClipRandAugment', 'CLIP_OPS']
 
+PIL_ON_CPU = True  # whole draws on the CPU through Pillow (False: the tensor ops, as on other devices)
+NUMPY_ON_CPU = True  # tensor ops on the CPU: tables applied with numpy (False: torch's indexing, as elsewhere)
 _PIL_INTERPOLATION = {0: 'nearest', 2: 'bilinear', 3: 'bicubic'}  # PIL.Image.Resampling values
 
 
@@ -26,25 +29,45 @@ def _per_channel(clip: torch.Tensor) -> torch.Tensor:
 
 
 def _apply_lut(clip: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
-    """Map every value of each image channel through its own 256-entry table ``lut`` ``(N, 256)``."""
+    """Map values through a 256-entry table: ``lut`` ``(256,)`` for every channel, or ``(N, 256)`` one per image
+    channel in ``(..., C)`` order. On the CPU numpy's take does it (several times faster than torch's indexing)."""
+    lut = lut.to(torch.uint8)
+    per_channel = lut.dim() == 2
+    if clip.device.type == 'cpu' and NUMPY_ON_CPU:
+        pixels = clip.movedim(-3, -1).numpy()  # (..., H, W, C): the decoder's layout, contiguous as decoded
+        if per_channel:
+            offsets = np.arange(lut.shape[0], dtype=np.int32).reshape(*clip.shape[:-3], 1, 1, clip.shape[-3]) * 256
+            pixels = pixels.astype(np.int32) + offsets
+        return torch.from_numpy(np.take(lut.numpy().reshape(-1), pixels)).movedim(-1, -3)
+    if not per_channel:
+        return lut[clip.long()]
     rows = _per_channel(clip)
     offsets = torch.arange(rows.shape[0], device=clip.device).unsqueeze(1) * 256
-    return lut.reshape(-1)[rows.long() + offsets].to(torch.uint8).reshape(clip.shape)
+    return lut.reshape(-1)[rows.long() + offsets].reshape(clip.shape)
 
 
 def _histogram(clip: torch.Tensor) -> torch.Tensor:
+    """``(N, 256)`` value counts of each image channel, in ``(..., C)`` order."""
+    if clip.device.type == 'cpu' and NUMPY_ON_CPU:
+        pixels = clip.movedim(-3, -1).numpy().astype(np.int32)
+        channels = clip.shape[:-3].numel() * clip.shape[-3]
+        pixels += np.arange(channels, dtype=np.int32).reshape(*clip.shape[:-3], 1, 1, clip.shape[-3]) * 256
+        return torch.from_numpy(np.bincount(pixels.reshape(-1), minlength=channels * 256).reshape(channels, 256))
     rows = _per_channel(clip).long()
     hist = torch.zeros(rows.shape[0], 256, dtype=torch.int64, device=clip.device)
     return hist.scatter_add_(1, rows, torch.ones_like(rows))
 
 
-def _blend(degenerate: torch.Tensor, clip: torch.Tensor, factor: float) -> torch.Tensor:
-    """Pillow's ``Image.blend(degenerate, clip, factor)``: float32 arithmetic, truncated and clipped."""
+def _blend(degenerate: Optional[torch.Tensor], clip: torch.Tensor, factor: float) -> torch.Tensor:
+    """Pillow's ``Image.blend(degenerate, clip, factor)``: ``deg + factor * (clip - deg)`` in float32, truncated and
+    clipped (``degenerate`` broadcasts; None: black)."""
     if factor == 1.0:
         return clip
-    alpha = torch.tensor(factor, dtype=torch.float32)
-    deg = degenerate.float()
-    return (deg + alpha * (clip.float() - deg)).clamp_(0, 255).to(torch.uint8)
+    out = clip.float()
+    if isinstance(degenerate, torch.Tensor):
+        deg = degenerate.float()
+        return out.sub_(deg).mul_(torch.tensor(factor, dtype=torch.float32)).add_(deg).clamp_(0, 255).to(torch.uint8)
+    return out.mul_(torch.tensor(factor, dtype=torch.float32)).clamp_(0, 255).to(torch.uint8)  # black: deg = 0
 
 
 def _grayscale(clip: torch.Tensor) -> torch.Tensor:
@@ -54,8 +77,10 @@ def _grayscale(clip: torch.Tensor) -> torch.Tensor:
 
 
 def auto_contrast(clip: torch.Tensor, **_) -> torch.Tensor:
-    rows = _per_channel(clip)
-    lo, hi = rows.amin(1, keepdim=True).double(), rows.amax(1, keepdim=True).double()
+    present = _histogram(clip) > 0
+    levels = torch.arange(256, device=clip.device)
+    lo = torch.where(present, levels, 255).amin(1, keepdim=True).double()
+    hi = torch.where(present, levels, 0).amax(1, keepdim=True).double()
     scale = torch.full_like(lo, 255.0) / (hi - lo).clamp(min=1)  # (`255.0 / t` would multiply by 1 / t)
     levels = torch.arange(256, dtype=torch.float64, device=clip.device)
     lut = (levels * scale - lo * scale).trunc().clamp(0, 255)
@@ -77,6 +102,10 @@ def invert(clip: torch.Tensor, **_) -> torch.Tensor:
     return 255 - clip
 
 
+def _levels(clip: torch.Tensor) -> torch.Tensor:
+    return torch.arange(256, dtype=torch.int16, device=clip.device)
+
+
 def posterize(clip: torch.Tensor, bits_to_keep: int, **_) -> torch.Tensor:
     if bits_to_keep >= 8:
         return clip
@@ -84,37 +113,37 @@ def posterize(clip: torch.Tensor, bits_to_keep: int, **_) -> torch.Tensor:
 
 
 def solarize(clip: torch.Tensor, thresh: int, **_) -> torch.Tensor:
-    if thresh > 255:  # no uint8 value reaches it (and 256 would wrap to 0 in a uint8 comparison)
-        return clip
-    return torch.where(clip >= thresh, 255 - clip, clip)
+    levels = _levels(clip)
+    return _apply_lut(clip, torch.where(levels >= thresh, 255 - levels, levels))
 
 
 def solarize_add(clip: torch.Tensor, add: int, thresh: int = 128, **_) -> torch.Tensor:
-    return torch.where(clip < thresh, (clip.short() + add).clamp_(max=255).to(torch.uint8), clip)
+    levels = _levels(clip)
+    return _apply_lut(clip, torch.where(levels < thresh, (levels + add).clamp(max=255), levels))
 
 
 def color(clip: torch.Tensor, factor: float, **_) -> torch.Tensor:
-    return _blend(_grayscale(clip).expand_as(clip), clip, factor)
+    return _blend(_grayscale(clip), clip, factor)
 
 
 def contrast(clip: torch.Tensor, factor: float, **_) -> torch.Tensor:
     mean = _grayscale(clip).double().mean((-3, -2, -1), keepdim=True)
-    return _blend((mean + 0.5).floor().expand_as(clip), clip, factor)
+    return _blend((mean + 0.5).floor(), clip, factor)
 
 
 def brightness(clip: torch.Tensor, factor: float, **_) -> torch.Tensor:
-    return _blend(torch.zeros_like(clip), clip, factor)
+    return _blend(None, clip, factor)
 
 
 def sharpness(clip: torch.Tensor, factor: float, **_) -> torch.Tensor:
-    # Pillow's SMOOTH filter (centre 5, neighbours 1, / 13), rounded; the one-pixel border stays as it is
-    kernel = torch.ones(1, 1, 3, 3, device=clip.device)
-    kernel[..., 1, 1] = 5
-    images = clip.reshape(-1, 1, *clip.shape[-2:]).float()
-    smooth = (F.conv2d(images, kernel / 13) + 0.5).floor_().clamp_(0, 255)
-    degenerate = images.clone()
-    degenerate[..., 1:-1, 1:-1] = smooth
-    return _blend(degenerate.reshape(clip.shape), clip, factor)
+    # Pillow's SMOOTH filter (centre 5, neighbours 1, / 13, rounded) in integers; the one-pixel border stays as it is
+    x = clip.short()
+    rows = x[..., :-2, :] + x[..., 1:-1, :] + x[..., 2:, :]
+    box = rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:]
+    smooth = (box + 4 * x[..., 1:-1, 1:-1]) * 2 + 13
+    degenerate = clip.clone()
+    degenerate[..., 1:-1, 1:-1] = torch.div(smooth, 26, rounding_mode='floor')
+    return _blend(degenerate, clip, factor)
 
 
 def _affine(clip: torch.Tensor, matrix: Sequence[float], fill: Sequence[int], interpolation: str) -> torch.Tensor:
@@ -185,6 +214,25 @@ _GEOMETRIC = ('shear_x', 'shear_y', 'translate_x_abs', 'translate_y_abs', 'trans
               'rotate')
 
 Draw = Tuple[str, tuple, dict]  # (op function name, level args, keyword args)
+_PIL_RESAMPLE = {name: value for value, name in _PIL_INTERPOLATION.items()}
+
+
+def _apply_pillow(clip: torch.Tensor, draws: Sequence[Draw]) -> torch.Tensor:
+    """The drawn ops through timm's Pillow op functions, the same ops and arguments on every frame."""
+    from PIL import Image
+    from timm.data import auto_augment
+    ops = [(getattr(auto_augment, name), args,
+            dict(fillcolor=kw['fill'], resample=_PIL_RESAMPLE[kw['interpolation']]) if kw else {})
+           for name, args, kw in draws]
+    frames = clip.movedim(-3, -1)  # (..., H, W, C)
+    out = np.empty(frames.shape, dtype=np.uint8)
+    flat_in, flat_out = frames.reshape(-1, *frames.shape[-3:]).numpy(), out.reshape(-1, *frames.shape[-3:])
+    for frame, dest in zip(flat_in, flat_out):
+        image = Image.fromarray(frame)
+        for op, args, kwargs in ops:
+            image = op(image, *args, **kwargs)
+        dest[...] = np.asarray(image)
+    return torch.from_numpy(out).movedim(-1, -3)
 
 
 class ClipRandAugment:
@@ -249,6 +297,12 @@ class ClipRandAugment:
 
     @staticmethod
     def apply(clip: torch.Tensor, draws: Sequence[Draw]) -> torch.Tensor:
+        """Apply drawn ops to a clip: on the CPU with timm's own Pillow ops frame by frame (faster there than
+        the tensor ops; ``PIL_ON_CPU``), elsewhere with the tensor ops on all frames at once."""
+        if not draws:
+            return clip
+        if clip.device.type == 'cpu' and PIL_ON_CPU:
+            return _apply_pillow(clip, draws)
         for name, args, kwargs in draws:
             clip = CLIP_OPS[name](clip, *args, **kwargs)
         return clip

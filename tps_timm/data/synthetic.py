@@ -59,14 +59,23 @@ def render_clip(label: int, frames: int = 16, size: int = 64, rng: Optional[np.r
     return np.clip(clip, 0, 255).astype(np.uint8)
 
 
-def write_video(path: str, frames: np.ndarray, fps: int = 12, codec: str = 'libx264') -> None:
-    """Write uint8 RGB ``(T, H, W, 3)`` frames as a video file with PyAV."""
+def write_video(path: str, frames: np.ndarray, fps: int = 12, codec: str = 'libx264', gop: Optional[int] = None,
+                options: Optional[Dict[str, str]] = None) -> None:
+    """Write uint8 RGB ``(T, H, W, 3)`` frames as a video file with PyAV.
+
+    ``gop``: a keyframe every ``gop`` frames (default: the codec's); ``options``: encoder options (default for
+    libx264: near-lossless and fast, for test data).
+    """
     import av
     with av.open(str(path), 'w') as container:
         stream = container.add_stream(codec, rate=fps)
         stream.height, stream.width = frames.shape[1:3]
         stream.pix_fmt = 'yuv420p'
-        if codec == 'libx264':
+        if gop:
+            stream.codec_context.gop_size = gop
+        if options is not None:
+            stream.options = dict(options)
+        elif codec == 'libx264':
             stream.options = {'crf': '10', 'preset': 'ultrafast'}
         for frame in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format='rgb24')):
