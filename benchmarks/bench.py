@@ -568,7 +568,7 @@ def bench_loading(reps: int) -> Dict:
     import numpy as np
 
     from tps_timm.data import ClipRandAugment, ClipSampler, ClipTrainTransform, VideoDataset, VideoList, \
-        rand_augment_hparams
+        default_backend, rand_augment_hparams
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in a DataLoader worker
     aa = 'rand-m7-n4-mstd0.5-inc1'
@@ -578,10 +578,11 @@ def bench_loading(reps: int) -> Dict:
             sources = _loading_sources(tmp)
             import decord  # after the encoding: with decord's FFmpeg loaded first, PyAV's VP9 encoder fails to open
 
-            def dataset(source: str, rand_augment: Optional[str] = None, repeated_aug: int = 1) -> VideoDataset:
+            def dataset(source: str, rand_augment: Optional[str] = None, repeated_aug: int = 1,
+                        backend: Optional[str] = None) -> VideoDataset:
                 return VideoDataset(VideoList([(p, 0) for p in sources[source]]), samplers[source.split()[0]],
                                     ClipTrainTransform(224, 256, rand_augment=rand_augment), train=True,
-                                    repeated_aug=repeated_aug)
+                                    backend=backend, repeated_aug=repeated_aug)
 
             def bare(source: str) -> Callable:
                 sampler = samplers[source.split()[0]]
@@ -600,11 +601,13 @@ def bench_loading(reps: int) -> Dict:
             configs = {
                 'K400 bare decord': bare('k400'),
                 'K400 recipe': items(dataset('k400')),
+                'K400 recipe, decord': items(dataset('k400', backend='decord')),
                 'K400 recipe, repeated-aug 2': items(dataset('k400', repeated_aug=2)),
                 'K400 recipe, prepared': items(dataset('k400 prepared')),
                 'SSv2 bare decord': bare('ssv2'),
                 'SSv2 recipe, RandAugment in worker': items(dataset('ssv2', aa)),
                 'SSv2 recipe, RandAugment on batch': items(dataset('ssv2')),
+                'SSv2 recipe, RandAugment on batch, decord': items(dataset('ssv2', backend='decord')),
                 'SSv2 recipe, prepared, RA on batch': items(dataset('ssv2 prepared')),
                 'SSv2 recipe, prepared, RA in worker': items(dataset('ssv2 prepared', aa)),
                 'RandAugment, tensor ops on one clip (CPU)': lambda index, seed: (_tensor_rand_augment(ra, seed), 1)[1],
@@ -622,11 +625,14 @@ def bench_loading(reps: int) -> Dict:
     finally:
         torch.set_num_threads(threads)
     rates = {name: clips[name] / seconds[name] for name in configs}
-    return dict(clips_per_s=rates, ratios={
+    return dict(backend=default_backend(), clips_per_s=rates, ratios={
         'K400 recipe / bare decord (target >= 0.85)': rates['K400 recipe'] / rates['K400 bare decord'],
         'SSv2 recipe, RA in worker / bare decord': rates['SSv2 recipe, RandAugment in worker'] / rates['SSv2 bare decord'],
         'SSv2 recipe, RA on batch / bare decord (target >= 0.8)':
             rates['SSv2 recipe, RandAugment on batch'] / rates['SSv2 bare decord'],
+        'K400 recipe with decord / bare decord': rates['K400 recipe, decord'] / rates['K400 bare decord'],
+        'SSv2 recipe with decord, RA on batch / bare decord':
+            rates['SSv2 recipe, RandAugment on batch, decord'] / rates['SSv2 bare decord'],
         'K400 repeated-aug 2 / 1 (target >= 1.5)': rates['K400 recipe, repeated-aug 2'] / rates['K400 recipe'],
         'K400 prepared / originals (target >= 2)': rates['K400 recipe, prepared'] / rates['K400 recipe'],
     })
@@ -775,7 +781,7 @@ def main() -> None:
         print_base(results['base'], frames, size, dtype)
     if 'loading' in parts:
         results['loading'] = bench_loading(max(reps, 3))
-        print('\n## data loading: one worker (one thread), clips/s')
+        print(f"\n## data loading: one worker (one thread), clips/s (default backend: {results['loading']['backend']})")
         for name, rate in results['loading']['clips_per_s'].items():
             print(f'{name:44} {rate:8.1f}')
         for name, ratio in results['loading']['ratios'].items():

@@ -9,9 +9,10 @@ import torch
 from PIL import Image
 
 import tps_timm.data.video_io as video_io
-from tps_timm.data import DEMO_CLASSES, ClipEvalTransform, ClipRandomErasing, ClipSampler, ClipTrainTransform, \
-    VideoDataset, VideoList, VideoReadError, dense_indices, flip_label_map, load_clip, load_video_list, \
-    make_demo_dataset, render_clip, resolve_flip_pairs, uniform_indices, write_video
+from tps_timm.data import BACKENDS, DEMO_CLASSES, ClipEvalTransform, ClipRandomErasing, ClipSampler, \
+    ClipTrainTransform, VideoDataset, VideoList, VideoReadError, available_backends, default_backend, dense_indices, \
+    flip_label_map, load_clip, load_video_list, make_demo_dataset, render_clip, resolve_flip_pairs, uniform_indices, \
+    write_video
 
 
 @pytest.fixture(scope='session')
@@ -27,19 +28,40 @@ def video(tmp_path):
     return str(path), frames
 
 
+def needs_backend(name: str):
+    return pytest.mark.skipif(name not in available_backends(), reason=f'{name}: {video_io._unavailable(name)}')
+
+
+@pytest.mark.parametrize('backend', [pytest.param(b, marks=needs_backend(b)) for b in ('torchcodec', 'decord')])
 @pytest.mark.parametrize('codec', ['libx264', 'mpeg4'])
-def test_decord_and_pyav_decode_the_same_frames(tmp_path, codec):
+def test_backends_decode_the_same_frames_as_pyav(tmp_path, codec, backend, monkeypatch):
     path = str(tmp_path / 'v.mp4')
     write_video(path, render_clip(6, 24, 64, np.random.default_rng(1)), codec=codec)
     sampler = ClipSampler(8, 2, 2, 'dense')
-    a, ia = load_clip(path, lambda n: sampler(n), 'decord')
+    for other in BACKENDS:  # no fallback: the frames must come from `backend` itself
+        if other != backend:
+            monkeypatch.setitem(video_io._READERS, other, None)
+    a, ia = load_clip(path, lambda n: sampler(n), backend)
+    monkeypatch.undo()
     b, ib = load_clip(path, lambda n: sampler(n), 'pyav')
     assert a.shape == b.shape == (2, 8, 64, 64, 3) and np.array_equal(ia, ib)
     assert np.abs(a.astype(int) - b).max() <= 1
 
 
+def test_unavailable_backends_are_skipped_with_the_reason(video, monkeypatch):
+    path, _ = video
+    reasons = dict(torchcodec='needs FFmpeg 4-8 shared libraries', decord='not installed', pyav='')
+    monkeypatch.setattr(video_io, '_unavailable', reasons.get)
+    assert available_backends() == ['pyav'] and default_backend() == 'pyav'
+    frames, _ = load_clip(path, lambda n: np.arange(4)[None], 'torchcodec')
+    assert frames.shape == (1, 4, 48, 48, 3)
+    monkeypatch.setitem(reasons, 'pyav', 'not installed')
+    with pytest.raises(VideoReadError, match='torchcodec: needs FFmpeg.*decord: not installed'):
+        load_clip(path, lambda n: np.arange(4)[None])
+
+
 @pytest.mark.parametrize('num_crops', [1, 3])
-def test_decord_and_pyav_give_the_same_clip_after_the_resize(tmp_path, num_crops):
+def test_backends_give_the_same_clip_after_the_resize(tmp_path, num_crops):
     """A source larger than the recipe: both backends give the same resized views (they used to scale in their own
     decoders, and differed by up to 31 levels)."""
     rng = np.random.default_rng(2)
@@ -48,9 +70,9 @@ def test_decord_and_pyav_give_the_same_clip_after_the_resize(tmp_path, num_crops
     write_video(path, np.concatenate([frames, frames[:, :, :64]], axis=2))  # 128 x 192
     videos = VideoList([(path, 0)])
     views = [VideoDataset(videos, ClipSampler(8, 2, 2, 'dense'), ClipEvalTransform(40, 48, num_crops),
-                          backend=backend)[0]['video'] for backend in ('decord', 'pyav')]
-    assert views[0].shape == views[1].shape == (2 * num_crops, 3, 8, 40, 40)
-    assert (views[0].int() - views[1].int()).abs().max() <= 1
+                          backend=backend)[0]['video'] for backend in available_backends()]
+    assert len(views) >= 2 and all(v.shape == (2 * num_crops, 3, 8, 40, 40) for v in views)
+    assert all((v.int() - views[-1].int()).abs().max() <= 1 for v in views)
 
 
 def test_backend_failure_falls_back_to_the_other(video, monkeypatch):

@@ -182,7 +182,9 @@ def add_clip_args(parser) -> None:
     parser.add_argument('--frame-interval', type=int, default=None, help='dense sampling stride (default: config)')
     parser.add_argument('--sampling', choices=('dense', 'uniform'), default=None, help='default: model config')
     parser.add_argument('--img-size', type=int, default=None, help='crop size (default: model config)')
-    parser.add_argument('--video-backend', choices=BACKENDS, default=None, help='default: decord if installed')
+    parser.add_argument('--video-backend', choices=BACKENDS, default=None,
+                        help=f"the decoder tried first (the others follow if it fails); default: the first of "
+                             f"{', '.join(BACKENDS)} that can decode here")
 
 
 def add_test_view_args(parser) -> None:

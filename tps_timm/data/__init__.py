@@ -9,4 +9,4 @@ from .synthetic import DEMO_CLASSES, make_demo_dataset, render_clip, write_video
 from .rand_augment import ClipRandAugment
 from .transforms import ClipEvalTransform, ClipRandomErasing, ClipTrainTransform, normalize_clip, \
     rand_augment_hparams, short_side_resize
-from .video_io import BACKENDS, VideoReadError, default_backend, load_clip
+from .video_io import BACKENDS, VideoReadError, available_backends, default_backend, load_clip
