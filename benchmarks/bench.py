@@ -627,7 +627,8 @@ def bench_loading(reps: int) -> Dict:
     rates = {name: clips[name] / seconds[name] for name in configs}
     return dict(backend=default_backend(), clips_per_s=rates, ratios={
         'K400 recipe / bare decord (target >= 0.85)': rates['K400 recipe'] / rates['K400 bare decord'],
-        'SSv2 recipe, RA in worker / bare decord': rates['SSv2 recipe, RandAugment in worker'] / rates['SSv2 bare decord'],
+        'SSv2 recipe, RA in worker / bare decord':
+            rates['SSv2 recipe, RandAugment in worker'] / rates['SSv2 bare decord'],
         'SSv2 recipe, RA on batch / bare decord (target >= 0.8)':
             rates['SSv2 recipe, RandAugment on batch'] / rates['SSv2 bare decord'],
         'K400 recipe with decord / bare decord': rates['K400 recipe, decord'] / rates['K400 bare decord'],

@@ -1,4 +1,4 @@
-"""RandAugment on clip tensors: each op against timm's Pillow op on every frame, and the policy's draw against timm's."""
+"""RandAugment on clip tensors: each op against timm's Pillow op on every frame; the policy's draw against timm's."""
 import collections
 import random
 

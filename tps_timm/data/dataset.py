@@ -24,9 +24,11 @@ class VideoDataset(Dataset):
     clips of one decode, ``(clips (N, C, T, H, W), labels (N,))`` (:func:`tps_timm.data.collate_clips` makes batches
     of them). An item may be asked for as ``(index, seed)`` (:class:`tps_timm.data.SeededRandomSampler`): the seed,
     drawn in the main process, fixes every random choice, so the clips do not depend on the worker count. An
-    unreadable video is reported by path and reason and replaced by another one. Evaluation items are dicts with ``video`` uint8 ``(views, C, T, H, W)`` (clips x crops),
-    ``label``, ``index``, ``readable`` and ``error`` (the reason, if unreadable); an unreadable video comes back
-    zero-filled with ``readable=False`` so that evaluation can count it and leave it out of the accuracy.
+    unreadable video is reported by path and reason and replaced by another one.
+
+    Evaluation items are dicts with ``video`` uint8 ``(views, C, T, H, W)`` (clips x crops), ``label``, ``index``,
+    ``readable`` and ``error`` (the reason, if unreadable); an unreadable video comes back zero-filled with
+    ``readable=False`` so that evaluation can count it and leave it out of the accuracy.
     """
 
     def __init__(

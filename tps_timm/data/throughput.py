@@ -54,7 +54,8 @@ def measure_split(dataset, collate, count: int, seed: int = 0, rand_augment: Opt
                   ) -> Dict[str, float]:
     """Milliseconds per clip spent decoding, augmenting and collating, over ``count`` items in this process."""
     rng = np.random.default_rng(seed)
-    items = [(int(i), int(s)) for i, s in zip(rng.integers(len(dataset), size=count), rng.integers(2 ** 62, size=count))]
+    indices, seeds = rng.integers(len(dataset), size=count), rng.integers(2 ** 62, size=count)
+    items = [(int(i), int(s)) for i, s in zip(indices, seeds)]
     decode = augment = 0.0
     outputs = []
     for index, item_seed in items:
@@ -109,7 +110,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
           f'{video_cfg["img_size"]} px); batch {args.batch_size}; {args.workers} workers; '
           f'repeated-aug {args.repeated_aug}; RandAugment {args.aa or "off"}{" on the batch" if rand_augment else ""}')
     result = dict(workers=args.workers, batch_size=args.batch_size, repeated_aug=args.repeated_aug,
-                  aa=args.aa, aa_on_batch=bool(rand_augment), **measure_loader(loader, args.clips, not args.no_progress))
+                  aa=args.aa, aa_on_batch=bool(rand_augment),
+                  **measure_loader(loader, args.clips, not args.no_progress))
     result['clips_per_s_per_worker'] = result['clips_per_s'] / max(args.workers, 1)
     result.update(measure_split(loader.dataset, loader.collate_fn, args.split_clips, args.seed, rand_augment))
     print(f"{result['clips_per_s']:.1f} clips/s ({result['clips_per_s_per_worker']:.1f} per worker; first batch after "
