@@ -565,6 +565,8 @@ def _loading_sources(folder: str, count: int = 4) -> Dict[str, List[str]]:
 def bench_loading(reps: int) -> Dict:
     """One loader worker (one thread), in this process: the recipes' training items against bare decord decoding of
     the same frames, interleaved round by round. Clips/s per configuration and the ratios the targets name."""
+    import random as py_random
+
     import numpy as np
 
     from tps_timm.data import ClipRandAugment, ClipSampler, ClipTrainTransform, VideoDataset, VideoList, \
@@ -625,6 +627,10 @@ def bench_loading(reps: int) -> Dict:
     finally:
         torch.set_num_threads(threads)
     rates = {name: clips[name] / seconds[name] for name in configs}
+    if torch.cuda.is_available():  # --aa-on-batch where it runs: a batch of 8 clips on the GPU
+        batch = torch.randint(0, 256, (8, 3, 32, 224, 224), dtype=torch.uint8, device='cuda')
+        ms = [1e3 * _timed(lambda: ra.augment_batch(batch, py_random.Random(rep)), 'cuda') for rep in range(10)]
+        rates['RandAugment on the batch, CUDA (clips/s)'] = 8e3 / statistics.median(ms[2:])
     return dict(backend=default_backend(), clips_per_s=rates, ratios={
         'K400 recipe / bare decord (target >= 0.85)': rates['K400 recipe'] / rates['K400 bare decord'],
         'SSv2 recipe, RA in worker / bare decord':
