@@ -58,8 +58,9 @@ def build_loaders(args, video_cfg: Dict, train_videos, val_videos, flip_pairs, p
     if val_videos is not None:  # single view during training; validate.py does the full multi-view test
         val_set = eval_dataset(val_videos, video_cfg, 1, 1, train_short_side(args, video_cfg['img_size']),
                                args.video_backend)
-        val_loader = torch.utils.data.DataLoader(val_set, batch_size=args.batch_size, shuffle=False,
-                                                 **loader_kwargs(args.workers, pin_memory, args.prefetch_factor))
+        val_loader = torch.utils.data.DataLoader(  # workers only while validating: not a second idle set
+            val_set, batch_size=args.batch_size, shuffle=False,
+            **loader_kwargs(args.workers, pin_memory, args.prefetch_factor, persistent=False))
     return train_loader, val_loader
 
 
@@ -70,10 +71,11 @@ def train_one_epoch(epoch, model, loader, optimizer, scheduler, criterion, accel
     losses, seen, start = [], 0, time.perf_counter()
     bar = tqdm(loader, desc=f'epoch {epoch}', disable=args.no_progress or not accelerator.is_main_process,
                leave=False)
-    for clips, labels in bar:
+    for batch_index, (clips, labels) in enumerate(bar):
         with accelerator.accumulate(model):
-            if rand_augment is not None:  # --aa-on-batch: on the accelerator, one draw per clip
-                clips = rand_augment.augment_batch(clips, random.Random(int(torch.randint(2 ** 62, ()))))
+            if rand_augment is not None:  # --aa-on-batch: on the accelerator, one draw per clip, its own on each rank
+                clips = rand_augment.augment_batch(
+                    clips, random.Random(f'{args.seed}-{epoch}-{accelerator.process_index}-{batch_index}'))
             x = normalize_clip(clips, video_cfg['mean'], video_cfg['std'])
             if erasing is not None:
                 x = erasing(x)

@@ -599,7 +599,7 @@ def bench_loading(reps: int) -> Dict:
             def items(ds: VideoDataset) -> Callable:
                 return lambda index, seed: (ds[(index, seed)], ds.repeated_aug)[1]
 
-            ra = ClipRandAugment(aa, rand_augment_hparams(224))
+            ra = ClipRandAugment(aa, rand_augment_hparams(224), pillow_on_cpu=False)
             configs = {
                 'K400 bare decord': bare('k400'),
                 'K400 recipe': items(dataset('k400')),
@@ -648,14 +648,8 @@ def bench_loading(reps: int) -> Dict:
 def _tensor_rand_augment(ra, seed: int) -> None:
     """RandAugment as --aa-on-batch runs it (the tensor ops), on one 32 x 224 clip, here on the CPU."""
     import random as py_random
-
-    from tps_timm.data import rand_augment
     clip = torch.randint(0, 256, (32, 224, 224, 3), dtype=torch.uint8).permute(0, 3, 1, 2)
-    pil, rand_augment.PIL_ON_CPU = rand_augment.PIL_ON_CPU, False
-    try:
-        ra.apply(clip, ra.draw(py_random.Random(seed)))
-    finally:
-        rand_augment.PIL_ON_CPU = pil
+    ra.apply(clip, ra.draw(py_random.Random(seed)))
 
 
 def print_shifts(shifts: Dict, batch: int) -> None:

@@ -352,6 +352,8 @@ def test_repeated_aug_decodes_once_for_n_clips_and_keeps_the_epoch(demo, monkeyp
     assert first[0].shape == (3, 3, 4, 24, 24) and first[1].tolist() == [videos.samples[0][1]] * 3
     with pytest.raises(ValueError, match='multiple of --repeated-aug 3'):
         build_train_loader(loader_args(demo, '--repeated-aug', '3'), cfg, videos)
+    with pytest.raises(ValueError, match='16 training videos make no full batch of --batch-size 32'):
+        build_train_loader(loader_args(demo, '--batch-size', '32'), cfg, videos)
 
 
 def test_default_workers_share_the_cpus_between_processes(monkeypatch):

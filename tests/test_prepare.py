@@ -86,6 +86,9 @@ def test_a_second_run_resumes_and_ignores_interrupted_writes(source, tmp_path, c
     result = prepare_dataset(videos, str(source), str(dst), short_side=48, workers=1, progress=False)
     assert result['written'] == [str(source / 'a/x.mp4')] and len(result['done_before']) == 3
     assert len(_all_frames(dst / 'a/x.mp4')) == FRAMES and not (dst / 'a/x.tmp-999.mp4').exists()
+    with pytest.raises(SystemExit) as exit_info:  # resuming with other settings would mix two encodings
+        main([*args, '--gop', '8'])
+    assert exit_info.value.code == 2 and 'gop 16 -> 8' in capsys.readouterr().err
 
 
 def test_unreadable_sources_are_reported_and_the_others_written(tmp_path, capsys):
@@ -111,7 +114,7 @@ def test_unreadable_sources_are_reported_and_the_others_written(tmp_path, capsys
     assert str(root / 'garbage.mkv') in out
     assert f'--data-root {dst} --train-list {dst / "val.txt"} --dataset-format list' in out
     assert (dst / 'val.txt').read_text() == 'good.mp4 0\n'
-    assert sorted(p.name for p in dst.iterdir()) == ['good.mp4', 'val.txt']
+    assert sorted(p.name for p in dst.iterdir()) == ['good.mp4', 'prepare.json', 'val.txt']
 
 
 def test_class_names_of_the_annotation_format_are_written_with_the_list(tmp_path, capsys):

@@ -8,7 +8,6 @@ import torch
 from PIL import Image
 
 from tps_timm.data import ClipRandAugment, render_clip
-from tps_timm.data import rand_augment
 from tps_timm.data.rand_augment import CLIP_OPS
 
 FILL = (124, 116, 104)
@@ -48,11 +47,8 @@ def ours(frames: np.ndarray, name: str, args: tuple, **kwargs) -> np.ndarray:
     return out.permute(0, 2, 3, 1).numpy().astype(int)
 
 
-@pytest.mark.parametrize('numpy_on_cpu', [True, False], ids=['numpy', 'torch'])
 @pytest.mark.parametrize('name,args', PIXEL_CASES)
-def test_pixel_ops_equal_pillow_on_every_frame(frames, name, args, numpy_on_cpu, monkeypatch):
-    """Exact, on both paths: numpy's tables on the CPU and the torch ops that run on an accelerator."""
-    monkeypatch.setattr(rand_augment, 'NUMPY_ON_CPU', numpy_on_cpu)
+def test_pixel_ops_equal_pillow_on_every_frame(frames, name, args):
     assert np.array_equal(ours(frames, name, args), timm_op_on_frames(frames, name, args))
 
 
@@ -131,10 +127,9 @@ def test_policy_draws_follow_timm(config):
         assert abs(timm_lengths[k] - our_lengths[k]) / count < 0.03
 
 
-@pytest.mark.parametrize('pil_on_cpu', [True, False], ids=['pillow', 'tensor'])
-def test_one_draw_for_every_frame_and_a_draw_per_clip(frames, pil_on_cpu, monkeypatch):
-    monkeypatch.setattr(rand_augment, 'PIL_ON_CPU', pil_on_cpu)
-    augment = ClipRandAugment('rand-m9-n3-mstd0.5-inc1', dict(img_mean=FILL))
+@pytest.mark.parametrize('pillow_on_cpu', [True, False], ids=['pillow', 'tensor'])
+def test_one_draw_for_every_frame_and_a_draw_per_clip(frames, pillow_on_cpu):
+    augment = ClipRandAugment('rand-m9-n3-mstd0.5-inc1', dict(img_mean=FILL), pillow_on_cpu)
     same = torch.from_numpy(frames[:1]).permute(0, 3, 1, 2).expand(4, -1, -1, -1)
     batch = torch.stack([same.transpose(0, 1)] * 6)  # (B, C, T, H, W): six copies of a still clip
     out = augment.augment_batch(batch, random.Random(0))
@@ -154,17 +149,15 @@ def test_unsupported_ops_and_dtypes_are_refused():
         ClipRandAugment('rand-m9-n2')(torch.zeros(2, 3, 8, 8))
 
 
-def test_pillow_and_tensor_paths_apply_a_draw_alike(frames, monkeypatch):
+def test_pillow_and_tensor_paths_apply_a_draw_alike(frames):
     """The CPU path (timm's Pillow ops per frame) and the accelerator path (tensor ops) give the same clip."""
-    augment = ClipRandAugment('rand-m9-n3-mstd0.5-inc1', dict(img_mean=FILL, interpolation=Image.BILINEAR))
+    hparams = dict(img_mean=FILL, interpolation=Image.BILINEAR)
+    pillow_ops, tensor_ops = (ClipRandAugment('rand-m9-n3-mstd0.5-inc1', hparams, on_cpu) for on_cpu in (True, False))
     clip = torch.from_numpy(frames).permute(0, 3, 1, 2)
     rng = random.Random(3)
     for _ in range(20):
-        draws = augment.draw(rng)
-        pillow = augment.apply(clip, draws)
-        monkeypatch.setattr(rand_augment, 'PIL_ON_CPU', False)
-        tensor = augment.apply(clip, draws)
-        monkeypatch.setattr(rand_augment, 'PIL_ON_CPU', True)
+        draws = pillow_ops.draw(rng)
+        pillow, tensor = pillow_ops.apply(clip, draws), tensor_ops.apply(clip, draws)
         diff = (pillow.int() - tensor.int()).abs()
         assert pillow.shape == clip.shape and (diff.float().mean() < 0.5 and diff.max() <= 255), draws
         assert (diff > 1).float().mean() < 0.02, draws  # rounding only (a rounding step can flip a later op)

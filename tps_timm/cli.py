@@ -80,7 +80,7 @@ def build_train_parser(description: Optional[str] = None) -> argparse.ArgumentPa
                    help=f"classes a flip swaps, by name: {', '.join(FLIP_SPECS)} (auto: found by direction words in "
                         f"the class names) or a YAML/JSON file of name pairs")
     g.add_argument('--aa', default=None, help="timm RandAugment string, e.g. 'rand-m7-n4-mstd0.5-inc1'")
-    g.add_argument('--aa-on-batch', action='store_true',
+    g.add_argument('--aa-on-batch', action=argparse.BooleanOptionalAction, default=False,
                    help='RandAugment on the batch on the accelerator instead of in the loader workers (the faster '
                         'choice with a GPU; see docs/benchmarks.md)')
     g.add_argument('--repeated-aug', type=int, default=1, metavar='N',

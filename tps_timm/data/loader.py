@@ -20,15 +20,20 @@ from .flips import flip_label_map
 from .sampling import ClipSampler
 from .transforms import ClipTrainTransform
 
-__all__ = ['SeededRandomSampler', 'build_train_loader', 'collate_clips', 'default_workers', 'train_short_side']
+__all__ = ['SeededRandomSampler', 'available_cpus', 'build_train_loader', 'collate_clips', 'default_workers',
+           'train_short_side']
+
+
+def available_cpus() -> int:
+    """The CPUs this process may run on (its affinity, which containers and schedulers set), not the machine's."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
 
 
 def default_workers(processes: Optional[int] = None) -> int:
     """Loader workers per training process: the CPUs this process may use, shared by the processes on this machine
     (``LOCAL_WORLD_SIZE``, as ``accelerate launch`` / ``torchrun`` set it), one left for each process itself."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
     processes = processes or int(os.environ.get('LOCAL_WORLD_SIZE', 1))
-    return max(1, cpus // processes - 1)
+    return max(1, available_cpus() // processes - 1)
 
 
 class SeededRandomSampler(Sampler[Tuple[int, int]]):
@@ -64,9 +69,12 @@ class SeededRandomSampler(Sampler[Tuple[int, int]]):
 
 
 def collate_clips(items: List[Tuple[torch.Tensor, torch.Tensor]]) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Batch repeated-augmentation items ``(clips (N, C, T, H, W), labels (N,))`` into ``(B * N, ...)``."""
-    clips, labels = zip(*items)
-    return torch.cat(clips), torch.cat(labels)
+    """Batch repeated-augmentation items ``(clips (N, C, T, H, W), labels (N,))`` into ``(B * N, ...)``.
+
+    ``default_collate`` writes the batch once, into the shared memory a worker hands over; flattening is a view.
+    """
+    clips, labels = default_collate(items)
+    return clips.flatten(0, 1), labels.flatten(0, 1)
 
 
 def train_short_side(args: argparse.Namespace, img_size: int) -> int:
@@ -74,9 +82,9 @@ def train_short_side(args: argparse.Namespace, img_size: int) -> int:
     return args.short_side or round(img_size * 256 / 224)
 
 
-def loader_kwargs(workers: int, pin_memory: bool, prefetch_factor: Optional[int]) -> Dict:
+def loader_kwargs(workers: int, pin_memory: bool, prefetch_factor: Optional[int], persistent: bool = True) -> Dict:
     """DataLoader settings shared by the training and validation loaders."""
-    kwargs = dict(num_workers=workers, pin_memory=pin_memory, persistent_workers=workers > 0)
+    kwargs = dict(num_workers=workers, pin_memory=pin_memory, persistent_workers=persistent and workers > 0)
     if workers > 0:
         kwargs['prefetch_factor'] = prefetch_factor
     return kwargs
@@ -102,7 +110,11 @@ def build_train_loader(args: argparse.Namespace, video_cfg: Dict, videos: VideoL
                                    args.hflip, flip_label_map(flip_pairs, videos.class_names),
                                    None if args.aa_on_batch else args.aa)
     dataset = VideoDataset(videos, sampler, transform, train=True, backend=args.video_backend, repeated_aug=repeats)
-    return DataLoader(dataset, batch_size=args.batch_size // repeats, drop_last=True,
-                      sampler=SeededRandomSampler(len(dataset), len(dataset) // repeats, args.seed),
-                      collate_fn=collate_clips if repeats > 1 else default_collate,
-                      **loader_kwargs(args.workers, pin_memory, args.prefetch_factor))
+    loader = DataLoader(dataset, batch_size=args.batch_size // repeats, drop_last=True,
+                        sampler=SeededRandomSampler(len(dataset), len(dataset) // repeats, args.seed),
+                        collate_fn=collate_clips if repeats > 1 else default_collate,
+                        **loader_kwargs(args.workers, pin_memory, args.prefetch_factor))
+    if len(loader) == 0:
+        raise ValueError(f'{len(dataset)} training videos make no full batch of --batch-size {args.batch_size}'
+                         + (f' with --repeated-aug {repeats}' if repeats > 1 else ''))
+    return loader

@@ -5,10 +5,12 @@ scaled down to ``--short-side`` and a keyframe every ``--gop`` frames, at the so
 as mmaction users do with their resized Kinetics: decoding a small, short-GOP file is far cheaper than decoding the
 original in every epoch. Outputs keep their path relative to SRC (``.mp4`` for every container), and a list of them
 in the ``list`` format is written to ``DST/<list stem>.txt``. A run can be interrupted and started again: finished
-files are skipped and unfinished ones never sit under their final name.
+files are skipped and unfinished ones never sit under their final name; the settings are kept in
+``DST/prepare.json``, and a run with other settings into the same folder is refused.
 """
 import argparse
 import glob
+import json
 import logging
 import multiprocessing
 import os
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 from .annotations import DATASET_FORMATS, VideoList, load_video_list
+from .loader import available_cpus
 from .video_io import VideoReadError, short_side_size
 
 __all__ = ['encode_video', 'output_paths', 'prepare_dataset', 'main']
@@ -128,6 +131,27 @@ def _encode_frames(frames: Iterator, path: str, rate: Fraction, short_side: int,
     return count
 
 
+SETTINGS_FILE = 'prepare.json'
+
+
+def _record_settings(output: str, settings: Dict) -> None:
+    """Write the encoding settings to ``output/prepare.json``, or check them against a previous run's: a resumed run
+    must not mix files of two encodings under one list."""
+    path = os.path.join(output, SETTINGS_FILE)
+    if os.path.exists(path):
+        with open(path, encoding='utf-8') as f:
+            before = json.load(f)
+        if before != settings:
+            changed = ', '.join(f'{k} {before.get(k)} -> {v}' for k, v in settings.items() if before.get(k) != v)
+            raise ValueError(f'{output} holds videos encoded with other settings ({changed}); resume with the same '
+                             f'settings, or write to another --output')
+        return
+    os.makedirs(output, exist_ok=True)
+    with open(path + '.tmp', 'w', encoding='utf-8') as f:
+        json.dump(settings, f, indent=2)
+    os.replace(path + '.tmp', path)
+
+
 def output_paths(videos: VideoList, data_root: str, output: str) -> Dict[str, str]:
     """Source -> output path (same path relative to the root, ``.mp4`` extension), each source once.
 
@@ -193,6 +217,7 @@ def prepare_dataset(
         ValueError: See :func:`output_paths`.
     """
     targets = output_paths(videos, data_root, output)
+    _record_settings(output, dict(short_side=short_side, gop=gop, crf=crf, preset=preset, tune=tune))
     result: Dict = dict(written=[], done_before=[], skipped=[], unreadable=[])
     jobs = []
     for src, dst in targets.items():
@@ -203,7 +228,7 @@ def prepare_dataset(
             result['done_before'].append(src)
         else:
             jobs.append((src, dst, short_side, gop, crf, preset, tune))
-    workers = min(workers or os.cpu_count() or 1, max(1, len(jobs)))
+    workers = min(workers or available_cpus(), max(1, len(jobs)))
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
     pool = multiprocessing.Pool(workers) if workers > 1 else None  # started before tqdm's monitor thread
@@ -269,7 +294,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                              'vocab JSON (diving48)')
     parser.add_argument('--short-side', type=int, default=256, help='short side of the outputs (never upscaled)')
     parser.add_argument('--gop', type=int, default=16, help='a keyframe at least every N frames')
-    parser.add_argument('--workers', type=int, default=os.cpu_count() or 1, help='encoding processes (default: CPUs)')
+    parser.add_argument('--workers', type=int, default=available_cpus(), help='encoding processes (default: the CPUs)')
     parser.add_argument('--crf', type=int, default=23, help='libx264 quality, 0-51 (lower: better and bigger)')
     parser.add_argument('--preset', default='veryfast', choices=X264_PRESETS, help='libx264 speed preset')
     parser.add_argument('--tune', default='fastdecode', choices=X264_TUNES,
@@ -294,6 +319,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         output_paths(videos, args.data_root, args.output)
     except (OSError, ValueError, KeyError) as e:  # unreadable or malformed annotations, clashing outputs
         parser.error(f'{args.list}: {type(e).__name__}: {e}')
+    try:
+        _record_settings(args.output, dict(short_side=args.short_side, gop=args.gop, crf=args.crf, preset=args.preset,
+                                           tune=None if args.tune == 'none' else args.tune))
+    except ValueError as e:
+        parser.error(str(e))
     result = prepare_dataset(videos, args.data_root, args.output, args.short_side, args.gop, args.workers,
                              not args.no_progress, args.crf, args.preset, Path(args.list).stem + '.txt',
                              None if args.tune == 'none' else args.tune)

@@ -18,8 +18,6 @@ import torch.nn.functional as F
 
 __all__ = ['ClipRandAugment', 'CLIP_OPS']
 
-PIL_ON_CPU = True  # whole draws on the CPU through Pillow (False: the tensor ops, as on other devices)
-NUMPY_ON_CPU = True  # tensor ops on the CPU: tables applied with numpy (False: torch's indexing, as elsewhere)
 _PIL_INTERPOLATION = {0: 'nearest', 2: 'bilinear', 3: 'bicubic'}  # PIL.Image.Resampling values
 
 
@@ -30,16 +28,9 @@ def _per_channel(clip: torch.Tensor) -> torch.Tensor:
 
 def _apply_lut(clip: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
     """Map values through a 256-entry table: ``lut`` ``(256,)`` for every channel, or ``(N, 256)`` one per image
-    channel in ``(..., C)`` order. On the CPU numpy's take does it (several times faster than torch's indexing)."""
+    channel in ``(..., C)`` order."""
     lut = lut.to(torch.uint8)
-    per_channel = lut.dim() == 2
-    if clip.device.type == 'cpu' and NUMPY_ON_CPU:
-        pixels = clip.movedim(-3, -1).numpy()  # (..., H, W, C): the decoder's layout, contiguous as decoded
-        if per_channel:
-            offsets = np.arange(lut.shape[0], dtype=np.int32).reshape(*clip.shape[:-3], 1, 1, clip.shape[-3]) * 256
-            pixels = pixels.astype(np.int32) + offsets
-        return torch.from_numpy(np.take(lut.numpy().reshape(-1), pixels)).movedim(-1, -3)
-    if not per_channel:
+    if lut.dim() == 1:
         return lut[clip.long()]
     rows = _per_channel(clip)
     offsets = torch.arange(rows.shape[0], device=clip.device).unsqueeze(1) * 256
@@ -48,11 +39,6 @@ def _apply_lut(clip: torch.Tensor, lut: torch.Tensor) -> torch.Tensor:
 
 def _histogram(clip: torch.Tensor) -> torch.Tensor:
     """``(N, 256)`` value counts of each image channel, in ``(..., C)`` order."""
-    if clip.device.type == 'cpu' and NUMPY_ON_CPU:
-        pixels = clip.movedim(-3, -1).numpy().astype(np.int32)
-        channels = clip.shape[:-3].numel() * clip.shape[-3]
-        pixels += np.arange(channels, dtype=np.int32).reshape(*clip.shape[:-3], 1, 1, clip.shape[-3]) * 256
-        return torch.from_numpy(np.bincount(pixels.reshape(-1), minlength=channels * 256).reshape(channels, 256))
     rows = _per_channel(clip).long()
     hist = torch.zeros(rows.shape[0], 256, dtype=torch.int64, device=clip.device)
     return hist.scatter_add_(1, rows, torch.ones_like(rows))
@@ -79,13 +65,14 @@ def _grayscale(clip: torch.Tensor) -> torch.Tensor:
 def auto_contrast(clip: torch.Tensor, **_) -> torch.Tensor:
     present = _histogram(clip) > 0
     levels = torch.arange(256, device=clip.device)
-    lo = torch.where(present, levels, 255).amin(1, keepdim=True).double()
-    hi = torch.where(present, levels, 0).amax(1, keepdim=True).double()
+    lo = torch.where(present, levels, 255).amin(1, keepdim=True).cpu().double()
+    hi = torch.where(present, levels, 0).amax(1, keepdim=True).cpu().double()
+    # Pillow's table in float64 (not every device has it): N x 256 entries, built on the CPU
     scale = torch.full_like(lo, 255.0) / (hi - lo).clamp(min=1)  # (`255.0 / t` would multiply by 1 / t)
-    levels = torch.arange(256, dtype=torch.float64, device=clip.device)
+    levels = torch.arange(256, dtype=torch.float64)
     lut = (levels * scale - lo * scale).trunc().clamp(0, 255)
     lut = torch.where(hi > lo, lut, levels)  # a flat channel is left as it is
-    return _apply_lut(clip, lut)
+    return _apply_lut(clip, lut.to(clip.device))
 
 
 def equalize(clip: torch.Tensor, **_) -> torch.Tensor:
@@ -127,8 +114,11 @@ def color(clip: torch.Tensor, factor: float, **_) -> torch.Tensor:
 
 
 def contrast(clip: torch.Tensor, factor: float, **_) -> torch.Tensor:
-    mean = _grayscale(clip).double().mean((-3, -2, -1), keepdim=True)
-    return _blend((mean + 0.5).floor(), clip, factor)
+    gray = _grayscale(clip)
+    pixels = gray.shape[-2] * gray.shape[-1]
+    # Pillow's int(mean + 0.5), in integers: exact, and no float64 (which not every device has)
+    mean = torch.div(2 * gray.sum((-3, -2, -1), keepdim=True) + pixels, 2 * pixels, rounding_mode='floor')
+    return _blend(mean, clip, factor)
 
 
 def brightness(clip: torch.Tensor, factor: float, **_) -> torch.Tensor:
@@ -241,11 +231,14 @@ class ClipRandAugment:
     Args:
         config_str: timm RandAugment string, e.g. ``'rand-m7-n4-mstd0.5-inc1'``.
         hparams: timm's hparams (``translate_const``, ``img_mean`` for the fill, ``interpolation``...).
+        pillow_on_cpu: Apply a draw to a CPU clip with timm's own Pillow ops frame by frame (faster there than the
+            tensor ops; see docs/benchmarks.md). Clips elsewhere always take the tensor ops, all frames at once.
     """
 
-    def __init__(self, config_str: str, hparams: Optional[Dict] = None):
+    def __init__(self, config_str: str, hparams: Optional[Dict] = None, pillow_on_cpu: bool = True):
         from timm.data.auto_augment import rand_augment_transform
         self.config_str = config_str
+        self.pillow_on_cpu = pillow_on_cpu
         try:
             self.policy = rand_augment_transform(config_str, dict(hparams or {}))
         except (AssertionError, ValueError) as e:  # timm asserts on unknown sections
@@ -295,13 +288,11 @@ class ClipRandAugment:
             draws.append((op.aug_fn.__name__, args, kwargs))
         return draws
 
-    @staticmethod
-    def apply(clip: torch.Tensor, draws: Sequence[Draw]) -> torch.Tensor:
-        """Apply drawn ops to a clip: on the CPU with timm's own Pillow ops frame by frame (faster there than
-        the tensor ops; ``PIL_ON_CPU``), elsewhere with the tensor ops on all frames at once."""
+    def apply(self, clip: torch.Tensor, draws: Sequence[Draw]) -> torch.Tensor:
+        """Apply drawn ops to a clip (Pillow or tensor ops: see ``pillow_on_cpu``)."""
         if not draws:
             return clip
-        if clip.device.type == 'cpu' and PIL_ON_CPU:
+        if clip.device.type == 'cpu' and self.pillow_on_cpu:
             return _apply_pillow(clip, draws)
         for name, args, kwargs in draws:
             clip = CLIP_OPS[name](clip, *args, **kwargs)

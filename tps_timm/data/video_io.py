@@ -63,9 +63,10 @@ def short_side_size(height: int, width: int, short_side: int) -> Tuple[int, int]
 
 def _read_torchcodec(path: str, index_fn: IndexFn) -> np.ndarray:
     from torchcodec.decoders import VideoDecoder
-    # approximate seeking trusts the container's frame count and timestamps instead of scanning the whole file
+    # approximate seeking trusts the container's frame count and timestamps instead of scanning the whole file; a
+    # container without a count (WebM, MKV) would give duration x rate, which can miss: scan those
     decoder = VideoDecoder(path, num_ffmpeg_threads=1, dimension_order='NHWC', seek_mode='approximate')
-    if not decoder.metadata.num_frames:  # no count in the header: scan for it
+    if decoder.metadata.num_frames_from_header is None:
         decoder = VideoDecoder(path, num_ffmpeg_threads=1, dimension_order='NHWC', seek_mode='exact')
     indices = index_fn(decoder.metadata.num_frames)
     frames = decoder.get_frames_at(indices.reshape(-1).tolist()).data.numpy()
