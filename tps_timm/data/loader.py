@@ -57,7 +57,7 @@ class SeededRandomSampler(Sampler[Tuple[int, int]]):
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[Tuple[int, int]]:
-        state = np.random.SeedSequence([self.seed, self.epoch]).generate_state(2, np.uint64)
+        state = np.random.SeedSequence([self.seed, self.epoch]).generate_state(1, np.uint64)
         generator = torch.Generator().manual_seed(int(state[0] >> np.uint64(1)))
         order = torch.randperm(self.num_items, generator=generator)[:self.num_samples]
         seeds = torch.randint(2 ** 62, (self.num_samples,), generator=generator)
