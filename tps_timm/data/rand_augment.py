@@ -6,7 +6,8 @@ defines the draw; this module replays that draw with a caller's random generator
 definitions (the ones timm's ops call): lookup-table ops and blends are exact; the geometric ops sample with
 Pillow's coordinates, border rule and fill, but their bicubic kernel is torch's (a = -0.75, Pillow's is -0.5).
 Image statistics (autocontrast range, equalize histogram, contrast mean) are taken per frame, as Pillow takes them
-per image.
+per image. A clip on the CPU (a loader worker) gets the draw through timm's own Pillow ops frame by frame, which is
+faster there; the tensor ops serve clips on an accelerator (``--aa-on-batch``).
 """
 import math
 import random
