@@ -24,8 +24,8 @@ import yaml
 import tps_timm  # noqa: F401  (registers the models)
 from tps_timm.cli import build_train_parser, command_line_dests, compile_from_args, create_model_or_exit, \
     parse_with_hparams, resolve_video_cfg, set_clip_size
-from tps_timm.data import ClipRandAugment, ClipRandomErasing, build_train_loader, load_video_list, make_demo_dataset, \
-    normalize_clip, rand_augment_hparams, resolve_flip_pairs, train_short_side
+from tps_timm.data import ClipRandomErasing, batch_rand_augment, build_train_loader, load_video_list, \
+    make_demo_dataset, normalize_clip, resolve_flip_pairs, train_short_side
 from tps_timm.data.loader import loader_kwargs
 from tps_timm.evaluate import eval_dataset, evaluate
 from tps_timm.hub import HubPushError, check_push_access, push_folder
@@ -168,8 +168,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     try:
         train_loader, val_loader = build_loaders(args, video_cfg, train_videos, val_videos, flip_pairs,
                                                  pin_memory=accelerator.device.type == 'cuda')
-        rand_augment = ClipRandAugment(args.aa, rand_augment_hparams(video_cfg['img_size'])) \
-            if args.aa and args.aa_on_batch else None
+        rand_augment = batch_rand_augment(args, video_cfg['img_size'])
     except ValueError as e:
         parser.error(str(e))
 

@@ -600,6 +600,7 @@ def bench_loading(reps: int) -> Dict:
                 return lambda index, seed: (ds[(index, seed)], ds.repeated_aug)[1]
 
             ra = ClipRandAugment(aa, rand_augment_hparams(224), pillow_on_cpu=False)
+            clip = torch.randint(0, 256, (32, 224, 224, 3), dtype=torch.uint8).permute(0, 3, 1, 2)  # as decoded
             configs = {
                 'K400 bare decord': bare('k400'),
                 'K400 recipe': items(dataset('k400')),
@@ -612,7 +613,9 @@ def bench_loading(reps: int) -> Dict:
                 'SSv2 recipe, RandAugment on batch, decord': items(dataset('ssv2', backend='decord')),
                 'SSv2 recipe, prepared, RA on batch': items(dataset('ssv2 prepared')),
                 'SSv2 recipe, prepared, RA in worker': items(dataset('ssv2 prepared', aa)),
-                'RandAugment, tensor ops on one clip (CPU)': lambda index, seed: (_tensor_rand_augment(ra, seed), 1)[1],
+                # as --aa-on-batch runs it (the tensor ops), here on the CPU
+                'RandAugment, tensor ops on one clip (CPU)': lambda index, seed: (
+                    ra.apply(clip, ra.draw(py_random.Random(seed))), 1)[1],
             }
             seconds = {name: 0.0 for name in configs}
             clips = {name: 0 for name in configs}
@@ -643,13 +646,6 @@ def bench_loading(reps: int) -> Dict:
         'K400 repeated-aug 2 / 1 (target >= 1.5)': rates['K400 recipe, repeated-aug 2'] / rates['K400 recipe'],
         'K400 prepared / originals (target >= 2)': rates['K400 recipe, prepared'] / rates['K400 recipe'],
     })
-
-
-def _tensor_rand_augment(ra, seed: int) -> None:
-    """RandAugment as --aa-on-batch runs it (the tensor ops), on one 32 x 224 clip, here on the CPU."""
-    import random as py_random
-    clip = torch.randint(0, 256, (32, 224, 224, 3), dtype=torch.uint8).permute(0, 3, 1, 2)
-    ra.apply(clip, ra.draw(py_random.Random(seed)))
 
 
 def print_shifts(shifts: Dict, batch: int) -> None:

@@ -18,9 +18,10 @@ from .annotations import VideoList
 from .dataset import VideoDataset
 from .flips import flip_label_map
 from .sampling import ClipSampler
-from .transforms import ClipTrainTransform
+from .rand_augment import ClipRandAugment
+from .transforms import ClipTrainTransform, rand_augment_hparams
 
-__all__ = ['SeededRandomSampler', 'available_cpus', 'build_train_loader', 'collate_clips', 'default_workers',
+__all__ = ['SeededRandomSampler', 'available_cpus', 'batch_rand_augment', 'build_train_loader', 'collate_clips', 'default_workers',
            'train_short_side']
 
 
@@ -88,6 +89,12 @@ def loader_kwargs(workers: int, pin_memory: bool, prefetch_factor: Optional[int]
     if workers > 0:
         kwargs['prefetch_factor'] = prefetch_factor
     return kwargs
+
+
+def batch_rand_augment(args: argparse.Namespace, img_size: int) -> Optional[ClipRandAugment]:
+    """The RandAugment the training loop applies to the batch (``--aa`` with ``--aa-on-batch``), else None: the
+    workers apply it (``build_train_loader``)."""
+    return ClipRandAugment(args.aa, rand_augment_hparams(img_size)) if args.aa and args.aa_on_batch else None
 
 
 def build_train_loader(args: argparse.Namespace, video_cfg: Dict, videos: VideoList,

@@ -150,7 +150,7 @@ def _affine(clip: torch.Tensor, matrix: Sequence[float], fill: Sequence[int], in
     grid = torch.stack([src_x * (2 / width) - 1, src_y * (2 / height) - 1], -1).unsqueeze(0)
     # all frames and channels as the channels of one image, channels last: one grid, grid_sample's fast layout
     lead = clip.shape[:-2]
-    images = clip.reshape(-1, height, width).permute(1, 2, 0).unsqueeze(0).permute(0, 3, 1, 2).float()
+    images = clip.reshape(1, -1, height, width).to(torch.float32, memory_format=torch.channels_last)
     out = F.grid_sample(images, grid, mode=interpolation, padding_mode='border', align_corners=False)
     if interpolation != 'nearest':
         out = out.floor_()

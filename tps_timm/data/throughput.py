@@ -20,9 +20,8 @@ import torch
 from ..cli import build_train_parser, parse_with_hparams, resolve_video_cfg
 from .annotations import load_video_list
 from .flips import resolve_flip_pairs
-from .loader import build_train_loader
+from .loader import batch_rand_augment, build_train_loader
 from .rand_augment import ClipRandAugment
-from .transforms import rand_augment_hparams
 
 __all__ = ['measure_loader', 'measure_split', 'main']
 
@@ -105,8 +104,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         loader = build_train_loader(args, video_cfg, videos, flip_pairs)
     except (OSError, RuntimeError, ValueError) as e:
         parser.error(str(e))
-    rand_augment = ClipRandAugment(args.aa, rand_augment_hparams(video_cfg['img_size'])) \
-        if args.aa and args.aa_on_batch else None
+    rand_augment = batch_rand_augment(args, video_cfg['img_size'])
     print(f'{len(videos.samples)} videos; clips of {video_cfg["num_frames"]} frames ({video_cfg["sampling"]}, '
           f'{video_cfg["img_size"]} px); batch {args.batch_size}; {args.workers} workers; '
           f'repeated-aug {args.repeated_aug}; RandAugment {args.aa or "off"}{" on the batch" if rand_augment else ""}')
