@@ -379,14 +379,16 @@ def test_default_workers_share_the_cpus_between_processes(monkeypatch):
 def test_throughput_tool_measures_the_training_loader(demo, tmp_path, capsys):
     from tps_timm.data.throughput import main
     out = tmp_path / 'loader.json'
-    base = ['--train-list', demo['train'], '--data-root', demo['root'], '--model', 'tps_swin_tiny', '--num-frames',
+    listed = tmp_path / 'train.txt'  # with a missing video: the loader replaces it, the split leaves it out
+    listed.write_text(open(demo['train']).read() + 'videos/missing.mp4 0\n' * 16)
+    base = ['--train-list', str(listed), '--data-root', demo['root'], '--model', 'tps_swin_tiny', '--num-frames',
             '4', '--img-size', '32', '--batch-size', '4', '--no-progress']
-    result = main([*base, '--workers', '0', '--clips', '8', '--split-clips', '2', '--repeated-aug', '2', '--aa',
+    result = main([*base, '--workers', '0', '--clips', '8', '--split-clips', '8', '--repeated-aug', '2', '--aa',
                    'rand-m9-n2-mstd0.5-inc1', '--aa-on-batch', '--json', str(out)])
     saved = json.loads(out.read_text())
     assert saved == pytest.approx(result) and saved['clips'] >= 8 and saved['clips_per_s'] > 0
     assert saved['repeated_aug'] == 2 and saved['aa_on_batch'] and saved['aa_on_batch_ms_cpu'] > 0
-    assert min(saved['decode_ms'], saved['augment_ms'], saved['collate_ms']) > 0
+    assert min(saved['decode_ms'], saved['augment_ms'], saved['collate_ms']) > 0 and saved['split_unreadable'] > 0
     printed = capsys.readouterr().out
     assert 'clips/s' in printed and 'decode' in printed and 'H100' in printed
     with pytest.raises(SystemExit) as err:

@@ -22,6 +22,7 @@ from .annotations import load_video_list
 from .flips import resolve_flip_pairs
 from .loader import batch_rand_augment, build_train_loader
 from .rand_augment import ClipRandAugment
+from .video_io import VideoReadError
 
 __all__ = ['measure_loader', 'measure_split', 'main']
 
@@ -51,25 +52,36 @@ def measure_loader(loader, clips: int, progress: bool = True) -> Dict[str, float
 
 def measure_split(dataset, collate, count: int, seed: int = 0, rand_augment: Optional[ClipRandAugment] = None
                   ) -> Dict[str, float]:
-    """Milliseconds per clip spent decoding, augmenting and collating, over ``count`` items in this process."""
+    """Milliseconds per clip spent decoding, augmenting and collating, over ``count`` items in this process
+    (unreadable videos among them are counted, as ``split_unreadable``, and left out)."""
     rng = np.random.default_rng(seed)
     indices, seeds = rng.integers(len(dataset), size=count), rng.integers(2 ** 62, size=count)
     items = [(int(i), int(s)) for i, s in zip(indices, seeds)]
     decode = augment = 0.0
-    outputs = []
-    dataset.decode(items[0][0], np.random.default_rng(0))  # untimed: the first decode loads the decoder's libraries
+    outputs, unreadable = [], 0
+    try:  # untimed: the first decode loads the decoder's libraries
+        dataset.decode(items[0][0], np.random.default_rng(0))
+    except VideoReadError:
+        pass  # counted below
     for index, item_seed in items:
         start = time.perf_counter()
-        clip = dataset.decode(index, np.random.default_rng(item_seed))[0]
+        try:
+            clip = dataset.decode(index, np.random.default_rng(item_seed))[0]
+        except VideoReadError:  # the loader replaces such a video; here it is left out of the timing
+            unreadable += 1
+            continue
         decoded = time.perf_counter()
         outputs.append(dataset.augment(clip, dataset.videos.samples[index][1], random.Random(item_seed)))
         augment += time.perf_counter() - decoded
         decode += decoded - start
+    if not outputs:
+        raise RuntimeError(f'none of the {count} videos drawn for the decode/augment split was readable')
     start = time.perf_counter()
     batch, _ = collate(outputs)
     collate_s = time.perf_counter() - start
-    clips = count * dataset.repeated_aug
-    result = dict(decode_ms=1e3 * decode / clips, augment_ms=1e3 * augment / clips, collate_ms=1e3 * collate_s / clips)
+    clips = len(outputs) * dataset.repeated_aug
+    result = dict(decode_ms=1e3 * decode / clips, augment_ms=1e3 * augment / clips, collate_ms=1e3 * collate_s / clips,
+                  split_unreadable=unreadable)
     if rand_augment is not None:  # --aa-on-batch: what the training loop adds, measured here on this CPU
         start = time.perf_counter()
         rand_augment.augment_batch(batch, random.Random(seed))
