@@ -21,8 +21,8 @@ from .sampling import ClipSampler
 from .rand_augment import ClipRandAugment
 from .transforms import ClipTrainTransform, rand_augment_hparams
 
-__all__ = ['SeededRandomSampler', 'available_cpus', 'batch_rand_augment', 'build_train_loader', 'collate_clips', 'default_workers',
-           'train_short_side']
+__all__ = ['SeededRandomSampler', 'available_cpus', 'batch_rand_augment', 'build_train_loader', 'collate_clips',
+           'default_workers', 'train_short_side']
 
 
 def available_cpus() -> int:
