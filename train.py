@@ -176,10 +176,6 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     opt_kwargs = {k: v for k, v in dict(eps=args.opt_eps, betas=args.opt_betas).items() if v is not None}
     optimizer = create_optimizer_v2(groups, opt=args.opt, lr=args.lr, weight_decay=args.weight_decay,
                                     momentum=args.momentum, **opt_kwargs)
-    updates_per_epoch = math.ceil(len(train_loader) / accelerator.num_processes / args.grad_accum_steps)
-    scheduler, num_epochs = create_scheduler_v2(
-        optimizer, sched=args.sched, num_epochs=args.epochs, warmup_epochs=args.warmup_epochs,
-        warmup_lr=args.warmup_lr, min_lr=args.min_lr, step_on_epochs=False, updates_per_epoch=updates_per_epoch)
     ema = ModelEmaV3(model, decay=args.model_ema_decay) if args.model_ema else None
     mixup = None
     if args.mixup > 0 or args.cutmix > 0:
@@ -194,6 +190,12 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         args.compile_cache = os.path.join(out_dir, 'compile_cache')  # a resumed or repeated run starts warm
     model = compile_from_args(args, model)
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
+    # The prepared loader's length is this process's share: with drop_last, accelerate drops an incomplete round of
+    # batches, so len / num_processes would count one update too many when the batches do not divide evenly.
+    updates_per_epoch = math.ceil(len(train_loader) / args.grad_accum_steps)
+    scheduler, num_epochs = create_scheduler_v2(
+        optimizer, sched=args.sched, num_epochs=args.epochs, warmup_epochs=args.warmup_epochs,
+        warmup_lr=args.warmup_lr, min_lr=args.min_lr, step_on_epochs=False, updates_per_epoch=updates_per_epoch)
     if val_loader is not None:
         val_loader = accelerator.prepare(val_loader)
     state = TrainState()

@@ -77,6 +77,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     else:
         model, loader = accelerator.prepare(model, loader)
     metrics = evaluate(model, loader, accelerator, video_cfg['mean'], video_cfg['std'], desc='validate')
+    # the last collective is done: a rank that exits with its process group alive can abort ("terminate called
+    # without an active exception") as its gloo threads are torn down
+    accelerator.end_training()
     metrics.update(model=args.model, num_frames=video_cfg['num_frames'], num_clips=num_clips, num_crops=num_crops)
     if accelerator.is_main_process:
         print(f"top-1 {metrics['top1']:.2f}  top-5 {metrics['top5']:.2f}  mean class {metrics['mean_class_acc']:.2f}"
