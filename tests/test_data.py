@@ -343,6 +343,33 @@ def test_same_seed_same_clips_whatever_the_worker_count(demo):
     assert not torch.equal(epochs[0][0][0][0], epochs[0][1][0][0])  # while epochs differ
 
 
+def test_sampler_shards_across_processes_as_accelerate_prepares_it():
+    """Every rank draws the same order and takes its own batches: no clip twice in an epoch, epochs differ."""
+    from accelerate.data_loader import prepare_data_loader
+    from tps_timm.data.loader import SeededRandomSampler
+
+    class Pairs(torch.utils.data.Dataset):  # what VideoDataset receives: (index, seed)
+        def __len__(self) -> int:
+            return 22
+
+        def __getitem__(self, item):
+            return item
+
+    def epoch_items(rank: int, epoch: int) -> list:
+        loader = torch.utils.data.DataLoader(Pairs(), batch_size=3, drop_last=True,
+                                             sampler=SeededRandomSampler(22, seed=5))
+        shard = prepare_data_loader(loader, num_processes=2, process_index=rank, put_on_device=False)
+        shard.set_epoch(epoch)
+        return [tuple(pair) for index, seed in shard for pair in zip(index.tolist(), seed.tolist())]
+
+    for epoch in (0, 1):
+        first, second = epoch_items(0, epoch), epoch_items(1, epoch)
+        assert len(first) == len(second) == 9  # 7 batches of 3: 3 per rank, the odd one dropped
+        assert len({index for index, _ in first + second}) == 18
+        assert epoch_items(0, epoch) == first  # set_epoch reaches the sampler through Accelerate's shard
+    assert epoch_items(0, 0) != epoch_items(0, 1)
+
+
 def test_repeated_aug_decodes_once_for_n_clips_and_keeps_the_epoch(demo, monkeypatch):
     from tps_timm.data import build_train_loader
     videos = load_video_list(demo['train'], demo['root'])
