@@ -1,4 +1,5 @@
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -38,13 +39,12 @@ def model():
     return randomize_(small_model())
 
 
-def run_two_cpu_processes(script: Path, *args: str, timeout: float = 600) -> 'subprocess.CompletedProcess[str]':
+def run_two_cpu_processes(script: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run ``script`` in two real processes on the CPU (gloo), as ``accelerate launch --multi_gpu`` would on GPUs.
 
     ``accelerate launch --cpu --num_processes 2`` starts ONE process (its simple launcher ignores the count), so a
     test launched that way would never see a second rank; torchrun starts two and Accelerate reads its environment.
     """
-    import subprocess
     env = dict(os.environ, ACCELERATE_USE_CPU='1', OMP_NUM_THREADS='1')
     return subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
                            str(script), *args], capture_output=True, text=True, timeout=timeout, env=env,

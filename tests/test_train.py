@@ -1,8 +1,6 @@
 """train.py end to end on generated videos, its building blocks, and the learning test."""
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
