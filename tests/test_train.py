@@ -85,7 +85,7 @@ def test_cutmix_pastes_the_same_box_into_every_frame():
     mixup = VideoMixup(mixup_alpha=0., cutmix_alpha=1.0, prob=1.0, num_classes=4, label_smoothing=0.)
     for _ in range(5):
         x = torch.zeros(2, 3, 6, 32, 32)
-        x[1] = 1.0  # the batch is mixed with its flip: sample 0 receives sample 1's box
+        x[1] = 1.0  # sample 0 receives sample 1's box
         target = torch.tensor([0, 1])
         mixed, soft = mixup(x, target)
         pasted = mixed[0].mean(0)  # (T, H, W): 1 where the box is
@@ -95,6 +95,25 @@ def test_cutmix_pastes_the_same_box_into_every_frame():
         assert all(torch.equal(pasted[0], frame) for frame in pasted)
     with pytest.raises(ValueError, match='B, C, T, H, W'):
         mixup(torch.zeros(2, 3, 32, 32), torch.tensor([0, 1]))
+
+
+@pytest.mark.parametrize('mode', ['batch', 'pair', 'elem'])
+def test_mixup_never_mixes_two_views_of_one_video(mode):
+    """--repeated-aug 2 with 3 videos per batch: the views are adjacent, and timm's B-1-i pairing would mix video 1's
+    two views with each other. Each clip must be mixed with another video's clip, and keep its place."""
+    mixup = VideoMixup(mixup_alpha=1.0, cutmix_alpha=0., prob=1.0, num_classes=3, label_smoothing=0., mode=mode)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    x = labels.float().view(6, 1, 1, 1, 1).expand(6, 3, 2, 8, 8).clone()  # each clip filled with its label
+    for seed in range(5):
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        mixed, soft = mixup(x.clone(), labels)
+        for i in range(6):
+            own = soft[i, labels[i]].item()
+            assert own < 1, (i, soft[i])  # some of another class: not the other view of its own video
+            other = next(c for c in range(3) if c != labels[i] and soft[i, c] > 0)
+            expected = own * labels[i].item() + (1 - own) * other
+            assert torch.allclose(mixed[i], torch.full_like(mixed[i], expected), atol=1e-5)  # its place kept
 
 
 def test_backbone_lr_multiplier_and_no_decay_groups():

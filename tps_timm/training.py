@@ -13,20 +13,32 @@ __all__ = ['VideoMixup', 'optimizer_param_groups', 'TrainState', 'save_checkpoin
            'list_checkpoints', 'prune_checkpoints', 'append_summary']
 
 
+def _pair_half_apart(x: torch.Tensor) -> torch.Tensor:
+    """Reverse the second half of the batch, so that timm's partner of item i (B-1-i) becomes item i + B/2.
+
+    Its own inverse. In a ``--repeated-aug N`` batch a video's N clips are adjacent, so items half a batch apart
+    are always different videos once there are two; timm's pairing mixes the middle video's clips with each other
+    whenever the batch holds an odd number of videos."""
+    half = len(x) // 2
+    return torch.cat([x[:half], x[half:].flip(0)])
+
+
 class VideoMixup(Mixup):
     """timm's Mixup / CutMix for clips ``(B, C, T, H, W)``: one box for all frames of a clip.
 
     timm's cutmix slices ``x[:, :, y0:y1, x0:x1]``, which on 5D clips cuts time and height. Folding frames into
     channels gives timm the 4D ``(B, C*T, H, W)`` it expects, so its box covers the same region of every frame.
+    Clip i is mixed with clip i + B/2 (timm: B-1-i), so repeated-augmentation views of one video never mix with each
+    other; the batch keeps its order.
     """
 
     def __call__(self, x: torch.Tensor, target: torch.Tensor):
         if x.ndim != 5:
             raise ValueError(f'expected clips (B, C, T, H, W), got shape {tuple(x.shape)}')
         batch, channels, frames, height, width = x.shape
-        folded = x.contiguous().view(batch, channels * frames, height, width)
-        folded, target = super().__call__(folded, target)
-        return folded.view(batch, channels, frames, height, width), target
+        folded = _pair_half_apart(x.reshape(batch, channels * frames, height, width))
+        folded, target = super().__call__(folded, _pair_half_apart(target))
+        return _pair_half_apart(folded).view(batch, channels, frames, height, width), _pair_half_apart(target)
 
 
 def optimizer_param_groups(model: torch.nn.Module, weight_decay: float, backbone_lr_mult: float = 1.0,
