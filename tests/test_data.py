@@ -389,6 +389,8 @@ def test_repeated_aug_decodes_once_for_n_clips_and_keeps_the_epoch(demo, monkeyp
     first = VideoDataset(videos, ClipSampler(4, 1, 1, 'uniform'), ClipTrainTransform(24, 24, hflip=0.0),
                          train=True, repeated_aug=3)[(0, 123)]
     assert first[0].shape == (3, 3, 4, 24, 24) and first[1].tolist() == [videos.samples[0][1]] * 3
+    with pytest.raises(ValueError, match='--repeated-aug must be at least 1, got 0'):
+        build_train_loader(loader_args(demo, '--repeated-aug', '0'), cfg, videos)
     with pytest.raises(ValueError, match='multiple of --repeated-aug 3'):
         build_train_loader(loader_args(demo, '--repeated-aug', '3'), cfg, videos)
     with pytest.raises(ValueError, match='16 training videos make no full batch of --batch-size 32'):

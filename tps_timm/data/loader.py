@@ -17,8 +17,8 @@ from torch.utils.data._utils.collate import default_collate
 from .annotations import VideoList
 from .dataset import VideoDataset
 from .flips import flip_label_map
-from .sampling import ClipSampler
 from .rand_augment import ClipRandAugment
+from .sampling import ClipSampler
 from .transforms import ClipTrainTransform, rand_augment_hparams
 
 __all__ = ['SeededRandomSampler', 'available_cpus', 'batch_rand_augment', 'build_train_loader', 'collate_clips',
@@ -107,7 +107,9 @@ def build_train_loader(args: argparse.Namespace, video_cfg: Dict, videos: VideoL
     With ``--aa-on-batch`` the workers leave RandAugment to the training loop (``ClipRandAugment`` on the batch).
     """
     repeats = args.repeated_aug
-    if repeats < 1 or args.batch_size % repeats:
+    if repeats < 1:
+        raise ValueError(f'--repeated-aug must be at least 1, got {repeats}')
+    if args.batch_size % repeats:
         raise ValueError(f'--batch-size {args.batch_size} must be a multiple of --repeated-aug {repeats}')
     if len(videos.samples) < repeats:
         raise ValueError(f'--repeated-aug {repeats} needs at least {repeats} training videos')

@@ -302,6 +302,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
+    tune = None if args.tune == 'none' else args.tune
     for flag, value, low in (('--short-side', args.short_side, 2), ('--gop', args.gop, 1),
                              ('--workers', args.workers, 1)):
         if value < low:
@@ -320,13 +321,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (OSError, ValueError, KeyError) as e:  # unreadable or malformed annotations, clashing outputs
         parser.error(f'{args.list}: {type(e).__name__}: {e}')
     try:
-        _record_settings(args.output, dict(short_side=args.short_side, gop=args.gop, crf=args.crf, preset=args.preset,
-                                           tune=None if args.tune == 'none' else args.tune))
+        _record_settings(args.output, dict(short_side=args.short_side, gop=args.gop, crf=args.crf,
+                                           preset=args.preset, tune=tune))
     except ValueError as e:
         parser.error(str(e))
     result = prepare_dataset(videos, args.data_root, args.output, args.short_side, args.gop, args.workers,
-                             not args.no_progress, args.crf, args.preset, Path(args.list).stem + '.txt',
-                             None if args.tune == 'none' else args.tune)
+                             not args.no_progress, args.crf, args.preset, Path(args.list).stem + '.txt', tune)
     print(_summary(result, args.output))
     return 1 if result['unreadable'] else 0
 

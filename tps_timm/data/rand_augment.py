@@ -197,12 +197,12 @@ def desaturate(clip: torch.Tensor, factor: float, **_) -> torch.Tensor:
     return color(clip, min(1., max(0., 1. - factor)))
 
 
-# timm's op functions by name -> the same op on clip tensors
+# timm's op functions by name -> the same op on clip tensors; the geometric ones also take a fill and interpolation
+_GEOMETRIC_OPS = (shear_x, shear_y, translate_x_abs, translate_y_abs, translate_x_rel, translate_y_rel, rotate)
+_GEOMETRIC = frozenset(fn.__name__ for fn in _GEOMETRIC_OPS)
 CLIP_OPS: Dict[str, Callable] = {fn.__name__: fn for fn in (
     auto_contrast, equalize, invert, posterize, solarize, solarize_add, color, contrast, brightness, sharpness,
-    shear_x, shear_y, translate_x_abs, translate_y_abs, translate_x_rel, translate_y_rel, rotate, desaturate)}
-_GEOMETRIC = ('shear_x', 'shear_y', 'translate_x_abs', 'translate_y_abs', 'translate_x_rel', 'translate_y_rel',
-              'rotate')
+    desaturate, *_GEOMETRIC_OPS)}
 
 Draw = Tuple[str, tuple, dict]  # (op function name, level args, keyword args)
 _PIL_RESAMPLE = {name: value for value, name in _PIL_INTERPOLATION.items()}

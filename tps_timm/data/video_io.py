@@ -166,8 +166,8 @@ def load_clip(path: str, index_fn: IndexFn, backend: Optional[str] = None) -> Tu
         readers = [(name, _READERS[name]) for name in (first, *(b for b in BACKENDS if b != first))]
     reasons = []
     for name, reader in readers:
-        if name in _READERS and _unavailable(name):
-            reasons.append(f'{name}: {_unavailable(name)}')
+        if name in _READERS and (unavailable := _unavailable(name)):
+            reasons.append(f'{name}: {unavailable}')
             continue
         try:
             frames = reader(path, tracking_index_fn)
