@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -23,14 +24,15 @@ import yaml
 
 import tps_timm  # noqa: F401  (registers the models)
 from tps_timm.cli import build_train_parser, command_line_dests, compile_from_args, create_model_or_exit, \
-    parse_with_hparams, resolve_video_cfg, set_clip_size
-from tps_timm.data import ClipRandomErasing, batch_rand_augment, build_train_loader, load_video_list, \
-    make_demo_dataset, normalize_clip, resolve_flip_pairs, train_short_side
+    make_accelerator, parse_with_hparams, resolve_demo_data, resolve_video_cfg, set_clip_size
+from tps_timm.data import ClipRandomErasing, TooManyUnreadable, batch_rand_augment, build_train_loader, \
+    check_unreadable, load_video_list, missing_videos, normalize_clip, resolve_flip_pairs, train_short_side
 from tps_timm.data.loader import loader_kwargs
 from tps_timm.evaluate import eval_dataset, evaluate
 from tps_timm.hub import HubPushError, check_push_access, push_folder
-from tps_timm.training import TrainState, VideoMixup, append_summary, copy_checkpoint_atomic, list_checkpoints, \
-    optimizer_param_groups, prune_checkpoints, save_checkpoint_atomic
+from tps_timm.training import TrainState, UnreadableCounter, VideoMixup, append_summary, copy_checkpoint_atomic, \
+    list_checkpoints, new_run_dir, optimizer_param_groups, prune_checkpoints, replace_folder, \
+    save_checkpoint_atomic
 
 ROOT = Path(__file__).resolve().parent
 DEMO_HPARAMS = ROOT / 'hparams' / 'demo.yaml'
@@ -39,17 +41,6 @@ _logger = logging.getLogger('train')
 
 def build_parser() -> argparse.ArgumentParser:
     return build_train_parser(description=__doc__)
-
-
-def resolve_data(args) -> None:
-    """Fill data paths from ``--demo-data`` (generating the demo set if needed)."""
-    if args.demo_data:
-        root = args.demo_data
-        if root == 'auto':
-            root = os.path.join(os.environ.get('TPS_TIMM_CACHE', os.path.expanduser('~/.cache/tps_timm')), 'demo')
-        paths = make_demo_dataset(root, args.demo_train_videos, args.demo_val_videos, progress=not args.no_progress)
-        args.data_root, args.train_list, args.val_list = paths['root'], paths['train'], paths['val']
-        args.class_names, args.dataset_format = paths['classes'], 'list'
 
 
 def build_loaders(args, video_cfg: Dict, train_videos, val_videos, flip_pairs, pin_memory: bool):
@@ -69,9 +60,13 @@ def train_one_epoch(epoch, model, loader, optimizer, scheduler, criterion, accel
     from tqdm import tqdm
     model.train()
     losses, seen, start = [], 0, time.perf_counter()
+    videos_per_batch = args.batch_size // args.repeated_aug
+    unreadable = UnreadableCounter(accelerator, len(loader) * videos_per_batch * accelerator.num_processes,
+                                   args.max_unreadable, loader.dataset.max_retries)
     bar = tqdm(loader, desc=f'epoch {epoch}', disable=args.no_progress or not accelerator.is_main_process,
                leave=False)
-    for batch_index, (clips, labels) in enumerate(bar):
+    for batch_index, (clips, labels, replaced) in enumerate(bar):
+        unreadable.update(replaced)  # before the step: a run past --max-unreadable stops without training on it
         with accelerator.accumulate(model):
             if rand_augment is not None:  # --aa-on-batch: on the accelerator, one draw per clip, its own on each rank
                 clips = rand_augment.augment_batch(
@@ -101,13 +96,35 @@ def train_one_epoch(epoch, model, loader, optimizer, scheduler, criterion, accel
         bar.set_postfix(loss=f'{loss.item():.3f}', lr=f'{lr:.2e}', clips_s=f'{clips_s:.1f}')
         if accelerator.is_main_process and state.step % args.log_interval == 0:
             accelerator.log({'train/loss': loss.item(), 'train/lr': lr}, step=state.step)
+    if unreadable.count and accelerator.is_main_process:
+        _logger.warning(f'epoch {epoch}: {unreadable.count} unreadable training videos were replaced, e.g. '
+                        + '; '.join(unreadable.examples))
     loss = accelerator.reduce(torch.stack(losses).mean(), reduction='mean').item()
-    return dict(loss=loss, clips_per_s=seen / (time.perf_counter() - start))
+    return dict(loss=loss, clips_per_s=seen / (time.perf_counter() - start), unreadable=unreadable.count)
+
+
+def run_dir(args) -> str:
+    """The run's folder: ``--output/--experiment``, or for a new run (no ``--resume``) into a folder that holds a run,
+    the next free numbered one, said in the first line."""
+    named = os.path.join(args.output, args.experiment or args.model.replace('/', '_').replace(':', '_'))
+    out_dir = named if args.resume else new_run_dir(named)
+    if out_dir != named and int(os.environ.get('RANK', 0)) == 0:
+        print(f'{named} holds an earlier run: this run writes to {out_dir} (--resume auto continues {named})')
+    return out_dir
+
+
+def check_args(parser, args) -> None:
+    """Flag combinations that cannot work, refused before any work."""
+    if args.export_best and args.export_ema:
+        parser.error('--export-best and --export-ema: choose one (the best epoch is chosen by the non-EMA top-1)')
+    if args.export_ema and not args.model_ema:
+        parser.error('--export-ema needs --model-ema')
+    if args.export_best and not args.val_list:
+        parser.error('--export-best needs a validation list (--val-list) to choose the best epoch by')
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict:
-    from accelerate import Accelerator
-    from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+    from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, broadcast_object_list, set_seed
     from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
     from timm.optim import create_optimizer_v2
     from timm.scheduler import create_scheduler_v2
@@ -116,35 +133,42 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
     logging.getLogger('accelerate').setLevel(logging.WARNING)  # its per-file checkpoint messages
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not any(a.split('=')[0] in ('--hparams', '--train-list', '--demo-data') for a in argv):
-        argv = ['--hparams', str(DEMO_HPARAMS), *argv]  # no recipe and no data: the built-in demo
+    if not any(a.split('=')[0] in ('--hparams', '--train-list') for a in argv):
+        argv = ['--hparams', str(DEMO_HPARAMS), *argv]  # no recipe and no data (or --demo-data): the built-in demo
     parser = build_parser()
     args = parse_with_hparams(parser, argv)
     given = command_line_dests(parser, argv)
     if given & {'data_root', 'train_list', 'val_list'} and 'demo_data' not in given:
         args.demo_data = None  # the user's data on the command line wins over a recipe's demo switch
+    check_args(parser, args)
     if args.push_to_hub:  # before any work: a run is not wasted on an upload that cannot happen
         try:
             check_push_access(args.push_to_hub)
         except HubPushError as e:
             parser.error(str(e))
-    resolve_data(args)
+    out_dir = run_dir(args)
+    resolve_demo_data(args, progress=not args.no_progress)
     if not args.train_list:
         parser.error('--train-list (or --demo-data) is required')
-    experiment = args.experiment or args.model.replace('/', '_').replace(':', '_')
-    out_dir = os.path.join(args.output, experiment)
-    checkpoint_dir = os.path.join(out_dir, 'checkpoints')
-
-    accelerator = Accelerator(
-        gradient_accumulation_steps=args.grad_accum_steps, mixed_precision=args.mixed_precision,
-        log_with='tensorboard', project_config=ProjectConfiguration(project_dir=out_dir, logging_dir=out_dir),
-        dataloader_config=DataLoaderConfiguration(non_blocking=True))  # with pinned batches: copies overlap compute
     try:
         train_videos = load_video_list(args.train_list, args.data_root, args.dataset_format, args.class_names)
         val_videos = load_video_list(args.val_list, args.data_root, args.dataset_format, args.class_names) \
             if args.val_list else None
     except (FileNotFoundError, ValueError) as e:
         parser.error(str(e))
+    for flag, videos in (('--train-list', train_videos), ('--val-list', val_videos)):
+        problem = missing_videos(videos, seed=args.seed) if videos is not None else None
+        if problem:
+            parser.error(f'{flag} {getattr(args, flag[2:].replace("-", "_"))}: {problem}')
+
+    accelerator = make_accelerator(
+        parser.prog, gradient_accumulation_steps=args.grad_accum_steps, mixed_precision=args.mixed_precision,
+        log_with='tensorboard', project_config=ProjectConfiguration(project_dir=out_dir, logging_dir=out_dir),
+        dataloader_config=DataLoaderConfiguration(non_blocking=True))  # with pinned batches: copies overlap compute
+    if accelerator.num_processes > 1:  # the main process's choice of folder, should another have seen it made
+        out_dir = broadcast_object_list([out_dir])[0]
+        accelerator.project_configuration.set_directories(out_dir)
+    checkpoint_dir = os.path.join(out_dir, 'checkpoints')
     for name, value in (('drop_rate', args.drop), ('drop_path_rate', args.drop_path)):
         if value is not None:
             args.model_kwargs[name] = value
@@ -213,6 +237,10 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
                 parser.error(f'--resume: no checkpoint folder {resume}')
             accelerator.load_state(resume)
             accelerator.print(f'resumed from {resume}: epoch {state.epoch} done, step {state.step}')
+    model_dir = os.path.join(out_dir, 'model')
+    if state.epoch + 1 >= num_epochs and os.path.isfile(os.path.join(model_dir, 'config.json')):
+        accelerator.print(f'nothing to train: epoch {state.epoch} was the last; {model_dir} is left as it is')
+        return finish(accelerator, args, state, out_dir, model_dir)
     if accelerator.is_main_process:
         os.makedirs(out_dir, exist_ok=True)
         with open(os.path.join(out_dir, 'args.yaml'), 'w') as f:
@@ -220,12 +248,15 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
                            sort_keys=True)
     accelerator.init_trackers('tensorboard')
 
-    eval_metrics = {}
     for epoch in range(state.epoch + 1, num_epochs):
         set_seed(args.seed + epoch)  # each epoch's randomness depends on the epoch only: resumes replay it exactly
         train_loader.set_epoch(epoch)  # the clips: order and augmentation seeds (SeededRandomSampler)
-        train_metrics = train_one_epoch(epoch, model, train_loader, optimizer, scheduler, criterion, accelerator,
-                                        state, video_cfg, args, mixup, erasing, ema, rand_augment)
+        try:
+            train_metrics = train_one_epoch(epoch, model, train_loader, optimizer, scheduler, criterion, accelerator,
+                                            state, video_cfg, args, mixup, erasing, ema, rand_augment)
+        except TooManyUnreadable as e:  # raised on every process at the same step
+            accelerator.end_training()
+            sys.exit(f'{parser.prog}: error: epoch {epoch}: {e}' if accelerator.is_main_process else 1)
         last = epoch == num_epochs - 1
         eval_metrics = {}  # this epoch's only: an epoch without validation records none
         if val_loader is not None and ((epoch + 1) % args.eval_interval == 0 or last):
@@ -235,62 +266,99 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
                 ema_metrics = evaluate(ema.module, val_loader, accelerator, video_cfg['mean'], video_cfg['std'],
                                        'val ema', not args.no_progress)
                 eval_metrics.update({f'ema_{k}': v for k, v in ema_metrics.items()})
+            try:
+                check_unreadable(eval_metrics['unreadable'], eval_metrics['num_videos'], args.max_unreadable,
+                                 f'videos of {args.val_list}', eval_metrics['unreadable_videos'])
+            except TooManyUnreadable as e:
+                accelerator.end_training()
+                sys.exit(f'{parser.prog}: error: epoch {epoch} validation: {e}' if accelerator.is_main_process else 1)
+            eval_metrics = {k: v for k, v in eval_metrics.items() if isinstance(v, (int, float))}
         state.epoch = epoch
         improved = bool(eval_metrics) and eval_metrics['top1'] > state.best_top1
         if improved:
-            state.best_top1, state.best_epoch = eval_metrics['top1'], epoch
+            state.best_top1, state.best_epoch, state.best_eval = eval_metrics['top1'], epoch, eval_metrics
+        if eval_metrics:
+            state.last_eval = eval_metrics
         lr = optimizer.param_groups[-1]['lr']
         saved = save_checkpoint_atomic(accelerator, checkpoint_dir, f'epoch_{epoch}')
         if accelerator.is_main_process:
             if improved:
                 copy_checkpoint_atomic(saved, os.path.join(checkpoint_dir, 'best'))
             prune_checkpoints(checkpoint_dir, args.checkpoint_hist)
-            summary = {k: v for k, v in eval_metrics.items() if isinstance(v, (int, float))}
             append_summary(os.path.join(out_dir, 'summary.csv'),
                            {'epoch': epoch, **{f'train_{k}': v for k, v in train_metrics.items()}, 'lr': lr,
-                            **{f'eval_{k}': v for k, v in summary.items()}})
+                            **{f'eval_{k}': v for k, v in eval_metrics.items()}})
             accelerator.log({'train/epoch_loss': train_metrics['loss'],
-                             **{f'val/{k}': v for k, v in summary.items()}}, step=state.step)
+                             **{f'val/{k}': v for k, v in eval_metrics.items()}}, step=state.step)
             msg = f"epoch {epoch}: train loss {train_metrics['loss']:.4f}, {train_metrics['clips_per_s']:.1f} clips/s"
             if eval_metrics:
                 msg += f", val top-1 {eval_metrics['top1']:.2f} top-5 {eval_metrics['top5']:.2f}"
             accelerator.print(msg)
     accelerator.end_training()
-
-    result = dict(out_dir=out_dir, best_top1=state.best_top1, best_epoch=state.best_epoch, step=state.step,
-                  **{f'val_{k}': v for k, v in eval_metrics.items() if isinstance(v, (int, float))})
     if accelerator.is_main_process:
-        folder = export_final_model(accelerator.unwrap_model(model), args, video_cfg, train_videos, eval_metrics,
-                                    out_dir)
-        result['model_dir'] = str(folder)
-        top1 = f"{eval_metrics['top1']:.2f}%" if eval_metrics else 'n/a'
-        accelerator.print(f'done: final val top-1 {top1} (best {state.best_top1:.2f}% at epoch {state.best_epoch}); '
-                          f'outputs in {out_dir}, Hub-ready model in {folder}')
+        export_model(accelerator.unwrap_model(model), ema, args, video_cfg, train_videos, val_videos, state,
+                     checkpoint_dir, model_dir)
+    return finish(accelerator, args, state, out_dir, model_dir)
+
+
+def finish(accelerator, args, state: TrainState, out_dir: str, model_dir: str) -> Dict:
+    """The closing line, the upload, and the run's result."""
+    result = dict(out_dir=out_dir, model_dir=model_dir, best_top1=state.best_top1, best_epoch=state.best_epoch,
+                  step=state.step, **{f'val_{k}': v for k, v in state.last_eval.items()})
+    if accelerator.is_main_process:
+        top1 = f"{state.last_eval['top1']:.2f}%" if state.last_eval else 'n/a (no validation list)'
+        best = f' (best {state.best_top1:.2f}% at epoch {state.best_epoch})' if state.best_epoch >= 0 else ''
+        accelerator.print(f'done: final val top-1 {top1}{best}; outputs in {out_dir}, Hub-ready model in {model_dir}')
         if args.push_to_hub:
             try:
-                accelerator.print(f'pushed to {args.push_to_hub}: {push_folder(folder, args.push_to_hub)}')
+                accelerator.print(f'pushed to {args.push_to_hub}: {push_folder(model_dir, args.push_to_hub)}')
             except HubPushError as e:
                 _logger.error(str(e))
                 raise SystemExit(1)
     return result
 
 
-def export_final_model(model, args, video_cfg, train_videos, eval_metrics, out_dir) -> Path:
-    """The trained weights as a Hub-ready folder, with the clip settings in the pretrained config."""
+def export_model(model, ema, args, video_cfg, train_videos, val_videos, state: TrainState, checkpoint_dir: str,
+                 model_dir: str) -> None:
+    """The chosen weights (last epoch, ``--export-best``, ``--export-ema``) as a Hub-ready folder, written whole
+    before it replaces an older one; the card says which weights they are and what they were trained on."""
+    from safetensors.torch import load_file
+
     from tps_timm.hub import save_hub_folder
+    results = {k: v for k, v in state.last_eval.items() if not k.startswith('ema_')}
+    if args.export_best and state.best_epoch >= 0:
+        model.load_state_dict(load_file(os.path.join(checkpoint_dir, 'best', 'model.safetensors')))
+        weights = f'the best epoch by validation top-1 (epoch {state.best_epoch} of {args.epochs})'
+        results = state.best_eval
+    elif args.export_ema:
+        model = ema.module
+        weights = f'the EMA of the weights (decay {args.model_ema_decay}) after the last epoch ({state.epoch})'
+        results = {k[4:]: v for k, v in state.last_eval.items() if k.startswith('ema_')}
+    else:
+        weights = f'the last epoch\'s ({state.epoch})'
+        if ema is not None:
+            weights += ('; the EMA model (--model-ema) was evaluated alongside but is not these weights '
+                        '(--export-ema exports it)')
     model.pretrained_cfg = dict(
         model.pretrained_cfg, num_frames=video_cfg['num_frames'], frame_interval=video_cfg['frame_interval'],
         sampling=video_cfg['sampling'], input_size=(3, video_cfg['img_size'], video_cfg['img_size']),
         mean=video_cfg['mean'], std=video_cfg['std'], num_classes=model.num_classes, test_num_clips=args.num_clips,
-        test_num_crops=args.num_crops, dataset=Path(args.hparams).stem if args.hparams else None)  # the recipe's
+        test_num_crops=args.num_crops, dataset=Path(args.hparams).stem if args.hparams else None,  # the recipe's
+        tag=None, hf_hub_id=args.push_to_hub)  # not the base model's tag and repo: these weights are this run's
     recipe = {k: v for k, v in vars(args).items()
               if k in ('epochs', 'lr', 'backbone_lr_mult', 'weight_decay', 'opt', 'sched', 'warmup_epochs',
                        'batch_size', 'smoothing', 'mixup', 'cutmix', 'aa', 'reprob', 'drop_path', 'num_frames',
                        'frame_interval', 'sampling', 'img_size', 'mixed_precision')}
-    results = dict(eval_metrics, num_clips=1, num_crops=1) if eval_metrics else None
     names = train_videos.class_names if len(train_videos.class_names) == model.num_classes else None
-    return save_hub_folder(model, os.path.join(out_dir, 'model'), names, repo_id=args.push_to_hub,
-                           results=results, recipe=recipe)
+    training = dict(recipe=args.hparams, train_videos=len(train_videos.samples),
+                    val_videos=len(val_videos.samples) if val_videos is not None else 0,
+                    synthetic=bool(args.demo_data), weights=weights)
+    tmp = model_dir + '.tmp'
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_hub_folder(model, tmp, names, repo_id=args.push_to_hub, folder=model_dir,
+                    results=dict(results, num_clips=1, num_crops=1) if results else None, recipe=recipe,
+                    training=training)
+    replace_folder(tmp, model_dir)
 
 
 if __name__ == '__main__':

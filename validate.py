@@ -16,21 +16,26 @@ from typing import Optional, Sequence
 import torch
 
 import tps_timm  # noqa: F401  (registers the models)
-from tps_timm.cli import add_data_args, add_model_args, add_test_view_args, build_train_parser, compile_from_args, \
-    create_model_or_exit, model_brings_weights, parse_with_hparams, resolve_video_cfg, set_clip_size
-from tps_timm.onnx_model import ExportedVideoModel
-from tps_timm.data import load_video_list
+from tps_timm.cli import ArgumentParser, add_data_args, add_demo_args, add_model_args, add_test_view_args, \
+    add_unreadable_arg, build_train_parser, command_line_dests, compile_from_args, create_model_or_exit, \
+    make_accelerator, model_brings_weights, parse_with_hparams, positive_int, resolve_demo_data, resolve_video_cfg, \
+    set_clip_size, use_model_folder
+from tps_timm.data import TooManyUnreadable, check_unreadable, load_video_list
 from tps_timm.evaluate import eval_dataset, evaluate
+from tps_timm.onnx_model import ExportedVideoModel
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_args(parser)
     add_data_args(parser)
     parser.add_argument('--val-list', required=False, default=None, help='validation split annotation file')
+    add_demo_args(parser)
+    add_unreadable_arg(parser)
     add_test_view_args(parser)
     parser.add_argument('--amp', action='store_true', help='bf16 autocast (CUDA)')
-    parser.add_argument('--short-side', type=int, default=None, help='short side before cropping (default: img size)')
+    parser.add_argument('--short-side', type=positive_int, default=None,
+                        help='short side before cropping (default: img size)')
     parser.add_argument('--results-file', default=None, help='write the metrics to this .json or .csv file')
     return parser
 
@@ -41,24 +46,29 @@ def write_results(path: str, metrics: dict) -> None:
         with open(path, 'w', newline='') as f:
             writer = csv.DictWriter(f, fieldnames=list(metrics))
             writer.writeheader()
-            writer.writerow(metrics)
+            writer.writerow({k: ';'.join(v) if isinstance(v, list) else v for k, v in metrics.items()})
     else:
         with open(path, 'w') as f:
             json.dump(metrics, f, indent=2)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
-    from accelerate import Accelerator
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
     parser = build_parser()
     args = parse_with_hparams(parser, argv, shared_with=build_train_parser())  # recipes hold training keys too
+    given = command_line_dests(parser, argv)
+    if given & {'data_root', 'val_list'} and 'demo_data' not in given:
+        args.demo_data = None  # the user's data on the command line wins over a recipe's demo switch
+    use_model_folder(args, given)
+    resolve_demo_data(args, progress=False)
     if not args.val_list:
         parser.error('--val-list is required (in the command line or the --hparams file)')
-    accelerator = Accelerator(mixed_precision='bf16' if args.amp and torch.cuda.is_available() else 'no')
     try:
         videos = load_video_list(args.val_list, args.data_root, args.dataset_format, args.class_names)
     except (FileNotFoundError, ValueError) as e:
         parser.error(str(e))
+    accelerator = make_accelerator(parser.prog, mixed_precision='bf16' if args.amp and torch.cuda.is_available()
+                                   else 'no')
     # a trained model keeps its classifier: labels it does not have are an error below, not a new random head
     model = create_model_or_exit(parser, args, None if model_brings_weights(args) else videos.num_classes)
     try:
@@ -87,6 +97,11 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
               f"  {metrics['clips_per_s']:.1f} clips/s")
         if args.results_file:
             write_results(args.results_file, metrics)
+    try:  # after the results are written: they count the unreadable videos too
+        check_unreadable(metrics['unreadable'], metrics['num_videos'], args.max_unreadable,
+                         f'videos of {args.val_list}', metrics['unreadable_videos'])
+    except TooManyUnreadable as e:
+        sys.exit(f'{parser.prog}: error: {e}')
     return metrics
 
 

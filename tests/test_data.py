@@ -290,9 +290,9 @@ def test_dataset_counts_unreadable_in_eval_and_replaces_in_training(demo, caplog
     assert [i['readable'] for i in items] == [True, True, True, False]
     assert items[0]['video'].shape == items[3]['video'].shape == (6, 3, 8, 32, 32)
     training = VideoDataset(videos, sampler.__class__(8, 1, 1, 'uniform'), ClipTrainTransform(32, 40), train=True)
-    with caplog.at_level(logging.WARNING):
-        clip, label = training[3]
-    assert clip.shape == (3, 8, 32, 32) and 'nonexistent/video.mp4' in caplog.text and 'no such file' in caplog.text
+    clip, label, replaced = training[3]  # the loop counts and reports what an item replaced
+    assert clip.shape == (3, 8, 32, 32) and replaced.startswith('/nonexistent/video.mp4: ') and 'no such file' in replaced
+    assert training[0][2] == ''
 
 
 def test_demo_dataset_is_balanced_decodable_and_cached(demo):
@@ -324,7 +324,7 @@ def loader_args(demo, *extra):
 def one_epoch(loader, epoch: int):
     loader.sampler.set_epoch(epoch)  # as train.py does through Accelerate's prepared loader
     torch.manual_seed(epoch)  # and train.py's set_seed(seed + epoch): the workers' own seeds must not matter
-    return [(clips.clone(), labels.clone()) for clips, labels in loader]
+    return [(clips.clone(), labels.clone()) for clips, labels, _ in loader]
 
 
 def test_same_seed_same_clips_whatever_the_worker_count(demo):
@@ -389,8 +389,10 @@ def test_repeated_aug_decodes_once_for_n_clips_and_keeps_the_epoch(demo, monkeyp
     first = VideoDataset(videos, ClipSampler(4, 1, 1, 'uniform'), ClipTrainTransform(24, 24, hflip=0.0),
                          train=True, repeated_aug=3)[(0, 123)]
     assert first[0].shape == (3, 3, 4, 24, 24) and first[1].tolist() == [videos.samples[0][1]] * 3
+    zero = loader_args(demo)
+    zero.repeated_aug = 0  # the flag refuses 0 itself; the library says so too
     with pytest.raises(ValueError, match='--repeated-aug must be at least 1, got 0'):
-        build_train_loader(loader_args(demo, '--repeated-aug', '0'), cfg, videos)
+        build_train_loader(zero, cfg, videos)
     with pytest.raises(ValueError, match='multiple of --repeated-aug 3'):
         build_train_loader(loader_args(demo, '--repeated-aug', '3'), cfg, videos)
     with pytest.raises(ValueError, match='16 training videos make no full batch of --batch-size 32'):

@@ -1,17 +1,56 @@
 """Command-line helpers shared by train.py, validate.py and predict: YAML hparams, model and data set-up."""
 import argparse
 import contextlib
+import difflib
 import logging
 import os
+import sys
 from typing import Any, Dict, List, Optional, Sequence, Set
 
 import yaml
 
 _logger = logging.getLogger(__name__)
 
-__all__ = ['command_line_dests', 'build_train_parser', 'parse_with_hparams', 'add_data_args', 'add_clip_args',
+__all__ = ['ArgumentParser', 'positive_int', 'non_negative_int', 'fraction', 'command_line_dests', 'build_train_parser', 'parse_with_hparams', 'add_data_args', 'add_clip_args',
            'add_test_view_args', 'add_model_args', 'model_brings_weights', 'create_model_from_args',
-           'create_model_or_exit', 'compile_from_args', 'set_clip_size', 'resolve_video_cfg']
+           'create_model_or_exit', 'compile_from_args', 'set_clip_size', 'resolve_video_cfg', 'add_demo_args',
+           'resolve_demo_data', 'add_unreadable_arg', 'make_accelerator', 'use_model_folder']
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``PROG: error: MESSAGE (see PROG --help)``, not the whole usage block (train.py
+    has some 80 flags), so that a bad flag or recipe key reads as one line."""
+
+    def error(self, message: str):
+        self.exit(2, f'{self.prog}: error: {message} (see {self.prog} --help)\n')
+
+
+def _int_at_least(low: int, what: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'expected a whole number, got {text!r}') from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f'must be {what}, got {value}')
+        return value
+    parse.__name__ = 'int'  # argparse names the type in its messages
+    return parse
+
+
+positive_int = _int_at_least(1, 'at least 1')
+non_negative_int = _int_at_least(0, '0 or more')
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected a number in 0..1, got {text!r}') from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f'must be in 0..1, got {value}')
+    return value
 
 
 def command_line_dests(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]] = None) -> Set[str]:
@@ -42,12 +81,14 @@ def parse_with_hparams(parser: argparse.ArgumentParser, argv: Optional[Sequence[
         if not isinstance(values, dict):
             parser.error(f'{known.hparams}: expected a mapping of flag names to values')
         dests = {a.dest for a in parser._actions}
-        values = {k.replace('-', '_'): v for k, v in values.items()}
+        values = {str(k).replace('-', '_'): v for k, v in values.items()}
         if shared_with is not None:
             values = {k: v for k, v in values.items() if k in dests or k not in {a.dest for a in shared_with._actions}}
         unknown = sorted(k for k in values if k not in dests)
         if unknown:
-            parser.error(f'{known.hparams}: unknown keys {unknown}')
+            hints = [f'{k!r}' + (f' (did you mean {close[0]!r}?)' if (close := difflib.get_close_matches(
+                k, dests - {argparse.SUPPRESS, 'help'}, n=1)) else '') for k in unknown]
+            parser.error(f'{known.hparams}: unknown key{"s" if len(unknown) > 1 else ""} {", ".join(hints)}')
         parser.set_defaults(**values)
     else:
         values = {}
@@ -61,17 +102,18 @@ def parse_with_hparams(parser: argparse.ArgumentParser, argv: Optional[Sequence[
 def build_train_parser(description: Optional[str] = None) -> argparse.ArgumentParser:
     """The flags of train.py (timm's names where timm has the flag); the recipes in hparams/ are YAML of them."""
     from .data import FLIP_SPECS
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_args(parser)
     add_data_args(parser)
     g = parser.add_argument_group('data and augmentation')
     g.add_argument('--train-list', default=None, help='training split annotation file')
     g.add_argument('--val-list', default=None, help='validation split annotation file (evaluated during training)')
-    g.add_argument('--demo-data', default=None, help="generate the built-in demo set here ('auto': the user cache)")
-    g.add_argument('--demo-train-videos', type=int, default=960)
-    g.add_argument('--demo-val-videos', type=int, default=160)
-    g.add_argument('--short-side', type=int, default=None, help='short side before cropping (default 256/224 x size)')
-    g.add_argument('--num-clips', type=int, default=1, help='test clips per video, recorded in the exported config')
+    add_demo_args(g)
+    add_unreadable_arg(g)
+    g.add_argument('--short-side', type=positive_int, default=None,
+                   help='short side before cropping (default 256/224 x size)')
+    g.add_argument('--num-clips', type=positive_int, default=1,
+                   help='test clips per video, recorded in the exported config')
     g.add_argument('--num-crops', type=int, default=1, choices=(1, 3), help='test crops, recorded likewise')
     g.add_argument('--scale', type=float, nargs=2, default=(0.08, 1.0), help='RandomResizedCrop area range')
     g.add_argument('--ratio', type=float, nargs=2, default=(3 / 4, 4 / 3), help='RandomResizedCrop aspect range')
@@ -83,7 +125,7 @@ def build_train_parser(description: Optional[str] = None) -> argparse.ArgumentPa
     g.add_argument('--aa-on-batch', action=argparse.BooleanOptionalAction, default=False,
                    help='RandAugment on the batch on the accelerator instead of in the loader workers (the faster '
                         'choice with a GPU; see docs/benchmarks.md)')
-    g.add_argument('--repeated-aug', type=int, default=1, metavar='N',
+    g.add_argument('--repeated-aug', type=positive_int, default=1, metavar='N',
                    help='N differently augmented clips per decoded video (the lever for a loader-bound GPU): an '
                         'epoch then decodes 1/N of the videos, with the same clips, steps and schedule')
     g.add_argument('--reprob', type=float, default=0., help='random erasing probability')
@@ -95,7 +137,7 @@ def build_train_parser(description: Optional[str] = None) -> argparse.ArgumentPa
     g.add_argument('--mixup-mode', default='batch', choices=('batch', 'pair', 'elem'))
     g.add_argument('--smoothing', type=float, default=0.1, help='label smoothing')
     g = parser.add_argument_group('optimization')
-    g.add_argument('--epochs', type=int, default=30)
+    g.add_argument('--epochs', type=positive_int, default=30)
     g.add_argument('--opt', default='adamw')
     g.add_argument('--lr', type=float, default=1e-3)
     g.add_argument('--backbone-lr-mult', type=float, default=1.0, help='lr multiplier of everything but the head')
@@ -109,7 +151,7 @@ def build_train_parser(description: Optional[str] = None) -> argparse.ArgumentPa
     g.add_argument('--warmup-lr', type=float, default=1e-6)
     g.add_argument('--min-lr', type=float, default=0.)
     g.add_argument('--clip-grad', type=float, default=None)
-    g.add_argument('--grad-accum-steps', type=int, default=1)
+    g.add_argument('--grad-accum-steps', type=positive_int, default=1)
     g.add_argument('--drop', type=float, default=None, help='head dropout')
     g.add_argument('--drop-path', type=float, default=None, help='stochastic depth')
     g.add_argument('--model-ema', action='store_true')
@@ -120,9 +162,13 @@ def build_train_parser(description: Optional[str] = None) -> argparse.ArgumentPa
     g.add_argument('--output', default='output/train')
     g.add_argument('--experiment', default=None, help='sub-folder of --output (default: model name)')
     g.add_argument('--resume', default=None, help="checkpoint folder to continue from, or 'auto' (latest in output)")
-    g.add_argument('--checkpoint-hist', type=int, default=2, help='epoch checkpoints to keep (plus the best)')
-    g.add_argument('--eval-interval', type=int, default=1, help='evaluate every N epochs (and after the last)')
-    g.add_argument('--log-interval', type=int, default=20)
+    g.add_argument('--checkpoint-hist', type=positive_int, default=2, help='epoch checkpoints to keep (plus the best)')
+    g.add_argument('--eval-interval', type=positive_int, default=1, help='evaluate every N epochs (and after the last)')
+    g.add_argument('--log-interval', type=positive_int, default=20)
+    g.add_argument('--export-best', action='store_true',
+                   help='model/ gets the weights of the best validated epoch (default: the last epoch\'s)')
+    g.add_argument('--export-ema', action='store_true',
+                   help='model/ gets the EMA weights (with --model-ema; default: the trained, non-EMA weights)')
     g.add_argument('--push-to-hub', default=None, metavar='REPO_ID', help='upload the final model folder')
     g.add_argument('--no-progress', action='store_true')
     return parser
@@ -142,7 +188,7 @@ def add_model_args(parser: argparse.ArgumentParser, run_flags: bool = True) -> N
     group.add_argument('--checkpoint', default=None, help='weights to load: our checkpoints, safetensors, folders, '
                                                          'timm / Microsoft Swin or the authors\' TPS checkpoints')
     group.add_argument('--trust-pickle', action='store_true', help='allow pickled objects in --checkpoint')
-    group.add_argument('--num-classes', type=int, default=None, help='classifier size (default: data or model)')
+    group.add_argument('--num-classes', type=positive_int, default=None, help='classifier size (default: data or model)')
     group.add_argument('--model-kwargs', nargs='*', default={}, action=ParseKwargs,
                        help='extra model arguments, e.g. embed_dim=32 depths="(1,1,1,1)"')
     if not run_flags:
@@ -158,6 +204,35 @@ def add_model_args(parser: argparse.ArgumentParser, run_flags: bool = True) -> N
                             'with the same folder starts warm (train.py default: OUTPUT/compile_cache)')
 
 
+def add_demo_args(parser) -> None:
+    """The built-in demo set: ``--demo-data`` (``auto``: the user cache) and its size, as the demo recipe sets them."""
+    parser.add_argument('--demo-data', default=None, help="generate the built-in demo set here ('auto': the user cache) "
+                                                          'and use its lists')
+    parser.add_argument('--demo-train-videos', type=positive_int, default=960)
+    parser.add_argument('--demo-val-videos', type=positive_int, default=160)
+
+
+def resolve_demo_data(args: argparse.Namespace, progress: bool = True) -> None:
+    """Fill the data flags from ``--demo-data`` (generating the demo set there if it is not there yet)."""
+    from .data import make_demo_dataset
+    if not args.demo_data:
+        return
+    root = args.demo_data
+    if root == 'auto':
+        root = os.path.join(os.environ.get('TPS_TIMM_CACHE', os.path.expanduser('~/.cache/tps_timm')), 'demo')
+    paths = make_demo_dataset(root, args.demo_train_videos, args.demo_val_videos, progress=progress)
+    args.data_root, args.val_list, args.class_names, args.dataset_format = \
+        paths['root'], paths['val'], paths['classes'], 'list'
+    if hasattr(args, 'train_list'):
+        args.train_list = paths['train']
+
+
+def add_unreadable_arg(parser) -> None:
+    parser.add_argument('--max-unreadable', type=fraction, default=0.05, metavar='FRACTION',
+                        help='the largest share of unreadable videos that is reported and left out (evaluation) or '
+                             'replaced (training); above it the run stops with an error (default: %(default)s)')
+
+
 def add_data_args(parser: argparse.ArgumentParser) -> None:
     from .data import DATASET_FORMATS, default_workers
     group = parser.add_argument_group('data')
@@ -168,20 +243,21 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
                        help='class names: names file (list/kinetics), labels.json (sthv2), labels CSV (sthv1), '
                             'vocab JSON (diving48)')
     add_clip_args(group)
-    group.add_argument('--batch-size', type=int, default=8)
-    group.add_argument('--workers', type=int, default=default_workers(),
+    group.add_argument('--batch-size', type=positive_int, default=8)
+    group.add_argument('--workers', type=non_negative_int, default=default_workers(),
                        help='loader worker processes per process (default: the CPUs shared by the processes on this '
                             'machine, one left for each process: %(default)s here)')
-    group.add_argument('--prefetch-factor', type=int, default=2, help='batches each worker prepares ahead')
+    group.add_argument('--prefetch-factor', type=positive_int, default=2, help='batches each worker prepares ahead')
 
 
 def add_clip_args(parser) -> None:
     """How a clip is read: frames, sampling, size, decoder (defaults: the model's pretrained config)."""
     from .data import BACKENDS
-    parser.add_argument('--num-frames', type=int, default=None, help='frames per clip (default: model config)')
-    parser.add_argument('--frame-interval', type=int, default=None, help='dense sampling stride (default: config)')
+    parser.add_argument('--num-frames', type=positive_int, default=None, help='frames per clip (default: model config)')
+    parser.add_argument('--frame-interval', type=positive_int, default=None,
+                        help='dense sampling stride (default: config)')
     parser.add_argument('--sampling', choices=('dense', 'uniform'), default=None, help='default: model config')
-    parser.add_argument('--img-size', type=int, default=None, help='crop size (default: model config)')
+    parser.add_argument('--img-size', type=positive_int, default=None, help='crop size (default: model config)')
     parser.add_argument('--video-backend', choices=BACKENDS, default=None,
                         help=f"the decoder tried first (the others follow if it fails); default: the first of "
                              f"{', '.join(BACKENDS)} that can decode here")
@@ -189,17 +265,43 @@ def add_clip_args(parser) -> None:
 
 def add_test_view_args(parser) -> None:
     """Test views per video (defaults: the model's pretrained config)."""
-    parser.add_argument('--num-clips', type=int, default=None, help='clips per video (default: model config)')
+    parser.add_argument('--num-clips', type=positive_int, default=None, help='clips per video (default: model config)')
     parser.add_argument('--num-crops', type=int, choices=(1, 3), default=None, help='crops per clip (default: config)')
+
+
+def model_brings_config(model: str) -> bool:
+    """Whether ``--model`` names a model with its own config: a folder, ``local-dir:``/``hf-hub:`` or an exported
+    file."""
+    from .onnx_model import EXPORTED_SUFFIXES
+    model = str(model)
+    return os.path.isdir(model) or model.endswith(EXPORTED_SUFFIXES) or model.startswith(('local-dir:', 'hf-hub:'))
 
 
 def model_brings_weights(args: argparse.Namespace) -> bool:
     """Whether ``--model`` loads trained weights: ``--pretrained``, ``--checkpoint``, a folder, a Hub repo or an
     exported file. Such a model keeps its classifier; only a fresh model takes its class count from the data."""
-    from .onnx_model import EXPORTED_SUFFIXES
-    model = str(args.model)
-    return bool(args.pretrained or args.checkpoint or os.path.isdir(model) or model.endswith(EXPORTED_SUFFIXES)
-                or model.startswith(('local-dir:', 'hf-hub:')))
+    return bool(args.pretrained or args.checkpoint or model_brings_config(args.model))
+
+
+# what a model folder's config.json defines, which a recipe's keys give way to (the command line still wins)
+_MODEL_FOLDER_DESTS = ('model_kwargs', 'num_classes', 'num_frames', 'frame_interval', 'sampling', 'img_size',
+                       'num_clips', 'num_crops')
+
+
+def use_model_folder(args: argparse.Namespace, given: Set[str]) -> None:
+    """Let a model folder define the architecture, classes and clip settings, for the tools that evaluate a model.
+
+    A ``--checkpoint`` that is a model folder (``config.json`` inside: a train.py ``model/``, a converted folder) is
+    the model, unless ``--model`` is on the command line. For a model with its own config (a folder, ``local-dir:``,
+    ``hf-hub:``, an exported file), a recipe's model and clip keys are dropped: the config's settings apply, and only
+    flags ``given`` on the command line override them.
+    """
+    if args.checkpoint and os.path.isfile(os.path.join(args.checkpoint, 'config.json')) and 'model' not in given:
+        args.model, args.checkpoint = args.checkpoint, None
+    if model_brings_config(args.model):
+        for dest in _MODEL_FOLDER_DESTS:
+            if dest not in given and hasattr(args, dest):
+                setattr(args, dest, {} if dest == 'model_kwargs' else None)
 
 
 def create_model_from_args(args: argparse.Namespace, num_classes: Optional[int] = None):
@@ -242,10 +344,37 @@ def create_model_or_exit(parser: argparse.ArgumentParser, args: argparse.Namespa
                          num_classes: Optional[int] = None):
     """``create_model_from_args``, with what can go wrong in loading a model (a name, a file, missing weights,
     offline, a missing extra, bad ``--model-kwargs``) as a one-line command-line error."""
+    from safetensors import SafetensorError
     try:
         return create_model_from_args(args, num_classes)
+    except SafetensorError as e:
+        parser.error(f'--model {args.model}: a corrupt or truncated .safetensors file ({e})')
     except (OSError, RuntimeError, ValueError, TypeError, ImportError) as e:
-        parser.error(f'--model {args.model}: {e}')
+        parser.error(f'--model {args.model}: {" ".join(str(e).split())}')
+
+
+def _has_accelerator() -> bool:
+    import torch
+    accelerator = getattr(torch, 'accelerator', None)  # torch >= 2.6: CUDA, XPU, MPS, ...
+    return accelerator.is_available() if accelerator is not None else torch.cuda.is_available()
+
+
+def make_accelerator(prog: str, **kwargs):
+    """An ``accelerate.Accelerator`` that also runs several CPU processes.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) on a machine without an accelerator, Accelerate would take every process
+    for a main process of its own; it is told to use the CPU, which gives real DDP over gloo. ``accelerate launch
+    --cpu --num_processes N`` starts one process whatever N is: that is an error that names the command to use.
+    """
+    from accelerate import Accelerator
+    env = os.environ
+    if env.get('ACCELERATE_USE_CPU', '').lower() in ('1', 'true', 'yes') and env.get('MASTER_ADDR') \
+            and 'WORLD_SIZE' not in env:  # set for --num_processes > 1 by accelerate's one-process launcher
+        sys.exit(f'{prog}: error: `accelerate launch --cpu --num_processes N` starts only one process; on the CPU '
+                 f'start N with: torchrun --nproc_per_node N {prog} ...')
+    if int(env.get('WORLD_SIZE', 1)) > 1 and not _has_accelerator():
+        kwargs['cpu'] = True
+    return Accelerator(**kwargs)
 
 
 def compile_from_args(args: argparse.Namespace, model):

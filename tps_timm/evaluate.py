@@ -42,11 +42,11 @@ def evaluate(model: torch.nn.Module, loader, accelerator, mean: Sequence[float],
     """Evaluate ``model`` on a loader of :class:`VideoDataset` eval items, across all Accelerate processes.
 
     Each video's views go through the model together; results are gathered once (no video counted twice or
-    dropped at the end of the set).
+    dropped at the end of the set). ``unreadable_videos`` lists the paths of the unreadable ones.
     """
     from tqdm import tqdm
     model.eval()
-    probs_all, labels_all, readable_all = [], [], []
+    probs_all, labels_all, readable_all, unreadable = [], [], [], []
     views_seen = 0
     start = time.perf_counter()
     for batch in tqdm(loader, desc=desc, disable=not (progress and accelerator.is_main_process),
@@ -56,7 +56,9 @@ def evaluate(model: torch.nn.Module, loader, accelerator, mean: Sequence[float],
         with accelerator.autocast():
             logits = model(normalize_clip(video.flatten(0, 1), mean, std))
         probs = logits.float().softmax(-1).view(num_videos, num_views, -1).mean(1)
-        probs, labels, readable = accelerator.gather_for_metrics((probs, batch['label'], batch['readable']))
+        probs, labels, readable, index = accelerator.gather_for_metrics(
+            (probs, batch['label'], batch['readable'], batch['index']))
+        unreadable += index[~readable.bool()].tolist()
         probs_all.append(probs.cpu())
         labels_all.append(labels.cpu())
         readable_all.append(readable.cpu())
@@ -65,6 +67,8 @@ def evaluate(model: torch.nn.Module, loader, accelerator, mean: Sequence[float],
     metrics = video_metrics(torch.cat(probs_all), torch.cat(labels_all), torch.cat(readable_all))
     metrics['clips_per_s'] = views_seen / max(elapsed, 1e-9)
     metrics['views'] = num_views if probs_all else 0
+    samples = loader.dataset.videos.samples
+    metrics['unreadable_videos'] = [samples[i][0] for i in sorted(unreadable)]
     return metrics
 
 

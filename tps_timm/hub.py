@@ -19,43 +19,67 @@ CITATION = """@inproceedings{xiang2022tps,
 }"""
 
 
+def _count(n: int, noun: str) -> str:
+    return f'{n} {noun}' if n == 1 else f'{n} {noun}es' if noun.endswith('s') else f'{n} {noun}s'
+
+
 def model_card(config: Dict[str, Any], repo_id: Optional[str] = None, results: Optional[Dict[str, Any]] = None,
                recipe: Optional[Dict[str, Any]] = None, dataset: Optional[str] = None,
-               base_model: Optional[str] = None) -> str:
-    """A video-classification model card (Hub metadata, results, usage that imports tps_timm, recipe, citation)."""
+               base_model: Optional[str] = None, folder: Optional[str] = None,
+               training: Optional[Dict[str, Any]] = None) -> str:
+    """A video-classification model card (Hub metadata, what it was trained on and which weights these are, results,
+    usage that imports tps_timm, recipe, citation).
+
+    The usage loads ``hf-hub:REPO_ID`` when the repo is known, else ``local-dir:FOLDER``. ``training`` (from train.py)
+    holds ``recipe``, ``train_videos``, ``val_videos``, ``synthetic`` and ``weights`` (which weights the folder has).
+    """
     from .pretrained import as_video_pretrained_cfg
     cfg = as_video_pretrained_cfg(config.get('pretrained_cfg', {}))
     arch = config['architecture']
     name = repo_id or arch
+    dataset = 'the synthetic demo set' if (training or {}).get('synthetic') else dataset or cfg.dataset
     meta = ['---', 'library_name: timm', 'pipeline_tag: video-classification',
             f"license: {cfg.license or 'apache-2.0'}",
             'tags:', '- video-classification', '- timm', '- tps-timm', '- action-recognition']
-    if dataset:
+    if dataset and not (training or {}).get('synthetic'):
         meta += ['datasets:', f'- {dataset}']
     if base_model:
         meta += [f'base_model: {base_model}']
     meta.append('---')
     frames, sampling, size = cfg.num_frames, cfg.sampling, cfg.input_size[-1]
+    family = 'TPS-ViT' if arch.startswith('tps_vit') else 'TPS-Swin'
     lines = meta + [
         f'# {name}', '',
-        f'TPS-Swin (`{arch}`) video action-recognition model: Swin Transformer with Temporal Patch Shift '
-        f'(Xiang et al., ECCV 2022), {config["num_classes"]} classes'
-        + (f', trained on {dataset}.' if dataset else '.'), '',
+        f'{family} (`{arch}`) video action-recognition model with Temporal Patch Shift (Xiang et al., ECCV 2022), '
+        f'{_count(config["num_classes"], "class")}' + (f', trained on {dataset}.' if dataset else '.'), '',
         f'Input: {frames} frames ({sampling} sampling, frame interval {cfg.frame_interval}) at '
         f'{size}x{size}, RGB normalised with mean {tuple(cfg.mean)} and std {tuple(cfg.std)}.', '',
     ]
+    if training:
+        data = 'the built-in synthetic demo set (generated videos, not real footage)' if training.get('synthetic') \
+            else f"the recipe `{training['recipe']}`" if training.get('recipe') else 'the data given on the command line'
+        lines += ['## Training', '',
+                  f"Trained with tps-timm's `train.py` on {data}: {_count(training['train_videos'], 'training video')}, "
+                  f"{_count(training['val_videos'], 'validation video')}.", '',
+                  f"Weights: {training['weights']}.", '']
+    names = config.get('label_names')
+    if names:
+        shown = ', '.join(f'`{n}`' for n in list(names)[:20]) + (f' and {len(names) - 20} more' if len(names) > 20
+                                                                 else '')
+        lines += [f'Classes: {shown}.', '']
     if results:
-        views = f"{results.get('num_crops', 1)} crops x {results.get('num_clips', 1)} clips"
+        views = f"{_count(results.get('num_crops', 1), 'crop')} x {_count(results.get('num_clips', 1), 'clip')}"
         lines += ['## Results', '', '| top-1 | top-5 | views | frames | videos |', '|---|---|---|---|---|',
                   f"| {results.get('top1', float('nan')):.2f} | {results.get('top5', float('nan')):.2f} | {views} | "
                   f"{frames} | {results.get('num_videos', '')} |", '']
+    source = f'hf-hub:{repo_id}' if repo_id else f'local-dir:{folder}' if folder else f'hf-hub:{name}'
+    cli_model = source if repo_id or not folder else folder
     lines += ['## Usage', '', '```python', 'import timm', 'import torch',
-              'import tps_timm  # registers the TPS-Swin models',
-              '', f"model = timm.create_model('hf-hub:{name}', pretrained=True).eval()",
+              'import tps_timm  # registers the TPS models',
+              '', f"model = timm.create_model('{source}', pretrained=True).eval()",
               f'clip = torch.randn(1, 3, {frames}, {size}, {size})  # (B, C, T, H, W), normalised RGB',
               'probs = model(clip).softmax(-1)', '```', '',
-              f'Or from the command line: '
-              f'`python -m tps_timm.predict video.mp4 --model hf-hub:{name} --pretrained`.', '']
+              f'Or from the command line: `python -m tps_timm.predict video.mp4 --model {cli_model}`.', '']
     if recipe:
         lines += ['## Training recipe', '', '```yaml']
         lines += [f'{k}: {json.dumps(v)}' for k, v in sorted(recipe.items())]
@@ -81,6 +105,7 @@ def save_hub_folder(
     save_for_hf(model, out, model_config=config, model_args=model_args or None, safe_serialization=True)
     if card:
         hf_config = json.loads((out / 'config.json').read_text())
+        card_kwargs.setdefault('folder', str(out))
         (out / 'README.md').write_text(model_card(hf_config, **card_kwargs))
     return out
 

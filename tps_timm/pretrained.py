@@ -7,7 +7,7 @@ from typing import Any, Dict, Iterator, Optional, Tuple, Union
 
 from timm.models._pretrained import PretrainedCfg
 
-__all__ = ['VideoPretrainedCfg', 'as_video_pretrained_cfg', 'VIDEO_DATASETS', 'HUB_ORG', 'hub_reachable',
+__all__ = ['VideoPretrainedCfg', 'as_video_pretrained_cfg', 'record_input_size', 'VIDEO_DATASETS', 'HUB_ORG', 'hub_reachable',
            'offline_if_unreachable', 'pretrained_load_errors']
 
 _logger = logging.getLogger(__name__)
@@ -47,6 +47,17 @@ def as_video_pretrained_cfg(cfg: Union[Dict[str, Any], PretrainedCfg]) -> VideoP
     return VideoPretrainedCfg(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items() if k in fields})
 
 
+def record_input_size(model, img_size: Optional[Tuple[int, int]], **model_args: Any) -> None:
+    """Tell timm the input size (and e.g. ``num_frames``) a model was set to after construction, so that
+    ``save_for_hf`` writes them into ``config.json``'s ``model_args`` (timm >= 1.0.20 records these; older timm
+    writes only what the model was created with)."""
+    try:
+        from timm.models._input import update_model_input_size
+    except ImportError:
+        return
+    update_model_input_size(model, img_size, **model_args)
+
+
 def hub_reachable(timeout: float = 3.0) -> bool:
     """Whether a TCP connection to the Hub endpoint opens within ``timeout`` seconds (assumed so behind a proxy,
     which a direct connection would not pass)."""
@@ -81,10 +92,22 @@ def offline_if_unreachable() -> Iterator[None]:
         constants.HF_HUB_OFFLINE = False
 
 
-def _pretrained_source(variant: str, kwargs: Dict[str, Any]) -> Tuple[str, str]:
+def _pretrained_cfg(variant: str, kwargs: Dict[str, Any]) -> PretrainedCfg:
     from timm.models import resolve_pretrained_cfg
-    cfg = resolve_pretrained_cfg(variant, kwargs.get('pretrained_cfg'), kwargs.get('pretrained_cfg_overlay'))
+    return resolve_pretrained_cfg(variant, kwargs.get('pretrained_cfg'), kwargs.get('pretrained_cfg_overlay'))
+
+
+def _pretrained_source(variant: str, kwargs: Dict[str, Any]) -> Tuple[str, str]:
+    cfg = _pretrained_cfg(variant, kwargs)
     return f'{variant}.{cfg.tag}' if cfg.tag else variant, cfg.hf_hub_id or cfg.file or cfg.url or '(none)'
+
+
+def _loads_from_hub(cfg: PretrainedCfg) -> bool:
+    """Whether timm fetches these weights from the Hub (not a ``local-dir:`` folder, a file or a URL), as timm's
+    ``_resolve_pretrained_source`` decides."""
+    if cfg.source in ('hf-hub', 'local-dir'):
+        return cfg.source == 'hf-hub'
+    return bool(cfg.hf_hub_id) and not cfg.file and not cfg.url
 
 
 @contextlib.contextmanager
@@ -92,8 +115,9 @@ def pretrained_load_errors(variant: str, pretrained: bool, kwargs: Dict[str, Any
     """Turn a failed weight download (not found, offline, HTTP error, a repo without the file) into an error that
     names the repo and the ways to load local weights instead."""
     from huggingface_hub.errors import EntryNotFoundError
+    from_hub = pretrained and _loads_from_hub(_pretrained_cfg(variant, kwargs))
     try:
-        with offline_if_unreachable() if pretrained else contextlib.nullcontext():
+        with offline_if_unreachable() if from_hub else contextlib.nullcontext():
             yield
     except (OSError, EntryNotFoundError) as e:
         if not pretrained:

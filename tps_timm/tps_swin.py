@@ -29,7 +29,8 @@ from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_c
 from timm.models._features import feature_take_indices
 from timm.models._pretrained import PretrainedCfg
 
-from .pretrained import HUB_ORG, VIDEO_DATASETS, VideoPretrainedCfg, as_video_pretrained_cfg, pretrained_load_errors
+from .pretrained import HUB_ORG, VIDEO_DATASETS, VideoPretrainedCfg, as_video_pretrained_cfg, pretrained_load_errors, \
+    record_input_size
 from .registry import register_model_aliases
 from .shift import channel_shift, partition_channel_shift, patch_shift_offsets, permute_rows, window_token_index
 
@@ -646,6 +647,7 @@ class TpsSwinTransformer(nn.Module):
             self.num_frames = num_frames
         for stage, feat_size in zip(self.layers, self._stage_feat_sizes(len(self.layers))):
             stage.set_input_size(feat_size)
+        record_input_size(self, self.img_size, num_frames=self.num_frames)
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:

@@ -25,9 +25,10 @@ import torch.nn.functional as F
 from timm.layers import PatchEmbed, to_2tuple
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
+from timm.models._pretrained import PretrainedCfg
 from timm.models.vision_transformer import Block, VisionTransformer
 
-from .pretrained import VideoPretrainedCfg
+from .pretrained import VideoPretrainedCfg, as_video_pretrained_cfg, record_input_size
 from .shift import channel_shift, permute_rows, token_patch_shift_index
 from .tps_swin import TEMPORAL_MIXING, DropPath
 
@@ -164,6 +165,7 @@ class TpsVisionTransformer(VisionTransformer):
         if num_frames is not None:
             self.num_frames = num_frames
         self._init_buffers()
+        record_input_size(self, self.patch_embed.img_size, num_frames=self.num_frames)
 
     def check_input(self, x: torch.Tensor) -> None:
         if not isinstance(x, torch.Tensor) or x.ndim != 5 or not x.is_floating_point():
@@ -375,6 +377,8 @@ def _create_tps_vit(variant: str, pretrained: bool = False, tubelet_size: int = 
         return to_video(image, tubelet_size, temporal_mixing, num_frames, temporal_pos_embed, max_temporal_tokens)
 
     out_indices = kwargs.pop('out_indices', 3)
+    if isinstance(kwargs.get('pretrained_cfg'), (dict, PretrainedCfg)):  # e.g. a model folder's config.json
+        kwargs['pretrained_cfg'] = as_video_pretrained_cfg(kwargs['pretrained_cfg'])  # keeps the video keys
     with pretrained_load_errors(variant, pretrained, kwargs):
         return build_model_with_cfg(build, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn,
                                     feature_cfg=dict(out_indices=out_indices, feature_cls='getter'), **kwargs)

@@ -1,16 +1,18 @@
-"""Training pieces on top of timm: 5D mixup/cutmix, the authors' optimizer groups, checkpoint bookkeeping."""
+"""Training pieces on top of timm: 5D mixup/cutmix, the authors' optimizer groups, run folders, checkpoint
+bookkeeping, and counting the unreadable videos a training loader replaced."""
 import csv
 import os
 import re
 import shutil
-from dataclasses import asdict, dataclass
-from typing import Any, Dict, List, Optional
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from timm.data import Mixup
 
 __all__ = ['VideoMixup', 'optimizer_param_groups', 'TrainState', 'save_checkpoint_atomic', 'copy_checkpoint_atomic',
-           'list_checkpoints', 'prune_checkpoints', 'append_summary']
+           'list_checkpoints', 'prune_checkpoints', 'append_summary', 'replace_folder', 'holds_run', 'new_run_dir',
+           'UnreadableCounter']
 
 
 def _pair_half_apart(x: torch.Tensor) -> torch.Tensor:
@@ -67,11 +69,13 @@ def optimizer_param_groups(model: torch.nn.Module, weight_decay: float, backbone
 
 @dataclass
 class TrainState:
-    """Loop position and best result, saved with Accelerate's state."""
+    """Loop position and results, saved with Accelerate's state."""
     epoch: int = -1  # last completed epoch
     step: int = 0  # optimizer updates so far
     best_top1: float = -1.0
     best_epoch: int = -1
+    last_eval: Dict[str, float] = field(default_factory=dict)  # the last validation (EMA metrics as ema_*)
+    best_eval: Dict[str, float] = field(default_factory=dict)  # the validation of the best epoch
 
     def state_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -112,7 +116,7 @@ def append_summary(path: str, row: Dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _replace_folder(tmp: str, final: str) -> None:
+def replace_folder(tmp: str, final: str) -> None:
     """Move a completely written ``tmp`` folder to ``final``, replacing what was there."""
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
@@ -128,7 +132,7 @@ def save_checkpoint_atomic(accelerator, checkpoint_dir: str, name: str) -> str:
     accelerator.save_state(tmp)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        _replace_folder(tmp, final)
+        replace_folder(tmp, final)
     accelerator.wait_for_everyone()
     return final
 
@@ -138,7 +142,7 @@ def copy_checkpoint_atomic(src: str, dst: str) -> None:
     tmp = dst + '.tmp'
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(src, tmp)
-    _replace_folder(tmp, dst)
+    replace_folder(tmp, dst)
 
 
 def prune_checkpoints(checkpoint_dir: str, keep_last: int, keep: Optional[str] = None) -> None:
@@ -147,3 +151,58 @@ def prune_checkpoints(checkpoint_dir: str, keep_last: int, keep: Optional[str] =
     for folder in folders[:max(len(folders) - keep_last, 0)]:
         if keep is None or os.path.abspath(folder) != os.path.abspath(keep):
             shutil.rmtree(folder)
+
+
+_RUN_FILES = ('args.yaml', 'summary.csv', 'checkpoints', 'model', 'tensorboard')
+
+
+def holds_run(folder: str) -> bool:
+    """Whether ``folder`` holds (part of) a train.py run: its config, summary, checkpoints, model or logs."""
+    return any(os.path.exists(os.path.join(folder, name)) for name in _RUN_FILES)
+
+
+def new_run_dir(folder: str) -> str:
+    """``folder`` for a new run, or, when it holds a run already, the first of ``folder-1``, ``folder-2``, ... that
+    does not, as timm's ``get_outdir(..., inc=True)`` does: a new run never writes into another run's files."""
+    candidate, number = folder, 0
+    while holds_run(candidate):
+        number += 1
+        candidate = f'{folder.rstrip(os.sep)}-{number}'
+    return candidate
+
+
+class UnreadableCounter:
+    """The unreadable videos a training loader replaced in one epoch, counted over all processes.
+
+    The loader's items name the videos they replaced (``path: reason`` lines, see
+    :class:`tps_timm.data.VideoDataset`). ``update`` raises :class:`tps_timm.data.TooManyUnreadable` on every process
+    at the same step as soon as the epoch's share of unreadable draws is sure to pass ``max_fraction``, or an item
+    found no readable video in ``max_retries + 1`` draws. One small all-reduce per step with several processes.
+    """
+
+    def __init__(self, accelerator, epoch_videos: int, max_fraction: float, max_retries: int):
+        self.accelerator = accelerator
+        self.epoch_videos = epoch_videos  # the videos an epoch draws, all processes together
+        self.max_fraction = max_fraction
+        self.max_retries = max_retries
+        self.count = 0
+        self.examples: List[str] = []  # this process's first few
+
+    def update(self, unreadable: Sequence[str]) -> None:
+        import torch
+
+        from .data import TooManyUnreadable, check_unreadable
+        lines = [line for item in unreadable for line in item.split('\n') if line]
+        failed = sum(item.count('\n') + 1 > self.max_retries for item in unreadable if item)
+        self.examples += lines[:max(0, 3 - len(self.examples))]
+        counts: Tuple[int, int] = (len(lines), failed)
+        if self.accelerator.num_processes > 1:
+            counts = tuple(self.accelerator.reduce(torch.tensor(counts, device=self.accelerator.device),
+                                                   reduction='sum').tolist())
+        self.count += counts[0]
+        if counts[1]:
+            raise TooManyUnreadable(f'{self.max_retries + 1} training videos drawn in a row were unreadable: '
+                                    f'{"; ".join(self.examples) or "(named by another process)"}')
+        # sure to pass: even if every video still to come is readable, the epoch's share is too large
+        check_unreadable(self.count, self.epoch_videos + self.count, self.max_fraction, 'training videos drawn',
+                         self.examples)

@@ -6,11 +6,13 @@ data into checkpoints and Hub configs.
 import csv
 import json
 import os
+import random
 import re
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
-__all__ = ['VideoList', 'DATASET_FORMATS', 'VIDEO_EXTENSIONS', 'find_videos', 'load_video_list', 'read_list_file',
+__all__ = ['VideoList', 'DATASET_FORMATS', 'VIDEO_EXTENSIONS', 'find_videos', 'load_video_list', 'missing_videos',
+           'read_list_file',
            'read_class_names', 'read_kinetics_csv', 'read_sthv2', 'read_sthv1', 'read_diving48']
 
 
@@ -174,12 +176,36 @@ def load_video_list(annotation: str, data_root: str = '', dataset_format: str = 
         raise FileNotFoundError(f'annotation file not found: {annotation}')
     if dataset_format in ('sthv2', 'sthv1') and not class_names:
         raise ValueError(f'{dataset_format} needs its class-name file (--class-names)')
-    if dataset_format == 'list':
-        return read_list_file(annotation, data_root, read_class_names(class_names) if class_names else None)
-    if dataset_format == 'kinetics':
-        return read_kinetics_csv(annotation, data_root, read_class_names(class_names) if class_names else None)
-    if dataset_format == 'sthv2':
-        return read_sthv2(class_names, annotation, data_root)
-    if dataset_format == 'sthv1':
-        return read_sthv1(class_names, annotation, data_root)
-    return read_diving48(annotation, data_root, class_names)
+    if class_names and not os.path.isfile(class_names):
+        raise FileNotFoundError(f'class names file not found: {class_names}')
+    try:
+        if dataset_format == 'list':
+            videos = read_list_file(annotation, data_root, read_class_names(class_names) if class_names else None)
+        elif dataset_format == 'kinetics':
+            videos = read_kinetics_csv(annotation, data_root, read_class_names(class_names) if class_names else None)
+        elif dataset_format == 'sthv2':
+            videos = read_sthv2(class_names, annotation, data_root)
+        elif dataset_format == 'sthv1':
+            videos = read_sthv1(class_names, annotation, data_root)
+        else:
+            videos = read_diving48(annotation, data_root, class_names)
+    except (KeyError, TypeError, AttributeError, json.JSONDecodeError, UnicodeDecodeError) as e:  # another format
+        raise ValueError(f'{annotation}: not a {dataset_format} annotation file ({type(e).__name__}: {e}); '
+                         f'see --dataset-format') from e
+    if not videos.samples:
+        raise ValueError(f'{annotation}: no videos in it')
+    return videos
+
+
+def missing_videos(videos: VideoList, sample: int = 64, seed: int = 0) -> Optional[str]:
+    """The error to stop on when none of up to ``sample`` videos drawn from ``videos`` exists, else None: a wrong
+    ``--data-root`` is found before any work (a seeded sample: a full check would stat every file of a large
+    set on network storage)."""
+    rng = random.Random(seed)
+    drawn = videos.samples if len(videos.samples) <= sample else rng.sample(videos.samples, sample)
+    if any(os.path.exists(path) for path, _ in drawn):
+        return None
+    scope = f'none of its {len(drawn)} videos' if len(drawn) == len(videos.samples) else \
+        f'none of {len(drawn)} of its videos drawn at random'
+    return f'{scope} exists (e.g. {drawn[0][0]}): check --data-root'
+

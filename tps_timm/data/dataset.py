@@ -1,7 +1,7 @@
 """Video clip datasets: decode, sample, transform; unreadable files never stop a run."""
 import logging
 import random
-from typing import Dict, Optional, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -12,19 +12,45 @@ from .sampling import ClipSampler
 from .transforms import ClipEvalTransform, ClipTrainTransform
 from .video_io import VideoReadError, load_clip
 
-__all__ = ['VideoDataset']
+__all__ = ['VideoDataset', 'TooManyUnreadable', 'check_unreadable']
 
 _logger = logging.getLogger(__name__)
+_SHOWN = 3  # unreadable videos named in an error
+
+
+class TooManyUnreadable(ValueError):
+    """More unreadable videos than ``--max-unreadable`` allows, or none readable at all."""
+
+
+def check_unreadable(count: int, total: int, max_fraction: float, what: str = 'videos',
+                     examples: Sequence[str] = ()) -> None:
+    """Raise :class:`TooManyUnreadable` when none of ``total`` videos was readable or more than ``max_fraction`` of
+    them (``count``) were not; the message counts them and names the first of ``examples`` (their paths)."""
+    if not count:
+        return
+    if count >= total:
+        problem = f'none of the {total} {what} was readable'
+    elif count > max_fraction * total:
+        problem = f'{count} of {total} {what} ({count / total:.1%}) were unreadable, more than --max-unreadable ' \
+                  f'{max_fraction:g} allows'
+    else:
+        return
+    shown = list(examples[:_SHOWN])
+    if count > len(shown):
+        shown.append(f'and {count - len(shown)} more' if shown else f'{count} not named here')
+    raise TooManyUnreadable(f'{problem}: {"; ".join(shown)}')
 
 
 class VideoDataset(Dataset):
     """Clips of the videos in a :class:`VideoList`.
 
-    Training items are ``(clip uint8 (C, T, H, W), label)``, or with ``repeated_aug=N > 1`` N differently augmented
-    clips of one decode, ``(clips (N, C, T, H, W), labels (N,))`` (:func:`tps_timm.data.collate_clips` makes batches
-    of them). An item may be asked for as ``(index, seed)`` (:class:`tps_timm.data.SeededRandomSampler`): the seed,
-    drawn in the main process, fixes every random choice, so the clips do not depend on the worker count. An
-    unreadable video is reported by path and reason and replaced by another one.
+    Training items are ``(clip uint8 (C, T, H, W), label, unreadable)``, or with ``repeated_aug=N > 1`` N differently
+    augmented clips of one decode, ``(clips (N, C, T, H, W), labels (N,), unreadable)``
+    (:func:`tps_timm.data.collate_clips` makes batches of them). An item may be asked for as ``(index, seed)``
+    (:class:`tps_timm.data.SeededRandomSampler`): the seed, drawn in the main process, fixes every random choice, so
+    the clips do not depend on the worker count. An unreadable video is replaced by another one and named in
+    ``unreadable`` (``path: reason`` lines), so that the training loop counts it; when ``max_retries`` replacements
+    fail too, the item is zero-filled (the loop stops the run on it).
 
     Evaluation items are dicts with ``video`` uint8 ``(views, C, T, H, W)`` (clips x crops), ``label``, ``index``,
     ``readable`` and ``error`` (the reason, if unreadable); an unreadable video comes back zero-filled with
@@ -52,6 +78,7 @@ class VideoDataset(Dataset):
         self.backend = backend
         self.max_retries = max_retries
         self.repeated_aug = repeated_aug
+        self._noted_short = False
         if train != isinstance(transform, ClipTrainTransform) and isinstance(transform, (ClipTrainTransform,
                                                                                             ClipEvalTransform)):
             raise ValueError('train=True needs a ClipTrainTransform, evaluation a ClipEvalTransform')
@@ -66,8 +93,15 @@ class VideoDataset(Dataset):
     def decode(self, index: int, rng: np.random.Generator) -> torch.Tensor:
         """uint8 ``(clips, T, C, H, W)`` of video ``index``, frames chosen by the sampler with ``rng``."""
         path, _ = self.videos.samples[index]
-        frames, _ = load_clip(path, lambda n: self.sampler(n, self.train, rng), self.backend)
+        frames, _ = load_clip(path, lambda n: self._indices(path, n, rng), self.backend)
         return torch.from_numpy(frames).permute(0, 1, 4, 2, 3)  # clips, T, C, H, W
+
+    def _indices(self, path: str, num_file_frames: int, rng: np.random.Generator) -> np.ndarray:
+        if num_file_frames < self.sampler.clip_len and not self._noted_short:
+            self._noted_short = True  # once per dataset (and loader worker): short videos may be many
+            _logger.warning(f'{path} has {num_file_frames} frame{"s" if num_file_frames != 1 else ""}, fewer than the '
+                            f'{self.sampler.clip_len} of a clip: its frames are repeated (said once)')
+        return self.sampler(num_file_frames, self.train, rng)
 
     def __getitem__(self, item: Union[int, Tuple[int, int]]):
         index, seed = item if isinstance(item, tuple) else (item, None)
@@ -79,17 +113,26 @@ class VideoDataset(Dataset):
         return self._eval_item(index, rng)
 
     def _train_item(self, index: int, rng: np.random.Generator, py_rng: random.Random):
-        error = None
+        unreadable = []
         for _ in range(self.max_retries + 1):
             try:
                 clip = self.decode(index, rng)[0]
                 break
             except VideoReadError as e:
-                _logger.warning(f'skipping unreadable video {e.path}: {e.reason}')
-                error, index = e, int(rng.integers(len(self)))
-        else:
-            raise RuntimeError(f'{self.max_retries + 1} videos in a row were unreadable; last: {error}')
-        return self.augment(clip, self.videos.samples[index][1], py_rng)
+                _logger.debug(f'replacing unreadable video {e.path}: {e.reason}')  # the training loop reports them
+                unreadable.append(f'{e.path}: {" ".join(e.reason.split())}')
+                index = int(rng.integers(len(self)))
+        else:  # not one readable video in a row of draws: an item of zeros, which the training loop stops on
+            size = self.transform.size
+            clip = torch.zeros(self.sampler.clip_len, 3, size, size, dtype=torch.uint8)
+            return (*self._zero_item(clip, self.videos.samples[index][1]), '\n'.join(unreadable))
+        return (*self.augment(clip, self.videos.samples[index][1], py_rng), '\n'.join(unreadable))
+
+    def _zero_item(self, clip: torch.Tensor, label: int):
+        if self.repeated_aug == 1:
+            return clip.permute(1, 0, 2, 3), label
+        return clip.permute(1, 0, 2, 3).expand(self.repeated_aug, -1, -1, -1, -1), torch.full((self.repeated_aug,),
+                                                                                              label)
 
     def augment(self, clip: torch.Tensor, label: int, rng: random.Random):
         """A decoded clip ``(T, C, H, W)`` -> the training item (``repeated_aug`` augmentations of it)."""

@@ -69,13 +69,14 @@ class SeededRandomSampler(Sampler[Tuple[int, int]]):
         return self.num_samples
 
 
-def collate_clips(items: List[Tuple[torch.Tensor, torch.Tensor]]) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Batch repeated-augmentation items ``(clips (N, C, T, H, W), labels (N,))`` into ``(B * N, ...)``.
+def collate_clips(items: List[Tuple]) -> Tuple:
+    """Batch repeated-augmentation items ``(clips (N, C, T, H, W), labels (N,), ...)`` into ``(B * N, ...)``; what
+    follows the labels (the unreadable videos an item replaced) is collated as it is.
 
     ``default_collate`` writes the batch once, into the shared memory a worker hands over; flattening is a view.
     """
-    clips, labels = default_collate(items)
-    return clips.flatten(0, 1), labels.flatten(0, 1)
+    clips, labels, *rest = default_collate(items)
+    return (clips.flatten(0, 1), labels.flatten(0, 1), *rest)
 
 
 def train_short_side(args: argparse.Namespace, img_size: int) -> int:

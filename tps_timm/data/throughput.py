@@ -37,7 +37,7 @@ def measure_loader(loader, clips: int, progress: bool = True) -> Dict[str, float
     with tqdm(total=clips, desc='loading', unit='clip', disable=not progress) as bar:
         while seen < clips:
             loader.sampler.set_epoch(epoch)
-            for batch, _ in loader:
+            for batch, *_ in loader:
                 if first is None:
                     first = time.perf_counter()
                     continue
