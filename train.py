@@ -23,8 +23,8 @@ import torch
 import yaml
 
 import tps_timm  # noqa: F401  (registers the models)
-from tps_timm.cli import build_train_parser, command_line_dests, compile_from_args, create_model_or_exit, \
-    make_accelerator, parse_with_hparams, resolve_demo_data, resolve_video_cfg, set_clip_size
+from tps_timm.cli import build_train_parser, check_launch, command_line_dests, compile_from_args, \
+    create_model_or_exit, make_accelerator, parse_with_hparams, resolve_demo_data, resolve_video_cfg, set_clip_size
 from tps_timm.data import ClipRandomErasing, TooManyUnreadable, batch_rand_augment, build_train_loader, \
     check_unreadable, load_video_list, missing_videos, normalize_clip, resolve_flip_pairs, train_short_side
 from tps_timm.data.loader import loader_kwargs
@@ -40,7 +40,7 @@ _logger = logging.getLogger('train')
 
 
 def build_parser() -> argparse.ArgumentParser:
-    return build_train_parser(description=__doc__)
+    return build_train_parser(description=__doc__, prog='train.py')
 
 
 def build_loaders(args, video_cfg: Dict, train_videos, val_videos, flip_pairs, pin_memory: bool):
@@ -137,6 +137,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         argv = ['--hparams', str(DEMO_HPARAMS), *argv]  # no recipe and no data (or --demo-data): the built-in demo
     parser = build_parser()
     args = parse_with_hparams(parser, argv)
+    check_launch(parser.prog)  # before any work: a launch that cannot give the processes asked for
     given = command_line_dests(parser, argv)
     if given & {'data_root', 'train_list', 'val_list'} and 'demo_data' not in given:
         args.demo_data = None  # the user's data on the command line wins over a recipe's demo switch

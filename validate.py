@@ -17,7 +17,7 @@ import torch
 
 import tps_timm  # noqa: F401  (registers the models)
 from tps_timm.cli import ArgumentParser, add_data_args, add_demo_args, add_model_args, add_test_view_args, \
-    add_unreadable_arg, build_train_parser, command_line_dests, compile_from_args, create_model_or_exit, \
+    add_unreadable_arg, build_train_parser, check_launch, command_line_dests, compile_from_args, create_model_or_exit, \
     make_accelerator, model_brings_weights, parse_with_hparams, positive_int, resolve_demo_data, resolve_video_cfg, \
     set_clip_size, use_model_folder
 from tps_timm.data import TooManyUnreadable, check_unreadable, load_video_list
@@ -26,7 +26,8 @@ from tps_timm.onnx_model import ExportedVideoModel
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog='validate.py', description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_args(parser)
     add_data_args(parser)
     parser.add_argument('--val-list', required=False, default=None, help='validation split annotation file')
@@ -56,6 +57,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
     parser = build_parser()
     args = parse_with_hparams(parser, argv, shared_with=build_train_parser())  # recipes hold training keys too
+    check_launch(parser.prog)  # before any work: a launch that cannot give the processes asked for
     given = command_line_dests(parser, argv)
     if given & {'data_root', 'val_list'} and 'demo_data' not in given:
         args.demo_data = None  # the user's data on the command line wins over a recipe's demo switch

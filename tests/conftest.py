@@ -42,10 +42,12 @@ def model():
 def run_two_cpu_processes(script: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run ``script`` in two real processes on the CPU (gloo), as ``accelerate launch --multi_gpu`` would on GPUs.
 
-    ``accelerate launch --cpu --num_processes 2`` starts ONE process (its simple launcher ignores the count), so a
-    test launched that way would never see a second rank; torchrun starts two and Accelerate reads its environment.
+    ``accelerate launch --cpu --num_processes 2`` starts ONE process (its simple launcher ignores the count; our
+    scripts say so), so the README's CPU command is torchrun, as here: the scripts themselves tell Accelerate to use
+    the CPU when there is no accelerator (no ACCELERATE_USE_CPU needed).
     """
-    env = dict(os.environ, ACCELERATE_USE_CPU='1', OMP_NUM_THREADS='1')
+    env = {k: v for k, v in os.environ.items() if k != 'ACCELERATE_USE_CPU'}
+    env['OMP_NUM_THREADS'] = '1'
     return subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
                            str(script), *args], capture_output=True, text=True, timeout=timeout, env=env,
                           cwd=Path(__file__).resolve().parents[1])

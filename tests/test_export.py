@@ -113,7 +113,8 @@ def test_features_export_and_embeddings(demo, demo_model, tmp_path, capsys):
                                     ('onnx b2', onnx_path, 2, 'c.parquet')):
         capsys.readouterr()
         embed_main(['--model', str(model), '--input', demo['val'], '--data-root', demo['root'], '--output',
-                    str(tmp_path / out), '--batch-size', str(batch), '--normalize', '--no-progress'])
+                    str(tmp_path / out), '--batch-size', str(batch), '--normalize', '--no-progress',
+                    '--max-unreadable', '0.1'])  # 1 of 17
         printed = capsys.readouterr()
         assert '1 unreadable' in printed.out and 'does_not_exist.mp4' in printed.err
         runs[name] = read_embeddings(str(tmp_path / out))
@@ -124,7 +125,7 @@ def test_features_export_and_embeddings(demo, demo_model, tmp_path, capsys):
             assert np.abs(embedding - runs['pytorch b1'][path]).max() <= 1e-5, name
             assert abs(np.linalg.norm(embedding) - 1) < 1e-5
     embed_main(['--model', str(demo_model), '--input', demo['val'], '--data-root', demo['root'], '--output',
-                str(tmp_path / 'a.npy'), '--no-progress'])
+                str(tmp_path / 'a.npy'), '--no-progress', '--max-unreadable', '0.1'])
     assert '0 embedded now, 16 already there' in capsys.readouterr().out
     assert (tmp_path / 'a.npy.unreadable.txt').read_text().startswith(str(Path(demo['root']) / 'videos'))
 
@@ -137,7 +138,7 @@ def test_predict_over_a_folder_and_a_list_writes_csv_and_json(demo, demo_model, 
     assert len(rows) == 5 * 24 and rows[0]['rank'] == '1'  # every video of the folder, top 5
     assert len({r['video'] for r in rows}) == 24
     predict_main([demo['val'], '--data-root', demo['root'], '--model', str(demo_model), '--top-k', '2', '--output',
-                  str(tmp_path / 'p.json')])
+                  str(tmp_path / 'p.json'), '--max-unreadable', '0.1'])
     result = json.loads((tmp_path / 'p.json').read_text())
     assert len(result) == 17 and isinstance(result[str(videos / 'does_not_exist.mp4')], str)
     first = result[str(videos / 'val_00000.mp4')]
@@ -152,7 +153,8 @@ def test_validate_with_the_onnx_model_gives_the_pytorch_numbers(demo, demo_model
     results = {}
     for name, model in (('pytorch', demo_model), ('onnx', out)):
         results[name] = validate.main(['--model', str(model), '--data-root', demo['root'], '--val-list', demo['val'],
-                                       '--class-names', demo['classes'], '--batch-size', '3', '--workers', '0'])
+                                       '--class-names', demo['classes'], '--batch-size', '3', '--workers', '0',
+                                       '--max-unreadable', '0.1'])
     for key in ('top1', 'top5', 'num_videos', 'unreadable', 'views'):
         assert results['onnx'][key] == results['pytorch'][key], key
     assert abs(results['onnx']['loss'] - results['pytorch']['loss']) < 1e-4

@@ -31,7 +31,7 @@ def demo(tmp_path_factory):
 def run_validate(demo, out: Path, two_processes: bool = False, extra=()):
     args = [*SMALL_MODEL, '--data-root', demo['root'], '--val-list', demo['val'], '--class-names', demo['classes'],
             '--num-frames', '8', '--sampling', 'uniform', '--img-size', '48', '--num-clips', '2', '--num-crops', '3',
-            '--batch-size', '3', '--workers', '0', '--results-file', str(out), *extra]
+            '--batch-size', '3', '--workers', '0', '--results-file', str(out), '--max-unreadable', '0.1', *extra]
     if two_processes:
         proc = run_two_cpu_processes(ROOT / 'validate.py', *args, timeout=300)
     else:
@@ -68,7 +68,8 @@ def test_hparams_yaml_gives_defaults_and_flags_override(demo, tmp_path):
     hparams.write_text('num_frame: 4\n')
     bad = subprocess.run([sys.executable, str(ROOT / 'validate.py'), '--hparams', str(hparams)], capture_output=True,
                          text=True, cwd=ROOT)
-    assert bad.returncode == 2 and "unknown keys ['num_frame']" in bad.stderr
+    assert bad.returncode == 2 and "unknown key 'num_frame' (did you mean 'num_frames'?)" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1  # not the usage block
 
 
 def test_predict_prints_top5_class_names(demo, tmp_path):
@@ -80,7 +81,7 @@ def test_predict_prints_top5_class_names(demo, tmp_path):
                      pretrained_cfg=dict(num_frames=8, sampling='uniform', test_num_crops=1, input_size=(3, 48, 48)))
     video = os.path.join(demo['root'], 'videos', 'val_00000.mp4')
     proc = subprocess.run([sys.executable, '-m', 'tps_timm.predict', video, str(tmp_path / 'missing.mp4'),
-                           '--model', f'local-dir:{folder}', '--pretrained'],
+                           '--model', f'local-dir:{folder}', '--pretrained', '--max-unreadable', '0.5'],
                           capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = proc.stdout.splitlines()

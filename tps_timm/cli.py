@@ -11,10 +11,11 @@ import yaml
 
 _logger = logging.getLogger(__name__)
 
-__all__ = ['ArgumentParser', 'positive_int', 'non_negative_int', 'fraction', 'command_line_dests', 'build_train_parser', 'parse_with_hparams', 'add_data_args', 'add_clip_args',
+__all__ = ['ArgumentParser', 'positive_int', 'non_negative_int', 'fraction', 'command_line_dests',
+           'build_train_parser', 'parse_with_hparams', 'add_data_args', 'add_clip_args',
            'add_test_view_args', 'add_model_args', 'model_brings_weights', 'create_model_from_args',
            'create_model_or_exit', 'compile_from_args', 'set_clip_size', 'resolve_video_cfg', 'add_demo_args',
-           'resolve_demo_data', 'add_unreadable_arg', 'make_accelerator', 'use_model_folder']
+           'resolve_demo_data', 'add_unreadable_arg', 'check_launch', 'make_accelerator', 'use_model_folder']
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -99,10 +100,10 @@ def parse_with_hparams(parser: argparse.ArgumentParser, argv: Optional[Sequence[
     return args
 
 
-def build_train_parser(description: Optional[str] = None) -> argparse.ArgumentParser:
+def build_train_parser(description: Optional[str] = None, prog: Optional[str] = None) -> argparse.ArgumentParser:
     """The flags of train.py (timm's names where timm has the flag); the recipes in hparams/ are YAML of them."""
     from .data import FLIP_SPECS
-    parser = ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_args(parser)
     add_data_args(parser)
     g = parser.add_argument_group('data and augmentation')
@@ -188,7 +189,8 @@ def add_model_args(parser: argparse.ArgumentParser, run_flags: bool = True) -> N
     group.add_argument('--checkpoint', default=None, help='weights to load: our checkpoints, safetensors, folders, '
                                                          'timm / Microsoft Swin or the authors\' TPS checkpoints')
     group.add_argument('--trust-pickle', action='store_true', help='allow pickled objects in --checkpoint')
-    group.add_argument('--num-classes', type=positive_int, default=None, help='classifier size (default: data or model)')
+    group.add_argument('--num-classes', type=positive_int, default=None,
+                       help='classifier size (default: data or model)')
     group.add_argument('--model-kwargs', nargs='*', default={}, action=ParseKwargs,
                        help='extra model arguments, e.g. embed_dim=32 depths="(1,1,1,1)"')
     if not run_flags:
@@ -206,8 +208,8 @@ def add_model_args(parser: argparse.ArgumentParser, run_flags: bool = True) -> N
 
 def add_demo_args(parser) -> None:
     """The built-in demo set: ``--demo-data`` (``auto``: the user cache) and its size, as the demo recipe sets them."""
-    parser.add_argument('--demo-data', default=None, help="generate the built-in demo set here ('auto': the user cache) "
-                                                          'and use its lists')
+    parser.add_argument('--demo-data', default=None,
+                        help="generate the built-in demo set here ('auto': the user cache) and use its lists")
     parser.add_argument('--demo-train-videos', type=positive_int, default=960)
     parser.add_argument('--demo-val-videos', type=positive_int, default=160)
 
@@ -359,20 +361,26 @@ def _has_accelerator() -> bool:
     return accelerator.is_available() if accelerator is not None else torch.cuda.is_available()
 
 
-def make_accelerator(prog: str, **kwargs):
-    """An ``accelerate.Accelerator`` that also runs several CPU processes.
-
-    Under ``torchrun`` (``WORLD_SIZE`` > 1) on a machine without an accelerator, Accelerate would take every process
-    for a main process of its own; it is told to use the CPU, which gives real DDP over gloo. ``accelerate launch
-    --cpu --num_processes N`` starts one process whatever N is: that is an error that names the command to use.
-    """
-    from accelerate import Accelerator
+def check_launch(prog: str) -> None:
+    """Stop at once, in one line naming the command to use, when ``accelerate launch --cpu --num_processes N``
+    started this script: its launcher starts one process whatever N is."""
     env = os.environ
     if env.get('ACCELERATE_USE_CPU', '').lower() in ('1', 'true', 'yes') and env.get('MASTER_ADDR') \
             and 'WORLD_SIZE' not in env:  # set for --num_processes > 1 by accelerate's one-process launcher
         sys.exit(f'{prog}: error: `accelerate launch --cpu --num_processes N` starts only one process; on the CPU '
                  f'start N with: torchrun --nproc_per_node N {prog} ...')
-    if int(env.get('WORLD_SIZE', 1)) > 1 and not _has_accelerator():
+
+
+def make_accelerator(prog: str, **kwargs):
+    """An ``accelerate.Accelerator`` that also runs several CPU processes.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) on a machine without an accelerator, Accelerate would take every process
+    for a main process of its own; it is told to use the CPU, which gives real DDP over gloo. ``accelerate launch
+    --cpu --num_processes N`` is refused (:func:`check_launch`).
+    """
+    from accelerate import Accelerator
+    check_launch(prog)
+    if int(os.environ.get('WORLD_SIZE', 1)) > 1 and not _has_accelerator():
         kwargs['cpu'] = True
     return Accelerator(**kwargs)
 

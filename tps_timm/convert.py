@@ -6,7 +6,6 @@ Accepts everything :func:`tps_timm.tps_swin.checkpoint_filter_fn` reads: our own
 
     python -m tps_timm.convert pytorch_model.pt out/tps_swin_tiny.k400 --model tps_swin_tiny --labels labels.txt
 """
-import argparse
 import json
 import pickle
 import sys
@@ -17,7 +16,7 @@ import torch
 
 from .data import read_class_names
 
-__all__ = ['load_checkpoint_file', 'load_model_weights', 'read_label_names', 'convert']
+__all__ = ['load_checkpoint_file', 'checkpoint_format', 'load_model_weights', 'read_label_names', 'convert']
 
 
 def load_checkpoint_file(path: str, trust_pickle: bool = False) -> Dict[str, Any]:
@@ -30,15 +29,40 @@ def load_checkpoint_file(path: str, trust_pickle: bool = False) -> Dict[str, Any
             raise FileNotFoundError(f'{path}: folder has neither model.safetensors nor pytorch_model.bin')
     if not p.is_file():
         raise FileNotFoundError(f'{path}: no such checkpoint file')
-    if p.suffix == '.safetensors':
+    kind = checkpoint_format(str(p))
+    if kind == 'safetensors':
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
-        return load_file(str(p))
+        try:
+            return load_file(str(p))
+        except SafetensorError as e:
+            raise ValueError(f'{path}: a corrupt or truncated .safetensors file ({e})') from e
+    if kind is None:
+        raise ValueError(f'{path} is not a checkpoint of any known format (safetensors, or a PyTorch file saved by '
+                         f'torch.save)')
     try:
         return torch.load(p, map_location='cpu', weights_only=not trust_pickle)
     except pickle.UnpicklingError as e:
+        if trust_pickle:
+            raise ValueError(f'{path}: a damaged PyTorch file ({e})') from e
         raise ValueError(
             f'{path} holds pickled Python objects besides tensors, which could run code when loaded. '
-            f'If you trust its source, pass --trust-pickle (trust_pickle=True). Detail: {e}') from e
+            f'If you trust its source, pass --trust-pickle (trust_pickle=True). Detail: {" ".join(str(e).split())}'
+        ) from e
+    except (RuntimeError, EOFError) as e:  # e.g. a truncated zip archive
+        raise ValueError(f'{path}: a damaged PyTorch file ({type(e).__name__}: {e})') from e
+
+
+def checkpoint_format(path: str) -> Optional[str]:
+    """'safetensors' or 'torch' (a zip archive or a pickle, as ``torch.save`` writes) by the file's first bytes;
+    None for anything else. A file that only ends in .safetensors counts as one (to be reported as damaged)."""
+    with open(path, 'rb') as f:
+        head = f.read(9)
+    if head[:4] == b'PK\x03\x04' or head[:1] == b'\x80':  # torch.save's zip archive, or a pickle (protocol >= 2)
+        return 'torch'
+    if head[8:9] == b'{' or path.endswith('.safetensors'):  # an 8-byte header length, then the JSON header
+        return 'safetensors'
+    return None
 
 
 def load_model_weights(model: torch.nn.Module, path: str, trust_pickle: bool = False) -> None:
@@ -105,7 +129,9 @@ def convert(
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     from timm.utils import ParseKwargs
-    parser = argparse.ArgumentParser(prog='python -m tps_timm.convert', description=__doc__.split('\n\n')[0])
+
+    from .cli import ArgumentParser
+    parser = ArgumentParser(prog='python -m tps_timm.convert', description=__doc__.split('\n\n')[0])
     parser.add_argument('src', help='checkpoint file (.pth/.pt/.bin/.safetensors) or timm folder')
     parser.add_argument('out_dir', help='folder to write model.safetensors and config.json to')
     parser.add_argument('--model', default='tps_swin_tiny', help='architecture, e.g. tps_swin_base')

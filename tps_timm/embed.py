@@ -11,7 +11,6 @@ go to a shard beside OUT, merged into it at the end. Unreadable videos are liste
 ``OUT.unreadable.txt``), never fatal.
 MODEL is any model ``predict`` takes; an exported one must have been exported with ``--features``.
 """
-import argparse
 import glob
 import os
 import sys
@@ -65,60 +64,79 @@ def write_embeddings(path: str, rows: Dict[str, np.ndarray]) -> None:
 
 def embed_videos(model, paths: Sequence[str], video_cfg: Dict, output: str, batch_size: int = 1, workers: int = 0,
                  normalize: bool = False, save_every: int = 256, backend: Optional[str] = None,
-                 progress: bool = True) -> Dict[str, object]:
+                 progress: bool = True, accelerator=None) -> Dict[str, object]:
     """Embed the videos of ``paths`` not yet in ``output`` into it; returns counts and the unreadable videos.
 
-    Every ``save_every`` new rows go to a shard beside ``output`` (``OUT.partNNNNN.npy``), so that an interrupted run
-    loses at most that many and the I/O stays linear; the shards are merged into ``output`` at the end.
+    Every ``save_every`` new rows go to a shard beside ``output`` (``OUT.partPPP-NNNNN.npy``), so that an interrupted
+    run loses at most that many and the I/O stays linear; the shards are merged into ``output`` at the end, with the
+    rows of ``paths`` in their order (rows of other videos already there follow). With an ``accelerator`` of several
+    processes, each embeds its share of the videos to do, and the main process merges: the same file as one process
+    writes.
     """
     from .evaluate import video_outputs
+    index, processes = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     done = read_embeddings(output)
     todo = [p for p in paths if p not in done]
+    share = todo[len(todo) * index // processes:len(todo) * (index + 1) // processes]
     unreadable: List[str] = []
     pending: Dict[str, np.ndarray] = {}
-    next_shard = len(_shards(output))
-    for path, embedding, error in video_outputs(model, todo, video_cfg, batch_size, workers, backend, features=True,
-                                                progress=progress, desc='embed'):
+    prefix = f'{output}.part{index:03d}-'
+    next_shard = len(glob.glob(glob.escape(prefix) + '*.npy'))
+    for path, embedding, error in video_outputs(model, share, video_cfg, batch_size, workers, backend, features=True,
+                                                progress=progress and index == 0, desc='embed'):
         if embedding is None:
-            unreadable.append(f'{path}\t{error}')
+            unreadable.append(f'{path}\t{" ".join(error.split())}')
             continue
         if normalize:
             embedding = torch.nn.functional.normalize(embedding, dim=0)
         pending[path] = embedding.numpy()
         if len(pending) >= save_every:
-            write_embeddings(f'{output}.part{next_shard:05d}.npy', pending)
-            done.update(pending)
+            write_embeddings(f'{prefix}{next_shard:05d}.npy', pending)
             pending, next_shard = {}, next_shard + 1
-    done.update(pending)
-    write_embeddings(output, done)
-    for shard in _shards(output):
-        os.remove(shard)
-    if unreadable:
-        with open(f'{output}.unreadable.txt', 'w', encoding='utf-8') as f:
-            f.write('\n'.join(unreadable) + '\n')
+    if pending:
+        write_embeddings(f'{prefix}{next_shard:05d}.npy', pending)
+    if accelerator is not None and processes > 1:
+        from accelerate.utils import gather_object
+        unreadable = gather_object([unreadable])  # every process's list, in process order
+        unreadable = [line for part in unreadable for line in part]
+        accelerator.wait_for_everyone()  # every shard written before the merge
+    rows = len(done) + len(todo) - len(unreadable)
+    if index == 0:
+        found = read_embeddings(output)
+        order = [p for p in paths if p in found] + [p for p in found if p not in set(paths)]
+        write_embeddings(output, {p: found[p] for p in order})
+        rows = len(order)
+        for shard in _shards(output):
+            os.remove(shard)
+        if unreadable:
+            with open(f'{output}.unreadable.txt', 'w', encoding='utf-8') as f:
+                f.write('\n'.join(unreadable) + '\n')
     return dict(embedded=len(todo) - len(unreadable), skipped=len(paths) - len(todo), unreadable=unreadable,
-                rows=len(done))
+                rows=rows, videos=len(paths))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    from .cli import add_clip_args, add_model_args, create_model_or_exit, parse_with_hparams, resolve_video_cfg, \
+    from .cli import ArgumentParser, add_clip_args, add_model_args, add_unreadable_arg, check_launch, \
+        create_model_or_exit, make_accelerator, non_negative_int, parse_with_hparams, positive_int, resolve_video_cfg, \
         set_clip_size
-    from .data import find_videos
+    from .data import TooManyUnreadable, check_unreadable, find_videos
     from .onnx_model import ExportedVideoModel
-    parser = argparse.ArgumentParser(prog='python -m tps_timm.embed', description=__doc__.split('\n\n')[0])
+    parser = ArgumentParser(prog='python -m tps_timm.embed', description=__doc__.split('\n\n')[0])
     add_model_args(parser)
     parser.add_argument('--input', nargs='+', required=True, help='video files, folders of videos or list files')
     parser.add_argument('--data-root', default='', help='folder the paths of list files are relative to')
     parser.add_argument('--output', required=True, help='embeddings file: .npy or .parquet')
     add_clip_args(parser)
-    parser.add_argument('--clips', type=int, default=None, help='clips averaged per video (default: the model\'s '
-                                                                'test clips)')
+    parser.add_argument('--clips', type=positive_int, default=None,
+                        help='clips averaged per video (default: the model\'s test clips)')
     parser.add_argument('--normalize', action='store_true', help='L2-normalise each embedding')
-    parser.add_argument('--batch-size', type=int, default=1, help='videos per batch')
-    parser.add_argument('--workers', type=int, default=0, help='loader processes')
-    parser.add_argument('--save-every', type=int, default=256, help='videos per shard saved while running')
+    parser.add_argument('--batch-size', type=positive_int, default=1, help='videos per batch')
+    parser.add_argument('--workers', type=non_negative_int, default=0, help='loader processes')
+    parser.add_argument('--save-every', type=positive_int, default=256, help='videos per shard saved while running')
+    add_unreadable_arg(parser)
     parser.add_argument('--no-progress', action='store_true')
     args = parse_with_hparams(parser, argv)
+    check_launch(parser.prog)  # before any work: a launch that cannot give the processes asked for
     if not args.output.endswith(('.npy', '.parquet')):
         parser.error(f'--output {args.output}: an embeddings file ends with .npy or .parquet')
     if args.output.endswith('.parquet'):
@@ -126,6 +144,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             import pyarrow  # noqa: F401
         except ImportError:
             parser.error('--output .parquet needs pyarrow: pip install "tps-timm[export]" (or write .npy)')
+    paths = find_videos(args.input, args.data_root)
+    if not paths:
+        parser.error(f'--input {" ".join(args.input)}: no videos found')
+    accelerator = make_accelerator(parser.prog)
     model = create_model_or_exit(parser, args)
     if isinstance(model, ExportedVideoModel) and model.metadata['output'] != 'features':
         parser.error(f'{args.model} was exported with logits: export it with --features to embed with it')
@@ -133,13 +155,22 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if args.clips:
         video_cfg['num_clips'] = args.clips
     set_clip_size(model, video_cfg)
-    paths = find_videos(args.input, args.data_root)
+    if not isinstance(model, ExportedVideoModel):
+        model = model.to(accelerator.device)
     result = embed_videos(model, paths, video_cfg, args.output, args.batch_size, args.workers, args.normalize,
-                          args.save_every, args.video_backend, progress=not args.no_progress)
+                          args.save_every, args.video_backend, progress=not args.no_progress, accelerator=accelerator)
+    accelerator.end_training()
+    if not accelerator.is_main_process:
+        return
     for line in result['unreadable']:
         print(f'unreadable: {line}', file=sys.stderr)
     print(f"{args.output}: {result['rows']} videos ({result['embedded']} embedded now, {result['skipped']} already "
           f"there, {len(result['unreadable'])} unreadable)")
+    try:
+        check_unreadable(len(result['unreadable']), len(paths) - result['skipped'], args.max_unreadable,
+                         'videos to embed', [line.split('\t')[0] for line in result['unreadable']])
+    except TooManyUnreadable as e:
+        sys.exit(f'{parser.prog}: error: {e}')
 
 
 if __name__ == '__main__':

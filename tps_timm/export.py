@@ -8,7 +8,6 @@ MODEL_OR_FOLDER is a timm name (with ``--pretrained`` for its weights), ``hf-hub
 train.py output ``model/`` folder. The file carries the label names and clip settings: ONNX metadata props, or a JSON
 inside the ``.pt2`` archive. The window layouts and shifts export as plain gathers and slices.
 """
-import argparse
 import json
 import statistics
 import sys
@@ -139,8 +138,8 @@ def check_parity(path: str, model: nn.Module, fmt: str, features: bool, batch_si
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    from .cli import add_model_args, create_model_or_exit
-    parser = argparse.ArgumentParser(prog='python -m tps_timm.export', description=__doc__.split('\n\n')[0])
+    from .cli import ArgumentParser, add_model_args, create_model_or_exit
+    parser = ArgumentParser(prog='python -m tps_timm.export', description=__doc__.split('\n\n')[0])
     parser.add_argument('model_or_folder', help='timm name, hf-hub:REPO, local-dir:FOLDER or a model/ folder')
     add_model_args(parser, run_flags=False)
     parser.add_argument('--format', choices=FORMATS, default='onnx')

@@ -2,7 +2,6 @@
 
     python -m tps_timm.hub push output/run/model your-name/tps_swin_tiny.k400
 """
-import argparse
 import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -57,10 +56,11 @@ def model_card(config: Dict[str, Any], repo_id: Optional[str] = None, results: O
     ]
     if training:
         data = 'the built-in synthetic demo set (generated videos, not real footage)' if training.get('synthetic') \
-            else f"the recipe `{training['recipe']}`" if training.get('recipe') else 'the data given on the command line'
-        lines += ['## Training', '',
-                  f"Trained with tps-timm's `train.py` on {data}: {_count(training['train_videos'], 'training video')}, "
-                  f"{_count(training['val_videos'], 'validation video')}.", '',
+            else f"the data of the recipe `{training['recipe']}`" if training.get('recipe') \
+            else 'the data given on the command line'
+        sizes = f"{_count(training['train_videos'], 'training video')}, " \
+                f"{_count(training['val_videos'], 'validation video')}"
+        lines += ['## Training', '', f"Trained with tps-timm's `train.py` on {data}: {sizes}.", '',
                   f"Weights: {training['weights']}.", '']
     names = config.get('label_names')
     if names:
@@ -171,7 +171,8 @@ def push_folder(folder: str, repo_id: str, token: Optional[str] = None, private:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    parser = argparse.ArgumentParser(prog='python -m tps_timm.hub', description=__doc__.split('\n\n')[0])
+    from .cli import ArgumentParser
+    parser = ArgumentParser(prog='python -m tps_timm.hub', description=__doc__.split('\n\n')[0])
     sub = parser.add_subparsers(dest='command', required=True)
     push = sub.add_parser('push', help='upload a Hub-ready folder')
     push.add_argument('folder')

@@ -5,7 +5,6 @@ frames, sampling, size, mean/std and label names. Folders are searched for video
 MODEL is a timm name, ``hf-hub:``/``local-dir:`` (weights included), a ``model/`` folder, or an exported ``.onnx`` /
 ``.pt2`` file.
 """
-import argparse
 import csv
 import json
 import os
@@ -14,9 +13,10 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 
-from .cli import add_clip_args, add_model_args, add_test_view_args, compile_from_args, create_model_or_exit, \
-    label_names_for, model_brings_weights, parse_with_hparams, resolve_video_cfg, set_clip_size
-from .data import find_videos, read_class_names
+from .cli import ArgumentParser, add_clip_args, add_model_args, add_test_view_args, add_unreadable_arg, check_launch, \
+    compile_from_args, create_model_or_exit, label_names_for, make_accelerator, model_brings_weights, \
+    non_negative_int, parse_with_hparams, positive_int, resolve_video_cfg, set_clip_size
+from .data import TooManyUnreadable, check_unreadable, find_videos, read_class_names
 from .evaluate import video_outputs
 
 Prediction = Union[List, str]  # [(class name, probability), ...] or the reason a video is unreadable
@@ -58,35 +58,52 @@ def write_predictions(path: str, results: Dict[str, Prediction]) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(prog='python -m tps_timm.predict', description=__doc__.split('\n\n')[0])
+    from accelerate.utils import gather_object
+
+    from .onnx_model import ExportedVideoModel
+    parser = ArgumentParser(prog='python -m tps_timm.predict', description=__doc__.split('\n\n')[0])
     parser.add_argument('videos', nargs='+', help='video files, frame folders, folders of videos or list files')
     add_model_args(parser)
     parser.add_argument('--class-names', default=None, help='class names file (default: the model config)')
     parser.add_argument('--data-root', default='', help='folder the paths of list files are relative to')
     add_clip_args(parser)
     add_test_view_args(parser)
-    parser.add_argument('--top-k', type=int, default=5)
-    parser.add_argument('--batch-size', type=int, default=1, help='videos per batch')
-    parser.add_argument('--workers', type=int, default=0, help='loader processes')
+    parser.add_argument('--top-k', type=positive_int, default=5)
+    parser.add_argument('--batch-size', type=positive_int, default=1, help='videos per batch')
+    parser.add_argument('--workers', type=non_negative_int, default=0, help='loader processes')
     parser.add_argument('--output', default=None, help='write the predictions to this .csv or .json file')
+    add_unreadable_arg(parser)
     args = parse_with_hparams(parser, argv)
+    check_launch(parser.prog)  # before any work: a launch that cannot give the processes asked for
     try:
         names = read_class_names(args.class_names) if args.class_names else []
     except OSError as e:
         parser.error(f'--class-names {args.class_names}: {e.strerror or e}')
+    paths = find_videos(args.videos, args.data_root)
+    if not paths:
+        parser.error(f'{" ".join(args.videos)}: no videos found')
+    accelerator = make_accelerator(parser.prog)
     model = create_model_or_exit(parser, args, None if model_brings_weights(args) else len(names) or None)
     if not model.num_classes:
         parser.error(f'{args.model} gives embeddings, not classes (exported with --features): embed with '
                      f'python -m tps_timm.embed')
     video_cfg = resolve_video_cfg(args, model)
     set_clip_size(model, video_cfg)
-    paths = find_videos(args.videos, args.data_root)
-    results = predict(compile_from_args(args, model), paths, video_cfg, label_names_for(model, names), args.top_k,
-                      args.video_backend, args.batch_size, args.workers, progress=args.output is not None)
-    failed = sum(isinstance(r, str) for r in results.values())
+    if not isinstance(model, ExportedVideoModel):
+        model = model.to(accelerator.device)
+    with accelerator.split_between_processes(paths) as share:  # in order: process i takes the i-th part
+        results = predict(compile_from_args(args, model), share, video_cfg, label_names_for(model, names),
+                          args.top_k, args.video_backend, args.batch_size, args.workers,
+                          progress=args.output is not None and accelerator.is_main_process)
+    if accelerator.num_processes > 1:
+        results = {path: r for part in gather_object([results]) for path, r in part.items()}
+    accelerator.end_training()
+    if not accelerator.is_main_process:
+        return
+    failed = [path for path, r in results.items() if isinstance(r, str)]
     if args.output:
         write_predictions(args.output, results)
-        print(f'wrote the top-{args.top_k} of {len(results)} videos to {args.output} ({failed} unreadable)')
+        print(f'wrote the top-{args.top_k} of {len(results)} videos to {args.output} ({len(failed)} unreadable)')
     else:
         for path, result in results.items():
             print(path)
@@ -95,8 +112,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                 continue
             for name, prob in result:
                 print(f'  {prob:7.2%}  {name}')
-    if failed == len(results):
-        sys.exit(1)
+    try:
+        check_unreadable(len(failed), len(results), args.max_unreadable, 'videos', failed)
+    except TooManyUnreadable as e:
+        sys.exit(f'{parser.prog}: error: {e}')
 
 
 if __name__ == '__main__':

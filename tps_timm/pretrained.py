@@ -7,8 +7,8 @@ from typing import Any, Dict, Iterator, Optional, Tuple, Union
 
 from timm.models._pretrained import PretrainedCfg
 
-__all__ = ['VideoPretrainedCfg', 'as_video_pretrained_cfg', 'record_input_size', 'VIDEO_DATASETS', 'HUB_ORG', 'hub_reachable',
-           'offline_if_unreachable', 'pretrained_load_errors']
+__all__ = ['VideoPretrainedCfg', 'as_video_pretrained_cfg', 'record_input_size', 'VIDEO_DATASETS', 'HUB_ORG',
+           'hub_reachable', 'offline_if_unreachable', 'pretrained_load_errors']
 
 _logger = logging.getLogger(__name__)
 

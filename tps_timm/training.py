@@ -194,7 +194,7 @@ class UnreadableCounter:
         from .data import TooManyUnreadable, check_unreadable
         lines = [line for item in unreadable for line in item.split('\n') if line]
         failed = sum(item.count('\n') + 1 > self.max_retries for item in unreadable if item)
-        self.examples += lines[:max(0, 3 - len(self.examples))]
+        self.examples += [line for line in dict.fromkeys(lines) if line not in self.examples][:3 - len(self.examples)]
         counts: Tuple[int, int] = (len(lines), failed)
         if self.accelerator.num_processes > 1:
             counts = tuple(self.accelerator.reduce(torch.tensor(counts, device=self.accelerator.device),

@@ -8,7 +8,6 @@ in the ``list`` format is written to ``DST/<list stem>.txt``. A run can be inter
 files are skipped and unfinished ones never sit under their final name; the settings are kept in
 ``DST/prepare.json``, and a run with other settings into the same folder is refused.
 """
-import argparse
 import glob
 import json
 import logging
@@ -19,6 +18,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Dict, Iterator, Optional, Sequence, Tuple
 
+from ..cli import ArgumentParser
 from .annotations import DATASET_FORMATS, VideoList, load_video_list
 from .loader import available_cpus
 from .video_io import VideoReadError, short_side_size
@@ -211,7 +211,8 @@ def prepare_dataset(
 
     Returns:
         ``written``, ``done_before`` and ``skipped`` (frame folders) source paths, ``unreadable`` ``(path, reason)``
-        pairs, and ``list`` / ``class_names``: the written list and class-name file (None without class names).
+        pairs, and ``list`` / ``class_names``: the written list (None when no video is ready: nothing is written)
+        and class-name file (None without class names).
 
     Raises:
         ValueError: See :func:`output_paths`.
@@ -249,12 +250,14 @@ def prepare_dataset(
     result['written'].sort(key=order.get)
     result['unreadable'].sort(key=lambda item: order[item[0]])
     ready = set(result['written'] + result['done_before'])
-    result['list'] = os.path.join(output, list_name)
+    result['list'] = os.path.join(output, list_name) if ready else None  # no list of nothing to train with
+    result['class_names'] = None
+    if not ready:
+        return result
     os.makedirs(output, exist_ok=True)
     with open(result['list'], 'w', encoding='utf-8') as f:
         f.writelines(f'{os.path.relpath(targets[src], output)} {label}\n' for src, label in videos.samples
                      if src in ready)
-    result['class_names'] = None
     if videos.class_names:
         result['class_names'] = os.path.join(output, os.path.splitext(list_name)[0] + '_classes.txt')
         Path(result['class_names']).write_text(''.join(f'{name}\n' for name in videos.class_names), encoding='utf-8')
@@ -272,6 +275,9 @@ def _summary(result: Dict, output: str) -> str:
             lines.append(f"  ... and {len(result['unreadable']) - _SHOWN_UNREADABLE} more (see the warnings above)")
     if result['skipped']:
         lines.append(f"frame folders are not in the list: read them from the data root, e.g. {result['skipped'][0]}")
+    if result['list'] is None:
+        lines.append('no video could be read or re-encoded: no list was written')
+        return '\n'.join(lines)
     names = f" --class-names {result['class_names']}" if result['class_names'] else ''
     lines.append(f"list: {result['list']}")
     lines.append(f"train with: --data-root {output} --train-list {result['list']} --dataset-format list{names} "
@@ -280,7 +286,7 @@ def _summary(result: Dict, output: str) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog='python -m tps_timm.data.prepare', description=__doc__.split('\n\n')[1],
         epilog='Exit status: 0 when every readable source is done, 1 when some sources were unreadable (reported, '
                'left out of the list; the others are still written), 2 for bad arguments.')
@@ -320,6 +326,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         output_paths(videos, args.data_root, args.output)
     except (OSError, ValueError, KeyError) as e:  # unreadable or malformed annotations, clashing outputs
         parser.error(f'{args.list}: {type(e).__name__}: {e}')
+    if not any(os.path.exists(path) for path, _ in videos.samples):  # prepare reads them all: check them all
+        parser.error(f'--list {args.list}: none of its {len(videos.samples)} videos exists under --data-root '
+                     f'{args.data_root} (e.g. {videos.samples[0][0]})')
     try:
         _record_settings(args.output, dict(short_side=args.short_side, gop=args.gop, crf=args.crf,
                                            preset=args.preset, tune=tune))

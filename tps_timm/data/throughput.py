@@ -17,7 +17,8 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 import torch
 
-from ..cli import build_train_parser, parse_with_hparams, resolve_video_cfg
+from ..cli import build_train_parser, command_line_dests, parse_with_hparams, positive_int, resolve_demo_data, \
+    resolve_video_cfg
 from .annotations import load_video_list
 from .flips import resolve_flip_pairs
 from .loader import batch_rand_augment, build_train_loader
@@ -90,10 +91,11 @@ def measure_split(dataset, collate, count: int, seed: int = 0, rand_augment: Opt
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = build_train_parser(description=__doc__)
+    parser = build_train_parser(description=__doc__, prog='python -m tps_timm.data.throughput')
     g = parser.add_argument_group('throughput')
-    g.add_argument('--clips', type=int, default=200, help='clips to load (after the first batch)')
-    g.add_argument('--split-clips', type=int, default=16, help='clips timed one by one for the decode/augment split')
+    g.add_argument('--clips', type=positive_int, default=200, help='clips to load (after the first batch)')
+    g.add_argument('--split-clips', type=positive_int, default=16,
+                   help='clips timed one by one for the decode/augment split')
     g.add_argument('--json', default=None, metavar='OUT', help='also write the results to this JSON file')
     return parser
 
@@ -102,10 +104,12 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     import timm
     parser = build_parser()
     args = parse_with_hparams(parser, argv)
+    given = command_line_dests(parser, argv)
+    if given & {'data_root', 'train_list'} and 'demo_data' not in given:
+        args.demo_data = None  # the user's data on the command line wins over a recipe's demo switch
+    resolve_demo_data(args, progress=not args.no_progress)
     if not args.train_list:
-        parser.error('--train-list is required')
-    if args.clips < 1 or args.split_clips < 1:
-        parser.error('--clips and --split-clips must be >= 1')
+        parser.error('--train-list (or --demo-data) is required')
     try:
         videos = load_video_list(args.train_list, args.data_root, args.dataset_format, args.class_names)
         with torch.device('meta'):  # only the model's clip settings are needed: no weights, no memory

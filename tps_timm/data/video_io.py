@@ -7,8 +7,10 @@ backend (an error, or frames of the wrong shape) is retried with the next before
 All three give the same frames, at the source's size: the clip transforms make the one resize, so a clip is the same
 whichever backend read it. Folders of JPEG frames (Something-Something v1) are read directly.
 """
+import contextlib
 import functools
 import os
+import sys
 from importlib.util import find_spec
 from typing import Callable, List, Optional, Sequence, Tuple
 
@@ -73,9 +75,32 @@ def _read_torchcodec(path: str, index_fn: IndexFn) -> np.ndarray:
     return frames.reshape(*indices.shape, *frames.shape[1:])
 
 
-def _read_decord(path: str, index_fn: IndexFn) -> np.ndarray:
+@contextlib.contextmanager
+def _native_stderr_muted():
+    """Silence what native code writes to file descriptor 2 (decord logs a failed open there itself, in lines that
+    our error message repeats; the next backend then tries the file), Python's own stderr included, briefly."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, 'w') as devnull:
+        os.dup2(devnull.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+@functools.lru_cache(maxsize=None)
+def _quiet_decord():
     import decord
-    reader = decord.VideoReader(path, num_threads=1)
+    decord.logging.set_level(decord.logging.QUIET)  # FFmpeg's messages: our errors say what failed
+    return decord
+
+
+def _read_decord(path: str, index_fn: IndexFn) -> np.ndarray:
+    decord = _quiet_decord()
+    with _native_stderr_muted():  # only the open: decoding errors are raised, not logged
+        reader = decord.VideoReader(path, num_threads=1)
     indices = index_fn(len(reader))
     frames = reader.get_batch(indices.reshape(-1).tolist()).asnumpy()
     return frames.reshape(*indices.shape, *frames.shape[1:])
