@@ -1,5 +1,6 @@
 import csv
 import json
+import logging
 import os
 
 import numpy as np
@@ -425,3 +426,17 @@ def test_throughput_tool_measures_the_training_loader(demo, tmp_path, capsys):
     with pytest.raises(SystemExit) as err:
         main([*base, '--clips', '0'])
     assert err.value.code == 2 and '--clips' in capsys.readouterr().err
+
+
+def test_a_video_shorter_than_a_clip_is_said_once(tmp_path, caplog):
+    """Its frames repeat to fill the clip, and the log says so, once (not for every short video)."""
+    paths = []
+    for i in range(2):
+        paths.append(str(tmp_path / f'short{i}.mp4'))
+        write_video(paths[-1], np.zeros((2, 32, 32, 3), np.uint8), fps=8)
+    dataset = VideoDataset(VideoList([(p, 0) for p in paths]), ClipSampler(8, 1, 1, 'uniform'), ClipEvalTransform(32))
+    with caplog.at_level(logging.WARNING):
+        items = [dataset[i] for i in range(2)]
+    assert all(item['readable'] for item in items) and items[0]['video'].shape == (1, 3, 8, 32, 32)
+    notes = [r.getMessage() for r in caplog.records if 'fewer than' in r.getMessage()]
+    assert notes == [f'{paths[0]} has 2 frames, fewer than the 8 of a clip: its frames are repeated (said once)']

@@ -106,6 +106,13 @@ def test_validate_takes_a_model_folder_over_the_recipe(finished, tmp_path):
     assert metrics['top1'] == pytest.approx(finished['val_top1'])  # the same weights and views as train.py's check
 
 
+def test_throughput_runs_the_demo_recipe(cache, capsys):
+    from tps_timm.data.throughput import main
+    result = main(['--hparams', str(ROOT / 'hparams' / 'demo.yaml'), '--demo-train-videos', '16', '--demo-val-videos',
+                   '8', '--clips', '16', '--split-clips', '2', '--workers', '0', '--no-progress'])
+    assert result['clips'] >= 16 and capsys.readouterr().out.startswith('16 videos; clips of 8 frames (uniform, 48 px)')
+
+
 def test_a_local_folder_loads_without_asking_the_hub(finished, monkeypatch, caplog):
     import timm
     from huggingface_hub import constants
@@ -219,3 +226,26 @@ def test_accelerate_cpu_launch_of_several_processes_says_what_to_run(finished, t
     assert proc.returncode != 0 and ('validate.py: error: `accelerate launch --cpu --num_processes N` starts only one '
                                      'process; on the CPU start N with: torchrun --nproc_per_node N validate.py ...'
                                      ) in proc.stderr.splitlines()
+
+
+def test_embed_and_predict_in_two_cpu_processes_write_what_one_writes(finished, cache, tmp_path):
+    """torchrun on a machine without a GPU: two real processes (gloo), each video once, the one process's file."""
+    from conftest import run_two_cpu_processes
+    from tps_timm.embed import main as embed_main, read_embeddings
+    from tps_timm.predict import main as predict_main
+    videos = str(cache / 'demo' / 'videos')  # 24 videos: 12 per process
+    model = ['--model', finished['model_dir'], '--batch-size', '5']
+    embed_main(['--input', videos, *model, '--output', str(tmp_path / 'one.npy'), '--no-progress'])
+    predict_main([videos, *model, '--output', str(tmp_path / 'one.json')])
+    embed = run_two_cpu_processes('-m', 'tps_timm.embed', '--input', videos, *model, '--output',
+                                  str(tmp_path / 'two.npy'), '--no-progress', '--save-every', '4')
+    assert embed.returncode == 0, embed.stderr[-3000:]
+    predict = run_two_cpu_processes('-m', 'tps_timm.predict', videos, *model, '--output', str(tmp_path / 'two.json'))
+    assert predict.returncode == 0, predict.stderr[-3000:]
+    one, two = read_embeddings(str(tmp_path / 'one.npy')), read_embeddings(str(tmp_path / 'two.npy'))
+    assert list(two) == list(one) and len(one) == 24  # the same rows, in input order
+    assert all(torch.allclose(torch.from_numpy(one[p]), torch.from_numpy(two[p]), atol=1e-5) for p in one)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['one.json', 'one.npy', 'two.json', 'two.npy']  # merged
+    first, second = json.loads((tmp_path / 'one.json').read_text()), json.loads((tmp_path / 'two.json').read_text())
+    assert list(second) == list(first)
+    assert all([r['label'] for r in second[p]] == [r['label'] for r in first[p]] for p in first)

@@ -138,3 +138,24 @@ def test_stochastic_depth_drops_whole_clips_and_unsupported_settings_are_refused
     meta = to_video(timm.create_model('vit_small_patch16_224', img_size=32, depth=2, drop_path_rate=0.1,
                                       device='meta'), temporal_pos_embed=True)
     assert {t.device.type for t in [*meta.parameters(), *meta.buffers()]} == {'meta'}
+
+
+def test_a_tps_vit_checkpoint_loads_through_its_own_filter(tmp_path):
+    """--checkpoint / load_model_weights / convert pick the model family's filter: a TPS-ViT checkpoint is not
+    inflated as if its (O, C * tubelet, p, p) patch kernel were Swin's."""
+    from tps_timm.convert import convert, load_model_weights
+    kwargs = dict(img_size=32, depth=2, num_classes=5)
+    torch.manual_seed(0)
+    trained = timm.create_model('tps_vit_small_patch16_224', **kwargs).eval()
+    save_file(trained.state_dict(), str(tmp_path / 'w.safetensors'))
+    torch.manual_seed(1)
+    fresh = timm.create_model('tps_vit_small_patch16_224', **kwargs).eval()
+    load_model_weights(fresh, str(tmp_path / 'w.safetensors'))
+    clip = torch.randn(1, 3, 4, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(fresh(clip), trained(clip))
+    folder = convert(str(tmp_path / 'w.safetensors'), str(tmp_path / 'hub'), 'tps_vit_small_patch16_224',
+                     model_args=dict(img_size=32, depth=2))
+    loaded = timm.create_model(f'local-dir:{folder}', pretrained=True).eval()
+    with torch.no_grad():
+        assert torch.equal(loaded(clip), trained(clip))

@@ -1,7 +1,8 @@
 """Convert a checkpoint into a Hub-ready folder: ``model.safetensors`` + timm ``config.json``.
 
-Accepts everything :func:`tps_timm.tps_swin.checkpoint_filter_fn` reads: our own weights, timm or Microsoft 2D Swin
-(inflated to video), and the authors' mmaction / ModelScope TPS checkpoints. The folder loads with
+Accepts everything the model family's ``checkpoint_filter_fn`` reads: for TPS-Swin (:mod:`tps_timm.tps_swin`) our own
+weights, timm or Microsoft 2D Swin (inflated to video), and the authors' mmaction / ModelScope TPS checkpoints; for
+TPS-ViT (:mod:`tps_timm.tps_vit`) our own weights and timm's image ViTs (inflated). The folder loads with
 ``timm.create_model('local-dir:OUT_DIR', pretrained=True)`` and can be pushed to the Hub as it is.
 
     python -m tps_timm.convert pytorch_model.pt out/tps_swin_tiny.k400 --model tps_swin_tiny --labels labels.txt
@@ -16,7 +17,7 @@ import torch
 
 from .data import read_class_names
 
-__all__ = ['load_checkpoint_file', 'checkpoint_format', 'load_model_weights', 'read_label_names', 'convert']
+__all__ = ['load_checkpoint_file', 'checkpoint_format', 'checkpoint_filter_for', 'load_model_weights', 'read_label_names', 'convert']
 
 
 def load_checkpoint_file(path: str, trust_pickle: bool = False) -> Dict[str, Any]:
@@ -65,10 +66,20 @@ def checkpoint_format(path: str) -> Optional[str]:
     return None
 
 
+def checkpoint_filter_for(model: torch.nn.Module):
+    """The ``checkpoint_filter_fn`` of the model's family, from the module that defines its class (TPS-Swin,
+    TPS-ViT), as timm passes each model file's own filter to ``build_model_with_cfg``."""
+    import importlib
+    module = importlib.import_module(type(model).__module__)
+    if not hasattr(module, 'checkpoint_filter_fn'):
+        raise ValueError(f'{type(model).__name__} has no checkpoint conversions (checkpoint_filter_fn in '
+                         f'{module.__name__})')
+    return module.checkpoint_filter_fn
+
+
 def load_model_weights(model: torch.nn.Module, path: str, trust_pickle: bool = False) -> None:
-    """Load any checkpoint the model filter reads into ``model``; every weight must fit."""
-    from .tps_swin import checkpoint_filter_fn
-    state_dict = checkpoint_filter_fn(load_checkpoint_file(path, trust_pickle=trust_pickle), model)
+    """Load any checkpoint the model's filter reads into ``model``; every weight must fit."""
+    state_dict = checkpoint_filter_for(model)(load_checkpoint_file(path, trust_pickle=trust_pickle), model)
     missing, unexpected = model.load_state_dict(state_dict, strict=False)
     if missing or unexpected:
         raise ValueError(f'{path} does not fit the model: missing {missing[:8]}, unexpected {unexpected[:8]}')
@@ -103,13 +114,13 @@ def convert(
     import timm
 
     from .hub import save_hub_folder
-    from .tps_swin import checkpoint_filter_fn
 
     raw = load_checkpoint_file(src, trust_pickle=trust_pickle)
     model_args = dict(model_args or {})
     probe = timm.create_model(model_name, num_classes=0, **model_args)
-    state_dict = checkpoint_filter_fn(raw, probe)
-    head = state_dict.get('head.fc.weight')
+    state_dict = checkpoint_filter_for(probe)(raw, probe)
+    classifier = probe.pretrained_cfg.get('classifier', 'head.fc')  # 'head.fc' (TPS-Swin), 'head' (TPS-ViT)
+    head = state_dict.get(f'{classifier}.weight')
     if num_classes is None:
         num_classes = head.shape[0] if head is not None else len(label_names) if label_names else 0
     if label_names is not None and len(label_names) != num_classes:
@@ -117,11 +128,11 @@ def convert(
     if head is not None and head.shape[0] != num_classes:
         print(f'dropping the checkpoint classifier ({head.shape[0]} classes) for a new one with {num_classes}',
               file=sys.stderr)
-        state_dict.pop('head.fc.weight'), state_dict.pop('head.fc.bias', None)
+        state_dict.pop(f'{classifier}.weight'), state_dict.pop(f'{classifier}.bias', None)
     overlay = dict(pretrained_cfg or {})
     model = timm.create_model(model_name, num_classes=num_classes, pretrained_cfg_overlay=overlay, **model_args)
     missing, unexpected = model.load_state_dict(state_dict, strict=False)
-    missing = [k for k in missing if not k.startswith('head.fc.')]
+    missing = [k for k in missing if not k.startswith(f'{classifier}.')]
     if missing or unexpected:
         raise ValueError(f'{src} does not fit {model_name}: missing {missing[:8]}, unexpected {unexpected[:8]}')
     return save_hub_folder(model, out_dir, label_names, model_args, base_model=None)

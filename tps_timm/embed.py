@@ -167,8 +167,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     print(f"{args.output}: {result['rows']} videos ({result['embedded']} embedded now, {result['skipped']} already "
           f"there, {len(result['unreadable'])} unreadable)")
     try:
-        check_unreadable(len(result['unreadable']), len(paths) - result['skipped'], args.max_unreadable,
-                         'videos to embed', [line.split('\t')[0] for line in result['unreadable']])
+        check_unreadable(len(result['unreadable']), len(paths), args.max_unreadable, 'videos',  # embedded earlier too
+                         [line.split('\t')[0] for line in result['unreadable']])
     except TooManyUnreadable as e:
         sys.exit(f'{parser.prog}: error: {e}')
 
