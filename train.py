@@ -141,7 +141,6 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     given = command_line_dests(parser, argv)
     if given & {'data_root', 'train_list', 'val_list'} and 'demo_data' not in given:
         args.demo_data = None  # the user's data on the command line wins over a recipe's demo switch
-    check_args(parser, args)
     if args.push_to_hub:  # before any work: a run is not wasted on an upload that cannot happen
         try:
             check_push_access(args.push_to_hub)
@@ -151,6 +150,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     resolve_demo_data(args, progress=not args.no_progress)
     if not args.train_list:
         parser.error('--train-list (or --demo-data) is required')
+    check_args(parser, args)
     try:
         train_videos = load_video_list(args.train_list, args.data_root, args.dataset_format, args.class_names)
         val_videos = load_video_list(args.val_list, args.data_root, args.dataset_format, args.class_names) \
@@ -211,8 +211,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         LabelSmoothingCrossEntropy(args.smoothing) if args.smoothing > 0 else torch.nn.CrossEntropyLoss()
     erasing = ClipRandomErasing(args.reprob, args.remode, device=str(accelerator.device)) if args.reprob > 0 else None
 
-    if args.torchcompile and not args.compile_cache:
-        args.compile_cache = os.path.join(out_dir, 'compile_cache')  # a resumed or repeated run starts warm
+    if args.torchcompile and not args.compile_cache:  # shared by the runs under --output: reruns start warm too
+        args.compile_cache = os.path.join(args.output, 'compile_cache')
     model = compile_from_args(args, model)
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
     # The prepared loader's length is this process's share: with drop_last, accelerate drops an incomplete round of
@@ -241,6 +241,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     model_dir = os.path.join(out_dir, 'model')
     if state.epoch + 1 >= num_epochs and os.path.isfile(os.path.join(model_dir, 'config.json')):
         accelerator.print(f'nothing to train: epoch {state.epoch} was the last; {model_dir} is left as it is')
+        accelerator.end_training()
         return finish(accelerator, args, state, out_dir, model_dir)
     if accelerator.is_main_process:
         os.makedirs(out_dir, exist_ok=True)
@@ -328,7 +329,8 @@ def export_model(model, ema, args, video_cfg, train_videos, val_videos, state: T
     from tps_timm.hub import save_hub_folder
     results = {k: v for k, v in state.last_eval.items() if not k.startswith('ema_')}
     if args.export_best and state.best_epoch >= 0:
-        model.load_state_dict(load_file(os.path.join(checkpoint_dir, 'best', 'model.safetensors')))
+        saved = load_file(os.path.join(checkpoint_dir, 'best', 'model.safetensors'))  # the wrapped model's keys
+        model.load_state_dict({k.removeprefix('module.').replace('_orig_mod.', ''): v for k, v in saved.items()})
         weights = f'the best epoch by validation top-1 (epoch {state.best_epoch} of {args.epochs})'
         results = state.best_eval
     elif args.export_ema:

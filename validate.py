@@ -20,7 +20,7 @@ from tps_timm.cli import ArgumentParser, add_data_args, add_demo_args, add_model
     add_unreadable_arg, build_train_parser, check_launch, command_line_dests, compile_from_args, create_model_or_exit, \
     make_accelerator, model_brings_weights, parse_with_hparams, positive_int, resolve_demo_data, resolve_video_cfg, \
     set_clip_size, use_model_folder
-from tps_timm.data import TooManyUnreadable, check_unreadable, load_video_list
+from tps_timm.data import TooManyUnreadable, check_unreadable, load_video_list, missing_videos
 from tps_timm.evaluate import eval_dataset, evaluate
 from tps_timm.onnx_model import ExportedVideoModel
 
@@ -69,6 +69,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         videos = load_video_list(args.val_list, args.data_root, args.dataset_format, args.class_names)
     except (FileNotFoundError, ValueError) as e:
         parser.error(str(e))
+    problem = missing_videos(videos, seed=args.seed)
+    if problem:
+        parser.error(f'--val-list {args.val_list}: {problem}')
     accelerator = make_accelerator(parser.prog, mixed_precision='bf16' if args.amp and torch.cuda.is_available()
                                    else 'no')
     # a trained model keeps its classifier: labels it does not have are an error below, not a new random head

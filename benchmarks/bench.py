@@ -308,16 +308,24 @@ def saved_activation_bytes(model: torch.nn.Module, x: torch.Tensor) -> int:
     return sum(storages.values())
 
 
-def use_literal_shifts(model: torch.nn.Module) -> None:
+def use_literal_shifts(model: torch.nn.Module) -> int:
     """Swap every block's attention branch for the plain one of tests/reference.py (pad, roll, view/permute
-    partition, per-tile rolls) around the same SDPA attention: the eager shifts as the authors write them."""
+    partition, per-tile rolls) around the same SDPA attention: the eager shifts as the authors write them.
+    Returns the number of blocks swapped; a model with none is an error (the baseline would be the model itself)."""
     import types
+
+    from tps_timm.tps_swin import TpsSwinTransformerBlock
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'tests'))
     from reference import reference_attn_branch
+    swapped = 0
     for module in model.modules():
-        if hasattr(module, 'window_and_shift'):
+        if isinstance(module, TpsSwinTransformerBlock):
             module._attn = types.MethodType(
                 lambda self, x: reference_attn_branch(self, x, model_attention=True, normed=True), module)
+            swapped += 1
+    if not swapped:
+        raise ValueError(f'{type(model).__name__} has no TPS-Swin blocks to give the literal shifts')
+    return swapped
 
 
 def run_worker(env: Dict[str, str] = WORKER_ENV, **cfg) -> Dict:

@@ -86,7 +86,7 @@ def test_the_trained_folder_says_what_it_holds(finished):
     assert 'tag' not in config['pretrained_cfg'] and 'hf_hub_id' not in config['pretrained_cfg']
     card = (folder / 'README.md').read_text()
     assert 'hf-hub:' not in card and f"timm.create_model('local-dir:{folder}', pretrained=True)" in card
-    assert f'--model {folder}`' in card
+    assert f'--model local-dir:{folder}`' in card
     assert 'synthetic demo set' in card and '16 training videos, 8 validation videos' in card
     assert "Weights: the last epoch's (0); the EMA model (--model-ema) was evaluated alongside" in card
     assert '`moving left to right`' in card and '| 1 crop x 1 clip |' in card and '8 classes' in card
@@ -156,6 +156,9 @@ def bad_inputs(root: Path, demo: Path, model_dir: str):
     (root / 'rand.bin').write_bytes(bytes(range(1, 256)) * 16)
     (root / 'bad.safetensors').write_bytes(b'\xff' * 64)
     (root / 'typo.yaml').write_text('num_frame: 4\n')
+    (root / 'zero.yaml').write_text('epochs: 0\n')
+    (root / 'binary.txt').write_bytes(b'\xff\xfe\x00videos')
+    (root / 'some_missing.txt').write_text((demo / 'val.txt').read_text() + 'videos/gone.mp4 0\n')  # 1 of 9
     demo_data = ['--data-root', str(demo), '--class-names', str(demo / 'classes.txt')]
     folder = ['--model', model_dir]
     return [
@@ -183,7 +186,12 @@ def bad_inputs(root: Path, demo: Path, model_dir: str):
          "unknown key 'num_frame' (did you mean 'num_frames'?)"),
         ('predict: text named .mp4', ['predict', str(root / 'fake.mp4'), *folder], 'none of the 1 videos was readable'),
         ('validate: every video missing', ['validate', *folder, '--val-list', str(root / 'missing.txt'), *demo_data],
-         'none of the 2 videos of'),
+         'none of its 2 videos exists'),
+        ('validate: past --max-unreadable', ['validate', *folder, '--val-list', str(root / 'some_missing.txt'),
+                                             *demo_data, '--workers', '0'], '1 of 9 videos of'),
+        ('train: recipe with epochs 0', ['train', '--hparams', str(root / 'zero.yaml')],
+         'zero.yaml: epochs: must be at least 1, got 0'),
+        ('predict: a binary list file', ['predict', str(root / 'binary.txt'), *folder], 'not a text list of videos'),
         ('embed: past --max-unreadable', ['embed', *folder, '--input', str(root / 'fake.mp4'), str(demo / 'videos'),
                                           '--output', str(root / 'e.npy'), '--max-unreadable', '0.01'],
          'were unreadable, more than --max-unreadable 0.01 allows'),

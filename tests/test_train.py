@@ -173,10 +173,17 @@ def test_hub_folder_round_trip_and_push(tmp_path, small_demo, monkeypatch, capsy
     # the Hub's write side is all that is faked: the token check, the repo creation and the upload
     monkeypatch.setattr(huggingface_hub.HfApi, 'whoami', lambda self, **kw: {'name': 'me'})
     monkeypatch.setattr(huggingface_hub.HfApi, 'create_repo', lambda self, repo_id, **kw: repo_id)
-    monkeypatch.setattr(huggingface_hub.HfApi, 'upload_folder',
-                        lambda self, folder_path, repo_id, **kw: uploads.append((folder_path, repo_id)) or 'url')
+    monkeypatch.setattr(huggingface_hub.HfApi, 'upload_folder', lambda self, folder_path, repo_id, **kw: uploads.append(
+        (repo_id, {p.name: p.read_bytes() for p in Path(folder_path).iterdir()})) or 'url')
+    card = (folder / 'README.md').read_text()
     hub_main(['push', str(folder), 'me/tps-demo'])
-    assert uploads == [(str(folder), 'me/tps-demo')]
+    assert [repo for repo, _ in uploads] == ['me/tps-demo']
+    uploaded = uploads[0][1]
+    assert sorted(uploaded) == sorted(p.name for p in folder.iterdir())
+    assert uploaded['model.safetensors'] == (folder / 'model.safetensors').read_bytes()
+    # the card uploaded loads the repo; the local one still loads the folder
+    assert "create_model('hf-hub:me/tps-demo'" in uploaded['README.md'].decode() and 'local-dir:' in card
+    assert (folder / 'README.md').read_text() == card
     with pytest.raises(SystemExit):
         hub_main(['push', str(tmp_path), 'me/tps-demo'])  # not a Hub-ready folder
 

@@ -90,6 +90,7 @@ def parse_with_hparams(parser: argparse.ArgumentParser, argv: Optional[Sequence[
             hints = [f'{k!r}' + (f' (did you mean {close[0]!r}?)' if (close := difflib.get_close_matches(
                 k, dests - {argparse.SUPPRESS, 'help'}, n=1)) else '') for k in unknown]
             parser.error(f'{known.hparams}: unknown key{"s" if len(unknown) > 1 else ""} {", ".join(hints)}')
+        values = {k: _checked_recipe_value(parser, known.hparams, k, v) for k, v in values.items()}
         parser.set_defaults(**values)
     else:
         values = {}
@@ -98,6 +99,23 @@ def parse_with_hparams(parser: argparse.ArgumentParser, argv: Optional[Sequence[
         if isinstance(value, dict) and isinstance(getattr(args, key), dict) and getattr(args, key) is not value:
             setattr(args, key, {**value, **getattr(args, key)})
     return args
+
+
+def _checked_recipe_value(parser: argparse.ArgumentParser, recipe: str, dest: str, value: Any) -> Any:
+    """A recipe value through its flag's type and choices, as argparse checks a value given on the command line
+    (argparse applies neither to defaults, which is how recipe values arrive)."""
+    action = next((a for a in parser._actions if a.dest == dest), None)
+    if action is None or value is None or isinstance(value, dict):
+        return value
+    try:
+        if action.type is not None and not isinstance(value, bool):
+            value = [action.type(str(v)) for v in value] if isinstance(value, list) else action.type(str(value))
+    except (argparse.ArgumentTypeError, TypeError, ValueError) as e:
+        parser.error(f'{recipe}: {dest}: {e}')
+    for v in value if isinstance(value, list) else [value]:
+        if action.choices is not None and v not in action.choices:
+            parser.error(f'{recipe}: {dest}: {v!r} is not one of {", ".join(map(str, action.choices))}')
+    return value
 
 
 def build_train_parser(description: Optional[str] = None, prog: Optional[str] = None) -> argparse.ArgumentParser:
@@ -203,7 +221,7 @@ def add_model_args(parser: argparse.ArgumentParser, run_flags: bool = True) -> N
                             'model: the whole model as one graph')
     group.add_argument('--compile-cache', default=None, metavar='DIR',
                        help="folder for inductor's compiled code, in place of TORCHINDUCTOR_CACHE_DIR: a later run "
-                            'with the same folder starts warm (train.py default: OUTPUT/compile_cache)')
+                            'with the same folder starts warm (train.py default: compile_cache under --output)')
 
 
 def add_demo_args(parser) -> None:
@@ -365,8 +383,9 @@ def check_launch(prog: str) -> None:
     """Stop at once, in one line naming the command to use, when ``accelerate launch --cpu --num_processes N``
     started this script: its launcher starts one process whatever N is."""
     env = os.environ
+    world_size = ('WORLD_SIZE', 'PMI_SIZE', 'OMPI_COMM_WORLD_SIZE', 'MV2_COMM_WORLD_SIZE')  # torchrun, MPI launchers
     if env.get('ACCELERATE_USE_CPU', '').lower() in ('1', 'true', 'yes') and env.get('MASTER_ADDR') \
-            and 'WORLD_SIZE' not in env:  # set for --num_processes > 1 by accelerate's one-process launcher
+            and not any(k in env for k in world_size):  # set for --num_processes > 1 by the one-process launcher
         sys.exit(f'{prog}: error: `accelerate launch --cpu --num_processes N` starts only one process; on the CPU '
                  f'start N with: torchrun --nproc_per_node N {prog} ...')
 

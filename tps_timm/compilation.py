@@ -5,7 +5,7 @@
   (8 for TPS-Swin-T/S/B/L: 4 stages x shifted / unshifted windows) however deep it is.
 * ``'model'``: ``torch.compile`` of the whole model, one graph (fullest fusion, longest compile for deep models).
 
-``use_compile_cache`` keeps inductor's cache in a folder of the run (train.py: ``OUTPUT/compile_cache``), so that a
+``use_compile_cache`` keeps inductor's cache in a folder (train.py: ``compile_cache`` under ``--output``), so that a
 resumed or repeated run starts warm. A folder rather than ``torch.compiler.save_cache_artifacts``: on CPU those leave
 the C++ kernels to be built again. Cold and warm times of each mode: ``docs/benchmarks.md``.
 """

@@ -8,7 +8,8 @@ centre crop, L2-normalised with ``--normalize``. ``.npy`` files hold a structure
 ``embedding``; ``np.load`` reads it); ``.parquet`` files (pyarrow) the columns ``path`` and ``embedding``. A run on a
 large folder is resumable: rows already in OUT are kept and their videos skipped; every ``--save-every`` videos
 go to a shard beside OUT, merged into it at the end. Unreadable videos are listed (and written to
-``OUT.unreadable.txt``), never fatal.
+``OUT.unreadable.txt``); past ``--max-unreadable`` of the videos the command exits non-zero, after writing OUT.
+Under torchrun / accelerate launch each process embeds its share, and OUT is the file one process writes.
 MODEL is any model ``predict`` takes; an exported one must have been exported with ``--features``.
 """
 import glob
@@ -144,7 +145,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             import pyarrow  # noqa: F401
         except ImportError:
             parser.error('--output .parquet needs pyarrow: pip install "tps-timm[export]" (or write .npy)')
-    paths = find_videos(args.input, args.data_root)
+    try:
+        paths = find_videos(args.input, args.data_root)
+    except ValueError as e:
+        parser.error(str(e))
     if not paths:
         parser.error(f'--input {" ".join(args.input)}: no videos found')
     accelerator = make_accelerator(parser.prog)

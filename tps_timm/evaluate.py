@@ -82,6 +82,8 @@ def video_outputs(model: torch.nn.Module, paths: Sequence[str], video_cfg: Dict,
     from tqdm import tqdm
 
     from .data import VideoList
+    if not paths:  # e.g. a process whose share is empty, or nothing left to embed
+        return
     dataset = eval_dataset(VideoList([(path, 0) for path in paths]), video_cfg, video_cfg['num_clips'],
                            video_cfg['num_crops'], backend=backend)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers, shuffle=False)

@@ -2,9 +2,14 @@
 
     python -m tps_timm.hub push output/run/model your-name/tps_swin_tiny.k400
 """
+import contextlib
 import json
+import os
+import re
+import shutil
+import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import torch
 
@@ -72,14 +77,14 @@ def model_card(config: Dict[str, Any], repo_id: Optional[str] = None, results: O
         lines += ['## Results', '', '| top-1 | top-5 | views | frames | videos |', '|---|---|---|---|---|',
                   f"| {results.get('top1', float('nan')):.2f} | {results.get('top5', float('nan')):.2f} | {views} | "
                   f"{frames} | {results.get('num_videos', '')} |", '']
-    source = f'hf-hub:{repo_id}' if repo_id else f'local-dir:{folder}' if folder else f'hf-hub:{name}'
-    cli_model = source if repo_id or not folder else folder
+    source = f'hf-hub:{repo_id}' if repo_id else f'local-dir:{os.path.abspath(folder)}' if folder else \
+        f'hf-hub:{name}'
     lines += ['## Usage', '', '```python', 'import timm', 'import torch',
               'import tps_timm  # registers the TPS models',
               '', f"model = timm.create_model('{source}', pretrained=True).eval()",
               f'clip = torch.randn(1, 3, {frames}, {size}, {size})  # (B, C, T, H, W), normalised RGB',
               'probs = model(clip).softmax(-1)', '```', '',
-              f'Or from the command line: `python -m tps_timm.predict video.mp4 --model {cli_model}`.', '']
+              f'Or from the command line: `python -m tps_timm.predict video.mp4 --model {source}`.', '']
     if recipe:
         lines += ['## Training recipe', '', '```yaml']
         lines += [f'{k}: {json.dumps(v)}' for k, v in sorted(recipe.items())]
@@ -161,13 +166,36 @@ def push_folder(folder: str, repo_id: str, token: Optional[str] = None, private:
         raise FileNotFoundError(f'{folder} is not a Hub-ready folder: missing {missing}')
     check_push_access(repo_id, token)
     api = HfApi(token=token)
-    try:
-        api.create_repo(repo_id, private=private, exist_ok=True)
-        info = api.upload_folder(folder_path=str(path), repo_id=repo_id, commit_message=commit_message)
-    except _push_errors() as e:
-        raise HubPushError(f'upload of {folder} to {repo_id} failed ({type(e).__name__}: {e}); the folder is '
-                           f'unchanged: retry with python -m tps_timm.hub push {folder} {repo_id}') from e
+    with _with_hub_usage(path, repo_id) as upload:
+        try:
+            api.create_repo(repo_id, private=private, exist_ok=True)
+            info = api.upload_folder(folder_path=str(upload), repo_id=repo_id, commit_message=commit_message)
+        except _push_errors() as e:
+            raise HubPushError(f'upload of {folder} to {repo_id} failed ({type(e).__name__}: {e}); the folder is '
+                               f'unchanged: retry with python -m tps_timm.hub push {folder} {repo_id}') from e
     return str(getattr(info, 'commit_url', info))
+
+
+@contextlib.contextmanager
+def _with_hub_usage(folder: Path, repo_id: str) -> Iterator[Path]:
+    """The folder to upload: ``folder`` itself, or, when its card loads the model from a local folder (a run made
+    without ``--push-to-hub``), a staged copy (hard links where the file system allows) whose card loads
+    ``hf-hub:REPO_ID``. The folder itself is never changed."""
+    card = folder / 'README.md'
+    text = card.read_text(encoding='utf-8') if card.is_file() else ''
+    if 'local-dir:' not in text:
+        yield folder
+        return
+    with tempfile.TemporaryDirectory(prefix='tps_timm_push_') as staged:
+        for file in folder.iterdir():
+            if file.is_file() and file.name != 'README.md':
+                try:
+                    os.link(file, Path(staged) / file.name)
+                except OSError:  # another file system
+                    shutil.copy2(file, Path(staged) / file.name)
+        (Path(staged) / 'README.md').write_text(re.sub(r"local-dir:[^'`\s]+", f'hf-hub:{repo_id}', text),
+                                                encoding='utf-8')
+        yield Path(staged)
 
 
 def main(argv: Optional[List[str]] = None) -> None:

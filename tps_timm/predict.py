@@ -79,7 +79,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         names = read_class_names(args.class_names) if args.class_names else []
     except OSError as e:
         parser.error(f'--class-names {args.class_names}: {e.strerror or e}')
-    paths = find_videos(args.videos, args.data_root)
+    try:
+        paths = find_videos(args.videos, args.data_root)
+    except ValueError as e:
+        parser.error(str(e))
     if not paths:
         parser.error(f'{" ".join(args.videos)}: no videos found')
     accelerator = make_accelerator(parser.prog)

@@ -147,8 +147,12 @@ def find_videos(inputs: Sequence[str], data_root: str = '') -> List[str]:
             found += sorted(os.path.join(d, f) for d, _, files in os.walk(item) for f in files
                             if f.lower().endswith(VIDEO_EXTENSIONS))
         elif item.lower().endswith(LIST_EXTENSIONS) and os.path.isfile(item):
-            with open(item, encoding='utf-8') as f:
-                found += [os.path.join(data_root, re.split(r'[,\s]+', line.strip())[0]) for line in f if line.strip()]
+            try:
+                with open(item, encoding='utf-8') as f:
+                    found += [os.path.join(data_root, re.split(r'[,\s]+', line.strip())[0]) for line in f
+                              if line.strip()]
+            except UnicodeDecodeError as e:
+                raise ValueError(f'{item}: not a text list of videos ({e.reason} at byte {e.start})') from e
         else:
             found.append(item)  # a video file or a frame folder; a missing one is reported when it is read
     return list(dict.fromkeys(found))

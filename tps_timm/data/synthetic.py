@@ -7,6 +7,7 @@ names, in the generic list format the training and evaluation scripts read.
 """
 import json
 import math
+import os
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
@@ -96,6 +97,8 @@ def make_demo_dataset(
     """Generate the demo set under ``root`` (skipped if it is already there with the same settings).
 
     Returns the paths of ``train.txt``, ``val.txt`` (``relative/path label`` lines), ``classes.txt`` and the root.
+    Every file is written whole and renamed into place, ``done.json`` last: the processes of a distributed run may
+    all generate the set at once (they write the same files) and never read half a file.
     """
     root_path = Path(root)
     settings = dict(num_train=num_train, num_val=num_val, frames=frames, size=size, seed=seed,
@@ -115,11 +118,19 @@ def make_demo_dataset(
         for i in range(count):
             label = i % len(DEMO_CLASSES)
             rel = f'videos/{split}_{i:05d}.mp4'
-            write_video(root_path / rel, render_clip(label, frames, size, rng))
+            tmp = root_path / f'{rel[:-4]}.{os.getpid()}.tmp.mp4'  # the container is chosen by the suffix
+            write_video(tmp, render_clip(label, frames, size, rng))
+            os.replace(tmp, root_path / rel)
             lines.append(f'{rel} {label}\n')
             bar.update()
-        Path(out[split]).write_text(''.join(lines))
+        _write_text(Path(out[split]), ''.join(lines))
     bar.close()
-    Path(out['classes']).write_text(''.join(f'{name}\n' for name in DEMO_CLASSES))
-    done.write_text(json.dumps(settings))
+    _write_text(Path(out['classes']), ''.join(f'{name}\n' for name in DEMO_CLASSES))
+    _write_text(done, json.dumps(settings))
     return out
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f'{path.name}.{os.getpid()}.tmp')
+    tmp.write_text(text)
+    os.replace(tmp, path)

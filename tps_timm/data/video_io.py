@@ -80,7 +80,11 @@ def _native_stderr_muted():
     """Silence what native code writes to file descriptor 2 (decord logs a failed open there itself, in lines that
     our error message repeats; the next backend then tries the file), Python's own stderr included, briefly."""
     sys.stderr.flush()
-    saved = os.dup(2)
+    try:
+        saved = os.dup(2)
+    except OSError:  # no descriptor 2: nothing to mute
+        yield
+        return
     with open(os.devnull, 'w') as devnull:
         os.dup2(devnull.fileno(), 2)
     try:
