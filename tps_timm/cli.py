@@ -15,7 +15,8 @@ __all__ = ['ArgumentParser', 'positive_int', 'non_negative_int', 'fraction', 'co
            'build_train_parser', 'parse_with_hparams', 'add_data_args', 'add_clip_args',
            'add_test_view_args', 'add_model_args', 'model_brings_weights', 'create_model_from_args',
            'create_model_or_exit', 'compile_from_args', 'set_clip_size', 'resolve_video_cfg', 'add_demo_args',
-           'resolve_demo_data', 'add_unreadable_arg', 'check_launch', 'make_accelerator', 'use_model_folder']
+           'resolve_demo_data', 'add_unreadable_arg', 'find_videos_or_exit', 'check_launch', 'make_accelerator',
+           'use_model_folder']
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -251,6 +252,19 @@ def add_unreadable_arg(parser) -> None:
     parser.add_argument('--max-unreadable', type=fraction, default=0.05, metavar='FRACTION',
                         help='the largest share of unreadable videos that is reported and left out (evaluation) or '
                              'replaced (training); above it the run stops with an error (default: %(default)s)')
+
+
+def find_videos_or_exit(parser: argparse.ArgumentParser, inputs: Sequence[str], data_root: str = '',
+                        flag: str = '') -> List[str]:
+    """``tps_timm.data.find_videos``, with no videos found or a list file that is not text as a one-line error."""
+    from .data import find_videos
+    try:
+        paths = find_videos(inputs, data_root)
+    except ValueError as e:
+        parser.error(str(e))
+    if not paths:
+        parser.error(f'{flag}{" ".join(inputs)}: no videos found')
+    return paths
 
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:

@@ -17,8 +17,8 @@ import torch
 
 from .data import read_class_names
 
-__all__ = ['load_checkpoint_file', 'checkpoint_format', 'checkpoint_filter_for', 'load_model_weights', 'read_label_names',
-           'convert']
+__all__ = ['load_checkpoint_file', 'checkpoint_format', 'checkpoint_filter_for', 'load_model_weights',
+           'read_label_names', 'convert']
 
 
 def load_checkpoint_file(path: str, trust_pickle: bool = False) -> Dict[str, Any]:

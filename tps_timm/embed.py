@@ -118,9 +118,9 @@ def embed_videos(model, paths: Sequence[str], video_cfg: Dict, output: str, batc
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     from .cli import ArgumentParser, add_clip_args, add_model_args, add_unreadable_arg, check_launch, \
-        create_model_or_exit, make_accelerator, non_negative_int, parse_with_hparams, positive_int, resolve_video_cfg, \
-        set_clip_size
-    from .data import TooManyUnreadable, check_unreadable, find_videos
+        create_model_or_exit, find_videos_or_exit, make_accelerator, non_negative_int, parse_with_hparams, \
+        positive_int, resolve_video_cfg, set_clip_size
+    from .data import TooManyUnreadable, check_unreadable
     from .onnx_model import ExportedVideoModel
     parser = ArgumentParser(prog='python -m tps_timm.embed', description=__doc__.split('\n\n')[0])
     add_model_args(parser)
@@ -145,12 +145,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             import pyarrow  # noqa: F401
         except ImportError:
             parser.error('--output .parquet needs pyarrow: pip install "tps-timm[export]" (or write .npy)')
-    try:
-        paths = find_videos(args.input, args.data_root)
-    except ValueError as e:
-        parser.error(str(e))
-    if not paths:
-        parser.error(f'--input {" ".join(args.input)}: no videos found')
+    paths = find_videos_or_exit(parser, args.input, args.data_root, '--input ')
     accelerator = make_accelerator(parser.prog)
     model = create_model_or_exit(parser, args)
     if isinstance(model, ExportedVideoModel) and model.metadata['output'] != 'features':

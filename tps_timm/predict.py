@@ -14,9 +14,9 @@ from typing import Dict, List, Optional, Sequence, Union
 import torch
 
 from .cli import ArgumentParser, add_clip_args, add_model_args, add_test_view_args, add_unreadable_arg, check_launch, \
-    compile_from_args, create_model_or_exit, label_names_for, make_accelerator, model_brings_weights, \
-    non_negative_int, parse_with_hparams, positive_int, resolve_video_cfg, set_clip_size
-from .data import TooManyUnreadable, check_unreadable, find_videos, read_class_names
+    compile_from_args, create_model_or_exit, find_videos_or_exit, label_names_for, make_accelerator, \
+    model_brings_weights, non_negative_int, parse_with_hparams, positive_int, resolve_video_cfg, set_clip_size
+from .data import TooManyUnreadable, check_unreadable, read_class_names
 from .evaluate import video_outputs
 
 Prediction = Union[List, str]  # [(class name, probability), ...] or the reason a video is unreadable
@@ -79,12 +79,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         names = read_class_names(args.class_names) if args.class_names else []
     except OSError as e:
         parser.error(f'--class-names {args.class_names}: {e.strerror or e}')
-    try:
-        paths = find_videos(args.videos, args.data_root)
-    except ValueError as e:
-        parser.error(str(e))
-    if not paths:
-        parser.error(f'{" ".join(args.videos)}: no videos found')
+    paths = find_videos_or_exit(parser, args.videos, args.data_root)
     accelerator = make_accelerator(parser.prog)
     model = create_model_or_exit(parser, args, None if model_brings_weights(args) else len(names) or None)
     if not model.num_classes:
