@@ -124,7 +124,7 @@ def check_args(parser, args) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict:
-    from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, broadcast_object_list, set_seed
+    from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, broadcast_object_list
     from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
     from timm.optim import create_optimizer_v2
     from timm.scheduler import create_scheduler_v2
@@ -250,15 +250,28 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
                            sort_keys=True)
     accelerator.init_trackers('tensorboard')
 
+    try:
+        run_epochs(model, ema, train_loader, val_loader, optimizer, scheduler, criterion, accelerator, state,
+                   video_cfg, args, mixup, erasing, rand_augment, num_epochs, checkpoint_dir, out_dir)
+    except TooManyUnreadable as e:  # raised on every process at the same step, or after the same validation
+        accelerator.end_training()
+        sys.exit(f'{parser.prog}: error: epoch {state.epoch + 1}: {e}' if accelerator.is_main_process else 1)
+    accelerator.end_training()
+    if accelerator.is_main_process:
+        export_model(accelerator.unwrap_model(model), ema, args, video_cfg, train_videos, val_videos, state,
+                     checkpoint_dir, model_dir)
+    return finish(accelerator, args, state, out_dir, model_dir)
+
+
+def run_epochs(model, ema, train_loader, val_loader, optimizer, scheduler, criterion, accelerator, state, video_cfg,
+               args, mixup, erasing, rand_augment, num_epochs: int, checkpoint_dir: str, out_dir: str) -> None:
+    """The epochs still to train: train, validate, checkpoint, summarise, log."""
+    from accelerate.utils import set_seed
     for epoch in range(state.epoch + 1, num_epochs):
         set_seed(args.seed + epoch)  # each epoch's randomness depends on the epoch only: resumes replay it exactly
         train_loader.set_epoch(epoch)  # the clips: order and augmentation seeds (SeededRandomSampler)
-        try:
-            train_metrics = train_one_epoch(epoch, model, train_loader, optimizer, scheduler, criterion, accelerator,
-                                            state, video_cfg, args, mixup, erasing, ema, rand_augment)
-        except TooManyUnreadable as e:  # raised on every process at the same step
-            accelerator.end_training()
-            sys.exit(f'{parser.prog}: error: epoch {epoch}: {e}' if accelerator.is_main_process else 1)
+        train_metrics = train_one_epoch(epoch, model, train_loader, optimizer, scheduler, criterion, accelerator,
+                                        state, video_cfg, args, mixup, erasing, ema, rand_augment)
         last = epoch == num_epochs - 1
         eval_metrics = {}  # this epoch's only: an epoch without validation records none
         if val_loader is not None and ((epoch + 1) % args.eval_interval == 0 or last):
@@ -268,12 +281,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
                 ema_metrics = evaluate(ema.module, val_loader, accelerator, video_cfg['mean'], video_cfg['std'],
                                        'val ema', not args.no_progress)
                 eval_metrics.update({f'ema_{k}': v for k, v in ema_metrics.items()})
-            try:
-                check_unreadable(eval_metrics['unreadable'], eval_metrics['num_videos'], args.max_unreadable,
-                                 f'videos of {args.val_list}', eval_metrics['unreadable_videos'])
-            except TooManyUnreadable as e:
-                accelerator.end_training()
-                sys.exit(f'{parser.prog}: error: epoch {epoch} validation: {e}' if accelerator.is_main_process else 1)
+            check_unreadable(eval_metrics['unreadable'], eval_metrics['num_videos'], args.max_unreadable,
+                             f'validation videos of {args.val_list}', eval_metrics['unreadable_videos'])
             eval_metrics = {k: v for k, v in eval_metrics.items() if isinstance(v, (int, float))}
         state.epoch = epoch
         improved = bool(eval_metrics) and eval_metrics['top1'] > state.best_top1
@@ -296,11 +305,6 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
             if eval_metrics:
                 msg += f", val top-1 {eval_metrics['top1']:.2f} top-5 {eval_metrics['top5']:.2f}"
             accelerator.print(msg)
-    accelerator.end_training()
-    if accelerator.is_main_process:
-        export_model(accelerator.unwrap_model(model), ema, args, video_cfg, train_videos, val_videos, state,
-                     checkpoint_dir, model_dir)
-    return finish(accelerator, args, state, out_dir, model_dir)
 
 
 def finish(accelerator, args, state: TrainState, out_dir: str, model_dir: str) -> Dict:

@@ -122,17 +122,10 @@ class VideoDataset(Dataset):
                 _logger.debug(f'replacing unreadable video {e.path}: {e.reason}')  # the training loop reports them
                 unreadable.append(f'{e.path}: {" ".join(e.reason.split())}')
                 index = int(rng.integers(len(self)))
-        else:  # not one readable video in a row of draws: an item of zeros, which the training loop stops on
+        else:  # not one readable video in a row of draws: a clip of zeros, which the training loop stops on
             size = self.transform.size
             clip = torch.zeros(self.sampler.clip_len, 3, size, size, dtype=torch.uint8)
-            return (*self._zero_item(clip, self.videos.samples[index][1]), '\n'.join(unreadable))
         return (*self.augment(clip, self.videos.samples[index][1], py_rng), '\n'.join(unreadable))
-
-    def _zero_item(self, clip: torch.Tensor, label: int):
-        if self.repeated_aug == 1:
-            return clip.permute(1, 0, 2, 3), label
-        return clip.permute(1, 0, 2, 3).expand(self.repeated_aug, -1, -1, -1, -1), torch.full((self.repeated_aug,),
-                                                                                              label)
 
     def augment(self, clip: torch.Tensor, label: int, rng: random.Random):
         """A decoded clip ``(T, C, H, W)`` -> the training item (``repeated_aug`` augmentations of it)."""
