@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Train TPS-Swin video models with Accelerate and timm's optimizers, schedulers, mixup, losses and EMA.
+"""Train TPS video models (TPS-Swin, TPS-ViT) with Accelerate and timm's optimizers, schedulers, mixup, losses and EMA.
 
     python train.py                                        # the demo: generated videos, small model, CPU, minutes
     accelerate launch train.py --hparams hparams/k400.yaml --data-root /data/k400   # a paper recipe
@@ -17,16 +17,17 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 import yaml
 
 import tps_timm  # noqa: F401  (registers the models)
 from tps_timm.cli import build_train_parser, check_launch, command_line_dests, compile_from_args, \
-    create_model_or_exit, make_accelerator, parse_with_hparams, resolve_demo_data, resolve_video_cfg, set_clip_size
-from tps_timm.data import ClipRandomErasing, TooManyUnreadable, batch_rand_augment, build_train_loader, \
-    check_unreadable, load_video_list, missing_videos, normalize_clip, resolve_flip_pairs, train_short_side
+    create_model_and_clip, make_accelerator, parse_with_hparams, resolve_demo_data, train_loader_from_args
+from tps_timm.clip import ClipConfig
+from tps_timm.data import ClipRandomErasing, TooManyUnreadable, VideoList, batch_rand_augment, check_unreadable, \
+    load_video_list, missing_videos, normalize_clip, resolve_flip_pairs
 from tps_timm.data.loader import loader_kwargs
 from tps_timm.evaluate import eval_dataset, evaluate
 from tps_timm.hub import HubPushError, check_push_access, push_folder
@@ -43,11 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     return build_train_parser(description=__doc__, prog='train.py')
 
 
-def build_loaders(args, video_cfg: Dict, train_videos, val_videos, flip_pairs, pin_memory: bool):
-    train_loader = build_train_loader(args, video_cfg, train_videos, flip_pairs, pin_memory)
+def build_loaders(args, clip: ClipConfig, train_videos, val_videos, flip_pairs, pin_memory: bool):
+    train_loader = train_loader_from_args(args, clip, train_videos, flip_pairs, pin_memory)
     val_loader = None
-    if val_videos is not None:  # single view during training; validate.py does the full multi-view test
-        val_set = eval_dataset(val_videos, video_cfg, 1, 1, train_short_side(args, video_cfg['img_size']),
+    if val_videos is not None:  # one view, resized as for training; validate.py does the full multi-view test
+        val_set = eval_dataset(val_videos, clip.replace(num_clips=1, num_crops=1), clip.train_short_side,
                                args.video_backend)
         val_loader = torch.utils.data.DataLoader(  # workers only while validating: not a second idle set
             val_set, batch_size=args.batch_size, shuffle=False,
@@ -55,7 +56,7 @@ def build_loaders(args, video_cfg: Dict, train_videos, val_videos, flip_pairs, p
     return train_loader, val_loader
 
 
-def train_one_epoch(epoch, model, loader, optimizer, scheduler, criterion, accelerator, state, video_cfg, args,
+def train_one_epoch(epoch, model, loader, optimizer, scheduler, criterion, accelerator, state, clip, args,
                     mixup=None, erasing=None, ema=None, rand_augment=None) -> Dict[str, float]:
     from tqdm import tqdm
     model.train()
@@ -71,7 +72,7 @@ def train_one_epoch(epoch, model, loader, optimizer, scheduler, criterion, accel
             if rand_augment is not None:  # --aa-on-batch: on the accelerator, one draw per clip, its own on each rank
                 clips = rand_augment.augment_batch(
                     clips, random.Random(f'{args.seed}-{epoch}-{accelerator.process_index}-{batch_index}'))
-            x = normalize_clip(clips, video_cfg['mean'], video_cfg['std'])
+            x = normalize_clip(clips, clip.mean, clip.std)
             if erasing is not None:
                 x = erasing(x)
             target = labels
@@ -123,34 +124,32 @@ def check_args(parser, args) -> None:
         parser.error('--export-best needs a validation list (--val-list) to choose the best epoch by')
 
 
-def main(argv: Optional[Sequence[str]] = None) -> Dict:
-    from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, broadcast_object_list
-    from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
-    from timm.optim import create_optimizer_v2
-    from timm.scheduler import create_scheduler_v2
-    from timm.utils import ModelEmaV3
-
-    logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
-    logging.getLogger('accelerate').setLevel(logging.WARNING)  # its per-file checkpoint messages
+def parse_args(argv: Optional[Sequence[str]]) -> Tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """The flags over the recipe (the demo recipe when neither a recipe nor data is given), checked before any
+    work: the launch, the upload access, flag combinations, and the data flags filled from ``--demo-data``."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not any(a.split('=')[0] in ('--hparams', '--train-list') for a in argv):
         argv = ['--hparams', str(DEMO_HPARAMS), *argv]  # no recipe and no data (or --demo-data): the built-in demo
     parser = build_parser()
     args = parse_with_hparams(parser, argv)
-    check_launch(parser.prog)  # before any work: a launch that cannot give the processes asked for
+    check_launch(parser.prog)  # a launch that cannot give the processes asked for
     given = command_line_dests(parser, argv)
     if given & {'data_root', 'train_list', 'val_list'} and 'demo_data' not in given:
         args.demo_data = None  # the user's data on the command line wins over a recipe's demo switch
-    if args.push_to_hub:  # before any work: a run is not wasted on an upload that cannot happen
+    if args.push_to_hub:  # a run is not wasted on an upload that cannot happen
         try:
             check_push_access(args.push_to_hub)
         except HubPushError as e:
             parser.error(str(e))
-    out_dir = run_dir(args)
+    check_args(parser, args)
+    return parser, args
+
+
+def load_splits(parser, args) -> Tuple[VideoList, Optional[VideoList]]:
+    """The training and validation lists, refused in one line when unreadable or when their videos are missing."""
     resolve_demo_data(args, progress=not args.no_progress)
     if not args.train_list:
         parser.error('--train-list (or --demo-data) is required')
-    check_args(parser, args)
     try:
         train_videos = load_video_list(args.train_list, args.data_root, args.dataset_format, args.class_names)
         val_videos = load_video_list(args.val_list, args.data_root, args.dataset_format, args.class_names) \
@@ -161,19 +160,15 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         problem = missing_videos(videos, seed=args.seed) if videos is not None else None
         if problem:
             parser.error(f'{flag} {getattr(args, flag[2:].replace("-", "_"))}: {problem}')
+    return train_videos, val_videos
 
-    accelerator = make_accelerator(
-        parser.prog, gradient_accumulation_steps=args.grad_accum_steps, mixed_precision=args.mixed_precision,
-        log_with='tensorboard', project_config=ProjectConfiguration(project_dir=out_dir, logging_dir=out_dir),
-        dataloader_config=DataLoaderConfiguration(non_blocking=True))  # with pinned batches: copies overlap compute
-    if accelerator.num_processes > 1:  # the main process's choice of folder, should another have seen it made
-        out_dir = broadcast_object_list([out_dir])[0]
-        accelerator.project_configuration.set_directories(out_dir)
-    checkpoint_dir = os.path.join(out_dir, 'checkpoints')
+
+def model_for_data(parser, args, train_videos: VideoList, val_videos: Optional[VideoList]):
+    """The model sized for the training list, its clip settings, and the class pairs a flip swaps."""
     for name, value in (('drop_rate', args.drop), ('drop_path_rate', args.drop_path)):
         if value is not None:
             args.model_kwargs[name] = value
-    model = create_model_or_exit(parser, args, num_classes=train_videos.num_classes)
+    model, clip = create_model_and_clip(parser, args, num_classes=train_videos.num_classes)
     try:
         for videos in (train_videos, val_videos):
             if videos is not None:
@@ -184,19 +179,16 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     if model.num_classes != train_videos.num_classes:
         parser.error(f'the model has {model.num_classes} classes, the training list {train_videos.num_classes}')
     args.flip_label_map = [list(pair) for pair in flip_pairs]  # resolved: args.yaml records the pairs themselves
-    if flip_pairs:
-        accelerator.print('a flip swaps: ' + '; '.join(f'{a} <-> {b}' for a, b in flip_pairs))
     if args.grad_checkpointing:
         model.set_grad_checkpointing(True)
-    video_cfg = resolve_video_cfg(args, model)
-    set_clip_size(model, video_cfg)
-    try:
-        train_loader, val_loader = build_loaders(args, video_cfg, train_videos, val_videos, flip_pairs,
-                                                 pin_memory=accelerator.device.type == 'cuda')
-        rand_augment = batch_rand_augment(args, video_cfg['img_size'])
-    except ValueError as e:
-        parser.error(str(e))
+    return model, clip, flip_pairs
 
+
+def training_parts(args, model, device: torch.device):
+    """timm's optimizer, EMA, mixup / cutmix, loss and random erasing, as the flags set them."""
+    from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+    from timm.optim import create_optimizer_v2
+    from timm.utils import ModelEmaV3
     groups = optimizer_param_groups(model, args.weight_decay, args.backbone_lr_mult, args.layer_decay)
     opt_kwargs = {k: v for k, v in dict(eps=args.opt_eps, betas=args.opt_betas).items() if v is not None}
     optimizer = create_optimizer_v2(groups, opt=args.opt, lr=args.lr, weight_decay=args.weight_decay,
@@ -209,7 +201,57 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
                            num_classes=model.num_classes)
     criterion = SoftTargetCrossEntropy() if mixup else \
         LabelSmoothingCrossEntropy(args.smoothing) if args.smoothing > 0 else torch.nn.CrossEntropyLoss()
-    erasing = ClipRandomErasing(args.reprob, args.remode, device=str(accelerator.device)) if args.reprob > 0 else None
+    erasing = ClipRandomErasing(args.reprob, args.remode, device=str(device)) if args.reprob > 0 else None
+    return optimizer, ema, mixup, criterion, erasing
+
+
+def resume_from(parser, accelerator, resume: Optional[str], checkpoint_dir: str, state: TrainState) -> None:
+    """Load ``--resume`` (a checkpoint folder, or ``auto``: the latest in this run's, if any)."""
+    if resume == 'auto':
+        found = list_checkpoints(checkpoint_dir)
+        resume = found[-1] if found else None
+    if resume:
+        if not os.path.isdir(resume):
+            parser.error(f'--resume: no checkpoint folder {resume}')
+        accelerator.load_state(resume)
+        accelerator.print(f'resumed from {resume}: epoch {state.epoch} done, step {state.step}')
+
+
+def write_run_args(out_dir: str, args, clip: ClipConfig) -> None:
+    """``args.yaml``: every flag as this run resolved it (the clip settings too), usable as a ``--hparams`` recipe."""
+    os.makedirs(out_dir, exist_ok=True)
+    values = {**vars(args), **clip.to_flags()}
+    with open(os.path.join(out_dir, 'args.yaml'), 'w') as f:
+        yaml.safe_dump({k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}, f, sort_keys=True)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> Dict:
+    from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, broadcast_object_list
+    from timm.scheduler import create_scheduler_v2
+
+    logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
+    logging.getLogger('accelerate').setLevel(logging.WARNING)  # its per-file checkpoint messages
+    parser, args = parse_args(argv)
+    out_dir = run_dir(args)
+    train_videos, val_videos = load_splits(parser, args)
+    accelerator = make_accelerator(
+        parser.prog, gradient_accumulation_steps=args.grad_accum_steps, mixed_precision=args.mixed_precision,
+        log_with='tensorboard', project_config=ProjectConfiguration(project_dir=out_dir, logging_dir=out_dir),
+        dataloader_config=DataLoaderConfiguration(non_blocking=True))  # with pinned batches: copies overlap compute
+    if accelerator.num_processes > 1:  # the main process's choice of folder, should another have seen it made
+        out_dir = broadcast_object_list([out_dir])[0]
+        accelerator.project_configuration.set_directories(out_dir)
+    checkpoint_dir, model_dir = os.path.join(out_dir, 'checkpoints'), os.path.join(out_dir, 'model')
+    model, clip, flip_pairs = model_for_data(parser, args, train_videos, val_videos)
+    if flip_pairs:
+        accelerator.print('a flip swaps: ' + '; '.join(f'{a} <-> {b}' for a, b in flip_pairs))
+    try:
+        train_loader, val_loader = build_loaders(args, clip, train_videos, val_videos, flip_pairs,
+                                                 pin_memory=accelerator.device.type == 'cuda')
+        rand_augment = batch_rand_augment(args.aa, args.aa_on_batch, clip.img_size)
+    except ValueError as e:
+        parser.error(str(e))
+    optimizer, ema, mixup, criterion, erasing = training_parts(args, model, accelerator.device)
 
     if args.torchcompile and not args.compile_cache:  # shared by the runs under --output: reruns start warm too
         args.compile_cache = os.path.join(args.output, 'compile_cache')
@@ -227,43 +269,30 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     accelerator.register_for_checkpointing(scheduler, state)
     if ema is not None:
         accelerator.register_for_checkpointing(ema)
-
     if args.resume:
-        resume = args.resume
-        if resume == 'auto':
-            found = list_checkpoints(checkpoint_dir)
-            resume = found[-1] if found else None
-        if resume:
-            if not os.path.isdir(resume):
-                parser.error(f'--resume: no checkpoint folder {resume}')
-            accelerator.load_state(resume)
-            accelerator.print(f'resumed from {resume}: epoch {state.epoch} done, step {state.step}')
-    model_dir = os.path.join(out_dir, 'model')
+        resume_from(parser, accelerator, args.resume, checkpoint_dir, state)
     if state.epoch + 1 >= num_epochs and os.path.isfile(os.path.join(model_dir, 'config.json')):
         accelerator.print(f'nothing to train: epoch {state.epoch} was the last; {model_dir} is left as it is')
         accelerator.end_training()
         return finish(accelerator, args, state, out_dir, model_dir)
     if accelerator.is_main_process:
-        os.makedirs(out_dir, exist_ok=True)
-        with open(os.path.join(out_dir, 'args.yaml'), 'w') as f:
-            yaml.safe_dump({k: list(v) if isinstance(v, tuple) else v for k, v in vars(args).items()}, f,
-                           sort_keys=True)
+        write_run_args(out_dir, args, clip)
     accelerator.init_trackers('tensorboard')
 
     try:
         run_epochs(model, ema, train_loader, val_loader, optimizer, scheduler, criterion, accelerator, state,
-                   video_cfg, args, mixup, erasing, rand_augment, num_epochs, checkpoint_dir, out_dir)
+                   clip, args, mixup, erasing, rand_augment, num_epochs, checkpoint_dir, out_dir)
     except TooManyUnreadable as e:  # raised on every process at the same step, or after the same validation
         accelerator.end_training()
         sys.exit(f'{parser.prog}: error: epoch {state.epoch + 1}: {e}' if accelerator.is_main_process else 1)
     accelerator.end_training()
     if accelerator.is_main_process:
-        export_model(accelerator.unwrap_model(model), ema, args, video_cfg, train_videos, val_videos, state,
+        export_model(accelerator.unwrap_model(model), ema, args, clip, train_videos, val_videos, state,
                      checkpoint_dir, model_dir)
     return finish(accelerator, args, state, out_dir, model_dir)
 
 
-def run_epochs(model, ema, train_loader, val_loader, optimizer, scheduler, criterion, accelerator, state, video_cfg,
+def run_epochs(model, ema, train_loader, val_loader, optimizer, scheduler, criterion, accelerator, state, clip,
                args, mixup, erasing, rand_augment, num_epochs: int, checkpoint_dir: str, out_dir: str) -> None:
     """The epochs still to train: train, validate, checkpoint, summarise, log."""
     from accelerate.utils import set_seed
@@ -271,15 +300,14 @@ def run_epochs(model, ema, train_loader, val_loader, optimizer, scheduler, crite
         set_seed(args.seed + epoch)  # each epoch's randomness depends on the epoch only: resumes replay it exactly
         train_loader.set_epoch(epoch)  # the clips: order and augmentation seeds (SeededRandomSampler)
         train_metrics = train_one_epoch(epoch, model, train_loader, optimizer, scheduler, criterion, accelerator,
-                                        state, video_cfg, args, mixup, erasing, ema, rand_augment)
+                                        state, clip, args, mixup, erasing, ema, rand_augment)
         last = epoch == num_epochs - 1
         eval_metrics = {}  # this epoch's only: an epoch without validation records none
         if val_loader is not None and ((epoch + 1) % args.eval_interval == 0 or last):
-            eval_metrics = evaluate(model, val_loader, accelerator, video_cfg['mean'], video_cfg['std'], 'val',
-                                    not args.no_progress)
+            eval_metrics = evaluate(model, val_loader, accelerator, clip.mean, clip.std, 'val', not args.no_progress)
             if ema is not None:
-                ema_metrics = evaluate(ema.module, val_loader, accelerator, video_cfg['mean'], video_cfg['std'],
-                                       'val ema', not args.no_progress)
+                ema_metrics = evaluate(ema.module, val_loader, accelerator, clip.mean, clip.std, 'val ema',
+                                       not args.no_progress)
                 eval_metrics.update({f'ema_{k}': v for k, v in ema_metrics.items()})
             check_unreadable(eval_metrics['unreadable'], eval_metrics['num_videos'], args.max_unreadable,
                              f'validation videos of {args.val_list}', eval_metrics['unreadable_videos'])
@@ -324,7 +352,7 @@ def finish(accelerator, args, state: TrainState, out_dir: str, model_dir: str) -
     return result
 
 
-def export_model(model, ema, args, video_cfg, train_videos, val_videos, state: TrainState, checkpoint_dir: str,
+def export_model(model, ema, args, clip: ClipConfig, train_videos, val_videos, state: TrainState, checkpoint_dir: str,
                  model_dir: str) -> None:
     """The chosen weights (last epoch, ``--export-best``, ``--export-ema``) as a Hub-ready folder, written whole
     before it replaces an older one; the card says which weights they are and what they were trained on."""
@@ -347,15 +375,13 @@ def export_model(model, ema, args, video_cfg, train_videos, val_videos, state: T
             weights += ('; the EMA model (--model-ema) was evaluated alongside but is not these weights '
                         '(--export-ema exports it)')
     model.pretrained_cfg = dict(
-        model.pretrained_cfg, num_frames=video_cfg['num_frames'], frame_interval=video_cfg['frame_interval'],
-        sampling=video_cfg['sampling'], input_size=(3, video_cfg['img_size'], video_cfg['img_size']),
-        mean=video_cfg['mean'], std=video_cfg['std'], num_classes=model.num_classes, test_num_clips=args.num_clips,
-        test_num_crops=args.num_crops, dataset=Path(args.hparams).stem if args.hparams else None,  # the recipe's
+        model.pretrained_cfg, **clip.pretrained_cfg_fields(), num_classes=model.num_classes,
+        dataset=Path(args.hparams).stem if args.hparams else None,  # the recipe's
         tag=None, hf_hub_id=args.push_to_hub)  # not the base model's tag and repo: these weights are this run's
-    recipe = {k: v for k, v in vars(args).items()
+    recipe = {k: v for k, v in {**vars(args), **clip.to_flags()}.items()
               if k in ('epochs', 'lr', 'backbone_lr_mult', 'weight_decay', 'opt', 'sched', 'warmup_epochs',
                        'batch_size', 'smoothing', 'mixup', 'cutmix', 'aa', 'reprob', 'drop_path', 'num_frames',
-                       'frame_interval', 'sampling', 'img_size', 'mixed_precision')}
+                       'frame_interval', 'sampling', 'img_size', 'short_side', 'mixed_precision')}
     names = train_videos.class_names if len(train_videos.class_names) == model.num_classes else None
     training = dict(recipe=args.hparams, train_videos=len(train_videos.samples),
                     val_videos=len(val_videos.samples) if val_videos is not None else 0,

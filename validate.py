@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Evaluate a TPS-Swin video model: multi-view testing (clips x crops), top-1/top-5/mean class accuracy.
+"""Evaluate a TPS video model: multi-view testing (clips x crops), top-1/top-5/mean class accuracy.
 
     python validate.py --model tps_swin_tiny --checkpoint model.safetensors --data-root /data/k400 \\
         --val-list val.csv --dataset-format kinetics --num-clips 4 --num-crops 3 --results-file results.json
@@ -17,9 +17,9 @@ import torch
 
 import tps_timm  # noqa: F401  (registers the models)
 from tps_timm.cli import ArgumentParser, add_data_args, add_demo_args, add_model_args, add_test_view_args, \
-    add_unreadable_arg, build_train_parser, check_launch, command_line_dests, compile_from_args, create_model_or_exit, \
-    make_accelerator, model_brings_weights, parse_with_hparams, positive_int, resolve_demo_data, resolve_video_cfg, \
-    set_clip_size, use_model_folder
+    add_unreadable_arg, build_train_parser, check_launch, command_line_dests, compile_from_args, \
+    create_model_and_clip, make_accelerator, model_brings_weights, parse_with_hparams, positive_int, \
+    resolve_demo_data, use_model_folder
 from tps_timm.data import TooManyUnreadable, check_unreadable, load_video_list, missing_videos
 from tps_timm.evaluate import eval_dataset, evaluate
 from tps_timm.onnx_model import ExportedVideoModel
@@ -35,8 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_unreadable_arg(parser)
     add_test_view_args(parser)
     parser.add_argument('--amp', action='store_true', help='bf16 autocast (CUDA)')
-    parser.add_argument('--short-side', type=positive_int, default=None,
-                        help='short side before cropping (default: img size)')
+    parser.add_argument('--test-short-side', type=positive_int, default=None,
+                        help='short side the frames are resized to before the test crops (default: the crop size, '
+                             'the authors\' test protocol; a recipe\'s short_side is the training resize)')
     parser.add_argument('--results-file', default=None, help='write the metrics to this .json or .csv file')
     return parser
 
@@ -75,15 +76,12 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     accelerator = make_accelerator(parser.prog, mixed_precision='bf16' if args.amp and torch.cuda.is_available()
                                    else 'no')
     # a trained model keeps its classifier: labels it does not have are an error below, not a new random head
-    model = create_model_or_exit(parser, args, None if model_brings_weights(args) else videos.num_classes)
+    model, clip = create_model_and_clip(parser, args, None if model_brings_weights(args) else videos.num_classes)
     try:
         videos.check_labels(model.num_classes)  # before the pass, not after it
     except ValueError as e:
         parser.error(str(e))
-    video_cfg = resolve_video_cfg(args, model)
-    set_clip_size(model, video_cfg)
-    num_clips, num_crops = video_cfg['num_clips'], video_cfg['num_crops']
-    dataset = eval_dataset(videos, video_cfg, num_clips, num_crops, args.short_side, args.video_backend)
+    dataset = eval_dataset(videos, clip, args.test_short_side, args.video_backend)
     loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers,
                                          shuffle=False)
     model = compile_from_args(args, model)
@@ -91,11 +89,12 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         loader = accelerator.prepare(loader)
     else:
         model, loader = accelerator.prepare(model, loader)
-    metrics = evaluate(model, loader, accelerator, video_cfg['mean'], video_cfg['std'], desc='validate')
+    metrics = evaluate(model, loader, accelerator, clip.mean, clip.std, desc='validate')
     # the last collective is done: a rank that exits with its process group alive can abort ("terminate called
     # without an active exception") as its gloo threads are torn down
     accelerator.end_training()
-    metrics.update(model=args.model, num_frames=video_cfg['num_frames'], num_clips=num_clips, num_crops=num_crops)
+    num_clips, num_crops = clip.num_clips, clip.num_crops
+    metrics.update(model=args.model, num_frames=clip.num_frames, num_clips=num_clips, num_crops=num_crops)
     if accelerator.is_main_process:
         print(f"top-1 {metrics['top1']:.2f}  top-5 {metrics['top5']:.2f}  mean class {metrics['mean_class_acc']:.2f}"
               f"  videos {metrics['num_videos']} (unreadable {metrics['unreadable']})  views {num_clips}x{num_crops}"

@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 import tps_timm.data.video_io as video_io
+from tps_timm.clip import ClipConfig
 from tps_timm.data import BACKENDS, DEMO_CLASSES, ClipEvalTransform, ClipRandomErasing, ClipSampler, \
     ClipTrainTransform, VideoDataset, VideoList, VideoReadError, available_backends, default_backend, dense_indices, \
     flip_label_map, load_clip, load_video_list, make_demo_dataset, render_clip, resolve_flip_pairs, uniform_indices, \
@@ -316,10 +317,12 @@ def test_demo_classes_need_time():
         assert np.abs(a.astype(int) - b[::-1]).mean() < 25  # same content backwards, up to the noise
 
 
-def loader_args(demo, *extra):
-    from tps_timm.cli import build_train_parser
-    return build_train_parser().parse_args(['--train-list', demo['train'], '--data-root', demo['root'],
-                                            '--batch-size', '4', '--aa', 'rand-m9-n2-mstd0.5-inc1', *extra])
+def loader_kwargs(**changes):
+    """The training loader's parameters of these tests: 4 clips of 4 x 24 px per batch, RandAugment in the workers."""
+    return dict(dict(batch_size=4, aa='rand-m9-n2-mstd0.5-inc1'), **changes)
+
+
+CLIP = ClipConfig(num_frames=4, frame_interval=1, sampling='uniform', img_size=24)
 
 
 def one_epoch(loader, epoch: int):
@@ -332,10 +335,9 @@ def test_same_seed_same_clips_whatever_the_worker_count(demo):
     """Order, frames and augmentation come from seeds drawn in the main process: 0, 1 or 2 workers, same clips."""
     from tps_timm.data import build_train_loader
     videos = load_video_list(demo['train'], demo['root'])
-    cfg = dict(num_frames=4, frame_interval=1, sampling='uniform', img_size=24)
     epochs = {}
     for workers in (0, 1, 2):
-        loader = build_train_loader(loader_args(demo, '--workers', str(workers)), cfg, videos)
+        loader = build_train_loader(videos, CLIP, **loader_kwargs(workers=workers))
         epochs[workers] = [one_epoch(loader, 7), one_epoch(loader, 8)]  # persistent workers: two epochs each
     for workers in (1, 2):
         for ours, reference in zip(epochs[workers], epochs[0]):
@@ -374,12 +376,11 @@ def test_sampler_shards_across_processes_as_accelerate_prepares_it():
 def test_repeated_aug_decodes_once_for_n_clips_and_keeps_the_epoch(demo, monkeypatch):
     from tps_timm.data import build_train_loader
     videos = load_video_list(demo['train'], demo['root'])
-    cfg = dict(num_frames=4, frame_interval=1, sampling='uniform', img_size=24)
     decoded = []
     real_decode = VideoDataset.decode
     monkeypatch.setattr(VideoDataset, 'decode', lambda self, *a: decoded.append(a[0]) or real_decode(self, *a))
-    plain = build_train_loader(loader_args(demo, '--workers', '0'), cfg, videos)
-    repeated = build_train_loader(loader_args(demo, '--workers', '0', '--repeated-aug', '2'), cfg, videos)
+    plain = build_train_loader(videos, CLIP, **loader_kwargs())
+    repeated = build_train_loader(videos, CLIP, **loader_kwargs(repeated_aug=2))
     assert len(repeated) == len(plain) == 4  # steps per epoch (16 videos, 4 clips per step)
     batches = one_epoch(repeated, 0)
     assert len(decoded) == 8 and len(set(decoded)) == 8  # half the videos, each decoded once
@@ -390,14 +391,12 @@ def test_repeated_aug_decodes_once_for_n_clips_and_keeps_the_epoch(demo, monkeyp
     first = VideoDataset(videos, ClipSampler(4, 1, 1, 'uniform'), ClipTrainTransform(24, 24, hflip=0.0),
                          train=True, repeated_aug=3)[(0, 123)]
     assert first[0].shape == (3, 3, 4, 24, 24) and first[1].tolist() == [videos.samples[0][1]] * 3
-    zero = loader_args(demo)
-    zero.repeated_aug = 0  # the flag refuses 0 itself; the library says so too
-    with pytest.raises(ValueError, match='--repeated-aug must be at least 1, got 0'):
-        build_train_loader(zero, cfg, videos)
+    with pytest.raises(ValueError, match='--repeated-aug must be at least 1, got 0'):  # the flag refuses 0 too
+        build_train_loader(videos, CLIP, **loader_kwargs(repeated_aug=0))
     with pytest.raises(ValueError, match='multiple of --repeated-aug 3'):
-        build_train_loader(loader_args(demo, '--repeated-aug', '3'), cfg, videos)
+        build_train_loader(videos, CLIP, **loader_kwargs(repeated_aug=3))
     with pytest.raises(ValueError, match='16 training videos make no full batch of --batch-size 32'):
-        build_train_loader(loader_args(demo, '--batch-size', '32'), cfg, videos)
+        build_train_loader(videos, CLIP, **loader_kwargs(batch_size=32))
 
 
 def test_default_workers_share_the_cpus_between_processes(monkeypatch):
@@ -409,7 +408,7 @@ def test_default_workers_share_the_cpus_between_processes(monkeypatch):
 
 
 def test_throughput_tool_measures_the_training_loader(demo, tmp_path, capsys):
-    from tps_timm.data.throughput import main
+    from tps_timm.throughput import main
     out = tmp_path / 'loader.json'
     listed = tmp_path / 'train.txt'  # with a missing video: the loader replaces it, the split leaves it out
     listed.write_text(open(demo['train']).read() + 'videos/missing.mp4 0\n' * 16)

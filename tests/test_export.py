@@ -1,6 +1,5 @@
 """Deployment: ONNX / torch.export with parity against eager PyTorch, exported models in predict and validate,
 per-video embeddings, batched prediction over folders and lists."""
-import argparse
 import csv
 import json
 import subprocess
@@ -164,12 +163,11 @@ def test_an_interrupted_embedding_run_resumes_from_its_shards(demo, demo_model, 
     """Rows go to shards while running: a run killed after 7 videos keeps 5 (one shard); the next run embeds the
     rest and merges everything into one file."""
     import tps_timm.evaluate
-    from tps_timm.cli import resolve_video_cfg
+    from tps_timm.clip import ClipConfig
     from tps_timm.data import find_videos
     from tps_timm.embed import embed_videos, read_embeddings
     model = timm.create_model(f'local-dir:{demo_model}', pretrained=True)
-    video_cfg = dict(resolve_video_cfg(argparse.Namespace(num_frames=None, frame_interval=None, sampling=None,
-                                                          img_size=None), model), num_crops=1)
+    clip = ClipConfig.from_pretrained_cfg(model.pretrained_cfg).replace(num_crops=1)
     paths = find_videos([demo['val']], demo['root'])[:12]
     output = str(tmp_path / 'e.npy')
     original = tps_timm.evaluate.video_outputs
@@ -182,9 +180,9 @@ def test_an_interrupted_embedding_run_resumes_from_its_shards(demo, demo_model, 
 
     monkeypatch.setattr(tps_timm.evaluate, 'video_outputs', killed_after_seven)
     with pytest.raises(KeyboardInterrupt):
-        embed_videos(model, paths, video_cfg, output, save_every=5, progress=False)
+        embed_videos(model, paths, clip, output, save_every=5, progress=False)
     assert not Path(output).exists() and len(read_embeddings(output)) == 5
     monkeypatch.setattr(tps_timm.evaluate, 'video_outputs', original)
-    result = embed_videos(model, paths, video_cfg, output, save_every=5, progress=False)
+    result = embed_videos(model, paths, clip, output, save_every=5, progress=False)
     assert (result['skipped'], result['embedded'], result['rows']) == (5, 7, 12)
     assert sorted(p.name for p in tmp_path.iterdir()) == ['e.npy'] and list(read_embeddings(output)) == paths

@@ -107,7 +107,7 @@ def test_validate_takes_a_model_folder_over_the_recipe(finished, tmp_path):
 
 
 def test_throughput_runs_the_demo_recipe(cache, capsys):
-    from tps_timm.data.throughput import main
+    from tps_timm.throughput import main
     result = main(['--hparams', str(ROOT / 'hparams' / 'demo.yaml'), '--demo-train-videos', '16', '--demo-val-videos',
                    '8', '--clips', '16', '--split-clips', '2', '--workers', '0', '--no-progress'])
     assert result['clips'] >= 16 and capsys.readouterr().out.startswith('16 videos; clips of 8 frames (uniform, 48 px)')

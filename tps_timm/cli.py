@@ -1,20 +1,26 @@
-"""Command-line helpers shared by train.py, validate.py and predict: YAML hparams, model and data set-up."""
+"""Command-line helpers shared by the scripts (train.py, validate.py, predict, embed, export, throughput): YAML
+hparams, flags, and the mapping of parsed flags to the library's parameters. This is the one module whose functions
+take an argparse namespace; the library below it takes explicit parameters."""
 import argparse
 import contextlib
 import difflib
 import logging
 import os
 import sys
-from typing import Any, Dict, List, Optional, Sequence, Set
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import yaml
+
+if TYPE_CHECKING:
+    from .clip import ClipConfig
 
 _logger = logging.getLogger(__name__)
 
 __all__ = ['ArgumentParser', 'positive_int', 'non_negative_int', 'fraction', 'command_line_dests',
            'build_train_parser', 'parse_with_hparams', 'add_data_args', 'add_clip_args',
            'add_test_view_args', 'add_model_args', 'model_brings_weights', 'create_model_from_args',
-           'create_model_or_exit', 'compile_from_args', 'set_clip_size', 'resolve_video_cfg', 'add_demo_args',
+           'create_model_or_exit', 'compile_from_args', 'set_clip_size', 'clip_config_from_args',
+           'create_model_and_clip', 'train_loader_from_args', 'add_demo_args',
            'resolve_demo_data', 'add_unreadable_arg', 'find_videos_or_exit', 'check_launch', 'make_accelerator',
            'use_model_folder']
 
@@ -131,10 +137,9 @@ def build_train_parser(description: Optional[str] = None, prog: Optional[str] = 
     add_demo_args(g)
     add_unreadable_arg(g)
     g.add_argument('--short-side', type=positive_int, default=None,
-                   help='short side before cropping (default 256/224 x size)')
-    g.add_argument('--num-clips', type=positive_int, default=1,
-                   help='test clips per video, recorded in the exported config')
-    g.add_argument('--num-crops', type=int, default=1, choices=(1, 3), help='test crops, recorded likewise')
+                   help='short side before the training crop, and of the validation view (default: the model '
+                        'config, else 256/224 x size)')
+    add_test_view_args(g, ' (recorded in the exported config)')
     g.add_argument('--scale', type=float, nargs=2, default=(0.08, 1.0), help='RandomResizedCrop area range')
     g.add_argument('--ratio', type=float, nargs=2, default=(3 / 4, 4 / 3), help='RandomResizedCrop aspect range')
     g.add_argument('--hflip', type=float, default=0.5, help='horizontal flip probability')
@@ -286,21 +291,24 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
 
 def add_clip_args(parser) -> None:
     """How a clip is read: frames, sampling, size, decoder (defaults: the model's pretrained config)."""
+    from .clip import SAMPLINGS
     from .data import BACKENDS
     parser.add_argument('--num-frames', type=positive_int, default=None, help='frames per clip (default: model config)')
     parser.add_argument('--frame-interval', type=positive_int, default=None,
                         help='dense sampling stride (default: config)')
-    parser.add_argument('--sampling', choices=('dense', 'uniform'), default=None, help='default: model config')
+    parser.add_argument('--sampling', choices=SAMPLINGS, default=None, help='default: model config')
     parser.add_argument('--img-size', type=positive_int, default=None, help='crop size (default: model config)')
     parser.add_argument('--video-backend', choices=BACKENDS, default=None,
                         help=f"the decoder tried first (the others follow if it fails); default: the first of "
                              f"{', '.join(BACKENDS)} that can decode here")
 
 
-def add_test_view_args(parser) -> None:
+def add_test_view_args(parser, note: str = '') -> None:
     """Test views per video (defaults: the model's pretrained config)."""
-    parser.add_argument('--num-clips', type=positive_int, default=None, help='clips per video (default: model config)')
-    parser.add_argument('--num-crops', type=int, choices=(1, 3), default=None, help='crops per clip (default: config)')
+    parser.add_argument('--num-clips', type=positive_int, default=None,
+                        help=f'test clips per video (default: model config){note}')
+    parser.add_argument('--num-crops', type=int, choices=(1, 3), default=None,
+                        help=f'test crops per clip (default: model config){note}')
 
 
 def model_brings_config(model: str) -> bool:
@@ -318,8 +326,9 @@ def model_brings_weights(args: argparse.Namespace) -> bool:
 
 
 # what a model folder's config.json defines, which a recipe's keys give way to (the command line still wins)
-_MODEL_FOLDER_DESTS = ('model_kwargs', 'num_classes', 'num_frames', 'frame_interval', 'sampling', 'img_size',
-                       'num_clips', 'num_crops')
+def _model_folder_dests() -> Tuple[str, ...]:
+    from .clip import ClipConfig
+    return 'model_kwargs', 'num_classes', *ClipConfig.FLAGS
 
 
 def use_model_folder(args: argparse.Namespace, given: Set[str]) -> None:
@@ -333,19 +342,21 @@ def use_model_folder(args: argparse.Namespace, given: Set[str]) -> None:
     if args.checkpoint and os.path.isfile(os.path.join(args.checkpoint, 'config.json')) and 'model' not in given:
         args.model, args.checkpoint = args.checkpoint, None
     if model_brings_config(args.model):
-        for dest in _MODEL_FOLDER_DESTS:
+        for dest in _model_folder_dests():
             if dest not in given and hasattr(args, dest):
                 setattr(args, dest, {} if dest == 'model_kwargs' else None)
 
 
-def create_model_from_args(args: argparse.Namespace, num_classes: Optional[int] = None):
+def create_model_from_args(args: argparse.Namespace, num_classes: Optional[int] = None, weights: bool = True):
     """The model named by ``--model`` with ``--pretrained`` / ``--checkpoint`` weights and ``--model-kwargs``.
 
     ``num_classes`` (from the data) sizes the classifier unless ``--num-classes`` is given. A folder or Hub repo
     (``local-dir:``, ``hf-hub:``, a train.py ``model/`` folder) loads its own weights; an ``.onnx`` / ``.pt2`` file
-    gives an exported model (``tps_timm.onnx_model``).
+    gives an exported model (``tps_timm.onnx_model``). Without ``weights`` the model is built on the meta device,
+    with its config and no weights (for a tool that needs only its clip settings).
     """
     import timm
+    import torch
     from accelerate.utils import set_seed
 
     from .convert import load_model_weights
@@ -363,24 +374,25 @@ def create_model_from_args(args: argparse.Namespace, num_classes: Optional[int] 
         return load_exported_model(args.model)
     if os.path.isdir(args.model):  # a train.py model/ folder or a converted one
         args.model = f'local-dir:{args.model}'
-    pretrained = args.pretrained
-    if not pretrained and not args.checkpoint and args.model.startswith(('local-dir:', 'hf-hub:')):
+    pretrained = args.pretrained and weights
+    if weights and not args.pretrained and not args.checkpoint and args.model.startswith(('local-dir:', 'hf-hub:')):
         _logger.info(f'{args.model}: loading its weights')  # a model given by its folder or repo comes with them
         pretrained = True
-    with offline_if_unreachable() if args.model.startswith('hf-hub:') else contextlib.nullcontext():
+    with offline_if_unreachable() if args.model.startswith('hf-hub:') else contextlib.nullcontext(), \
+            contextlib.nullcontext() if weights else torch.device('meta'):
         model = timm.create_model(args.model, pretrained=pretrained, **kwargs)
-    if args.checkpoint:
+    if args.checkpoint and weights:
         load_model_weights(model, args.checkpoint, trust_pickle=args.trust_pickle)
     return model
 
 
 def create_model_or_exit(parser: argparse.ArgumentParser, args: argparse.Namespace,
-                         num_classes: Optional[int] = None):
+                         num_classes: Optional[int] = None, weights: bool = True):
     """``create_model_from_args``, with what can go wrong in loading a model (a name, a file, missing weights,
     offline, a missing extra, bad ``--model-kwargs``) as a one-line command-line error."""
     from safetensors import SafetensorError
     try:
-        return create_model_from_args(args, num_classes)
+        return create_model_from_args(args, num_classes, weights)
     except SafetensorError as e:
         parser.error(f'--model {args.model}: a corrupt or truncated .safetensors file ({e})')
     except (OSError, RuntimeError, ValueError, TypeError, ImportError) as e:
@@ -430,28 +442,39 @@ def compile_from_args(args: argparse.Namespace, model):
     return compile_model(model, args.torchcompile_scope, backend=backend)
 
 
-def set_clip_size(model, video_cfg: Dict[str, Any]) -> None:
+def set_clip_size(model, clip: 'ClipConfig') -> None:
     """Keep the model's window layouts for the clips the data gives (``num_frames`` x ``img_size``)."""
     import inspect
     if 'num_frames' in inspect.signature(getattr(model, 'set_input_size', lambda: None)).parameters:
-        model.set_input_size(img_size=video_cfg['img_size'], num_frames=video_cfg['num_frames'])
+        model.set_input_size(img_size=clip.img_size, num_frames=clip.num_frames)
 
 
-def resolve_video_cfg(args: argparse.Namespace, model) -> Dict[str, Any]:
-    """Clip settings: flags where given, else the model's pretrained config (``VideoPretrainedCfg`` fills what a
-    config lacks, the one place the video defaults are written)."""
-    from .pretrained import as_video_pretrained_cfg
-    cfg = as_video_pretrained_cfg(model.pretrained_cfg)
-    return dict(
-        num_frames=args.num_frames or cfg.num_frames,
-        frame_interval=args.frame_interval or cfg.frame_interval,
-        sampling=args.sampling or cfg.sampling,
-        img_size=args.img_size or cfg.input_size[-1],
-        mean=tuple(cfg.mean),
-        std=tuple(cfg.std),
-        num_clips=getattr(args, 'num_clips', None) or cfg.test_num_clips,
-        num_crops=getattr(args, 'num_crops', None) or cfg.test_num_crops,
-    )
+def clip_config_from_args(args: argparse.Namespace, model) -> 'ClipConfig':
+    """The model's clip settings (its pretrained config, ``ClipConfig`` filling what it lacks) with the clip flags
+    that ``args`` sets."""
+    from .clip import ClipConfig
+    return ClipConfig.from_pretrained_cfg(model.pretrained_cfg).replace_from_flags(vars(args))
+
+
+def create_model_and_clip(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                          num_classes: Optional[int] = None, weights: bool = True) -> Tuple[Any, 'ClipConfig']:
+    """What every entry point starts from: the model of the flags (``create_model_or_exit``) and its clip settings
+    (``clip_config_from_args``), the model set to keep the window layouts of those clips."""
+    model = create_model_or_exit(parser, args, num_classes, weights)
+    clip = clip_config_from_args(args, model)
+    set_clip_size(model, clip)
+    return model, clip
+
+
+def train_loader_from_args(args: argparse.Namespace, clip: 'ClipConfig', videos, flip_pairs=(),
+                           pin_memory: bool = False):
+    """``tps_timm.data.build_train_loader`` with train.py's flags (``build_train_parser``)."""
+    from .data import build_train_loader
+    return build_train_loader(
+        videos, clip, args.batch_size, scale=tuple(args.scale), ratio=tuple(args.ratio), hflip=args.hflip,
+        flip_pairs=flip_pairs, aa=args.aa, aa_on_batch=args.aa_on_batch, repeated_aug=args.repeated_aug,
+        seed=args.seed, workers=args.workers, prefetch_factor=args.prefetch_factor, pin_memory=pin_memory,
+        backend=args.video_backend)
 
 
 def label_names_for(model, class_names: List[str]) -> List[str]:

@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
+from .clip import SAMPLINGS
 from .data import read_class_names
 
 __all__ = ['load_checkpoint_file', 'checkpoint_format', 'checkpoint_filter_for', 'load_model_weights',
@@ -154,7 +155,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument('--model-kwargs', nargs='*', default={}, action=ParseKwargs,
                         help='architecture arguments, e.g. embed_dim=32 depths="(2,2,2,2)" patch_size="(1,4,4)"')
     parser.add_argument('--num-frames', type=int, default=None, help='input frames per clip to record in the config')
-    parser.add_argument('--sampling', choices=('dense', 'uniform'), default=None, help='frame sampling to record')
+    parser.add_argument('--sampling', choices=SAMPLINGS, default=None, help='frame sampling to record')
     parser.add_argument('--trust-pickle', action='store_true',
                         help='allow arbitrary pickled objects in SRC (only for files you trust)')
     args = parser.parse_args(argv)

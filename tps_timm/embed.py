@@ -1,9 +1,9 @@
 """Per-video embeddings: a video model as an encoder.
 
     python -m tps_timm.embed --model MODEL --input FOLDER_OR_LIST [...] --output OUT.npy|OUT.parquet
-        [--clips N] [--batch-size B] [--workers N] [--normalize]
+        [--num-clips N] [--batch-size B] [--workers N] [--normalize]
 
-A row per video: its path and the pooled embedding (the classifier's input), averaged over ``--clips`` clips of one
+A row per video: its path and the pooled embedding (the classifier's input), averaged over ``--num-clips`` clips of one
 centre crop, L2-normalised with ``--normalize``. ``.npy`` files hold a structured array (fields ``path`` and
 ``embedding``; ``np.load`` reads it); ``.parquet`` files (pyarrow) the columns ``path`` and ``embedding``. A run on a
 large folder is resumable: rows already in OUT are kept and their videos skipped; every ``--save-every`` videos
@@ -19,6 +19,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
+
+from .clip import ClipConfig
 
 __all__ = ['read_embeddings', 'write_embeddings', 'embed_videos', 'main']
 
@@ -63,7 +65,7 @@ def write_embeddings(path: str, rows: Dict[str, np.ndarray]) -> None:
     os.replace(tmp, path)
 
 
-def embed_videos(model, paths: Sequence[str], video_cfg: Dict, output: str, batch_size: int = 1, workers: int = 0,
+def embed_videos(model, paths: Sequence[str], clip: ClipConfig, output: str, batch_size: int = 1, workers: int = 0,
                  normalize: bool = False, save_every: int = 256, backend: Optional[str] = None,
                  progress: bool = True, accelerator=None) -> Dict[str, object]:
     """Embed the videos of ``paths`` not yet in ``output`` into it; returns counts and the unreadable videos.
@@ -83,7 +85,7 @@ def embed_videos(model, paths: Sequence[str], video_cfg: Dict, output: str, batc
     pending: Dict[str, np.ndarray] = {}
     prefix = f'{output}.part{index:03d}-'
     next_shard = len(glob.glob(glob.escape(prefix) + '*.npy'))
-    for path, embedding, error in video_outputs(model, share, video_cfg, batch_size, workers, backend, features=True,
+    for path, embedding, error in video_outputs(model, share, clip, batch_size, workers, backend, features=True,
                                                 progress=progress and index == 0, desc='embed'):
         if embedding is None:
             unreadable.append(f'{path}\t{" ".join(error.split())}')
@@ -118,8 +120,8 @@ def embed_videos(model, paths: Sequence[str], video_cfg: Dict, output: str, batc
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     from .cli import ArgumentParser, add_clip_args, add_model_args, add_unreadable_arg, check_launch, \
-        create_model_or_exit, find_videos_or_exit, make_accelerator, non_negative_int, parse_with_hparams, \
-        positive_int, resolve_video_cfg, set_clip_size
+        create_model_and_clip, find_videos_or_exit, make_accelerator, non_negative_int, parse_with_hparams, \
+        positive_int
     from .data import TooManyUnreadable, check_unreadable
     from .onnx_model import ExportedVideoModel
     parser = ArgumentParser(prog='python -m tps_timm.embed', description=__doc__.split('\n\n')[0])
@@ -128,8 +130,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument('--data-root', default='', help='folder the paths of list files are relative to')
     parser.add_argument('--output', required=True, help='embeddings file: .npy or .parquet')
     add_clip_args(parser)
-    parser.add_argument('--clips', type=positive_int, default=None,
-                        help='clips averaged per video (default: the model\'s test clips)')
+    parser.add_argument('--num-clips', '--clips', type=positive_int, default=None,
+                        help='clips averaged per video, one centre crop each (default: the model\'s test clips)')
     parser.add_argument('--normalize', action='store_true', help='L2-normalise each embedding')
     parser.add_argument('--batch-size', type=positive_int, default=1, help='videos per batch')
     parser.add_argument('--workers', type=non_negative_int, default=0, help='loader processes')
@@ -147,16 +149,13 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             parser.error('--output .parquet needs pyarrow: pip install "tps-timm[export]" (or write .npy)')
     paths = find_videos_or_exit(parser, args.input, args.data_root, '--input ')
     accelerator = make_accelerator(parser.prog)
-    model = create_model_or_exit(parser, args)
+    model, clip = create_model_and_clip(parser, args)
     if isinstance(model, ExportedVideoModel) and model.metadata['output'] != 'features':
         parser.error(f'{args.model} was exported with logits: export it with --features to embed with it')
-    video_cfg = dict(resolve_video_cfg(args, model), num_crops=1)
-    if args.clips:
-        video_cfg['num_clips'] = args.clips
-    set_clip_size(model, video_cfg)
+    clip = clip.replace(num_crops=1)
     if not isinstance(model, ExportedVideoModel):
         model = model.to(accelerator.device)
-    result = embed_videos(model, paths, video_cfg, args.output, args.batch_size, args.workers, args.normalize,
+    result = embed_videos(model, paths, clip, args.output, args.batch_size, args.workers, args.normalize,
                           args.save_every, args.video_backend, progress=not args.no_progress, accelerator=accelerator)
     accelerator.end_training()
     if not accelerator.is_main_process:

@@ -5,19 +5,18 @@ from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 import torch
 
+from .clip import ClipConfig
 from .data import ClipEvalTransform, ClipSampler, VideoDataset, VideoList, normalize_clip
 
 __all__ = ['eval_dataset', 'video_metrics', 'evaluate', 'video_outputs']
 
 
-def eval_dataset(videos: VideoList, video_cfg: Dict, num_clips: int = 1, num_crops: int = 1,
-                 short_side: Optional[int] = None, backend: Optional[str] = None) -> VideoDataset:
-    """Test views of every video: ``num_clips`` clips x ``num_crops`` crops after a short-side resize
-    (default: the crop size), clip settings from ``video_cfg`` (see ``tps_timm.cli.resolve_video_cfg``)."""
-    short_side = short_side or video_cfg['img_size']
-    sampler = ClipSampler(video_cfg['num_frames'], video_cfg['frame_interval'], num_clips, video_cfg['sampling'])
-    return VideoDataset(videos, sampler, ClipEvalTransform(video_cfg['img_size'], short_side, num_crops),
-                        backend=backend)
+def eval_dataset(videos: VideoList, clip: ClipConfig, short_side: Optional[int] = None,
+                 backend: Optional[str] = None) -> VideoDataset:
+    """The test views of ``clip`` (``num_clips`` clips x ``num_crops`` crops) of every video, after a short-side
+    resize to ``short_side`` (default: the crop size, the authors' test protocol)."""
+    return VideoDataset(videos, ClipSampler.for_clip(clip, clip.num_clips),
+                        ClipEvalTransform(clip.img_size, short_side, clip.num_crops), backend=backend)
 
 
 def video_metrics(probs: torch.Tensor, labels: torch.Tensor, readable: torch.Tensor) -> Dict[str, float]:
@@ -73,19 +72,18 @@ def evaluate(model: torch.nn.Module, loader, accelerator, mean: Sequence[float],
 
 
 @torch.no_grad()
-def video_outputs(model: torch.nn.Module, paths: Sequence[str], video_cfg: Dict, batch_size: int = 1,
+def video_outputs(model: torch.nn.Module, paths: Sequence[str], clip: ClipConfig, batch_size: int = 1,
                   workers: int = 0, backend: Optional[str] = None, features: bool = False, progress: bool = True,
                   desc: str = 'videos') -> Iterator[Tuple[str, Optional[torch.Tensor], str]]:
     """``(path, output, error)`` per video, in order, read by a batched loader: the softmax (or, with ``features``, the
-    pooled embedding) averaged over the clips x crops of ``video_cfg``; ``output`` is None and ``error`` says why for
+    pooled embedding) averaged over the clips x crops of ``clip``; ``output`` is None and ``error`` says why for
     an unreadable video. ``model`` may also be an exported model (``tps_timm.onnx_model``)."""
     from tqdm import tqdm
 
     from .data import VideoList
     if not paths:  # e.g. a process whose share is empty, or nothing left to embed
         return
-    dataset = eval_dataset(VideoList([(path, 0) for path in paths]), video_cfg, video_cfg['num_clips'],
-                           video_cfg['num_crops'], backend=backend)
+    dataset = eval_dataset(VideoList([(path, 0) for path in paths]), clip, backend=backend)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers, shuffle=False)
     model.eval()
     device = next(iter(model.parameters()), torch.empty(0)).device
@@ -93,7 +91,7 @@ def video_outputs(model: torch.nn.Module, paths: Sequence[str], video_cfg: Dict,
         for batch in loader:
             video = batch['video']
             num_videos, num_views = video.shape[:2]
-            clips = normalize_clip(video.flatten(0, 1).to(device), video_cfg['mean'], video_cfg['std'])
+            clips = normalize_clip(video.flatten(0, 1).to(device), clip.mean, clip.std)
             if features and hasattr(model, 'forward_head'):
                 out = model.forward_head(model.forward_features(clips), pre_logits=True)
             else:

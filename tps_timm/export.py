@@ -1,7 +1,7 @@
 """Export a video model for deployment: ONNX (run by onnxruntime) or a ``torch.export`` program, checked against
 eager PyTorch on the same clip.
 
-    python -m tps_timm.export MODEL_OR_FOLDER --format onnx|exported-program [--frames 32] [--img-size 224]
+    python -m tps_timm.export MODEL_OR_FOLDER --format onnx|exported-program [--num-frames T] [--img-size S]
         [--dynamic-batch] [--opset 18] [--features] [--output FILE]
 
 MODEL_OR_FOLDER is a timm name (with ``--pretrained`` for its weights), ``hf-hub:REPO``, ``local-dir:FOLDER`` or a
@@ -18,8 +18,8 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
+from .clip import ClipConfig
 from .onnx_model import METADATA_KEY, load_exported_model
-from .pretrained import as_video_pretrained_cfg
 
 __all__ = ['FORMATS', 'PARITY_TOLERANCE', 'export_model', 'export_metadata', 'check_parity', 'main']
 
@@ -38,14 +38,12 @@ class _PooledFeatures(nn.Module):
         return self.model.forward_head(self.model.forward_features(x), pre_logits=True)
 
 
-def export_metadata(model: nn.Module, model_name: str, frames: int, img_size: int, features: bool) -> Dict[str, Any]:
+def export_metadata(model: nn.Module, model_name: str, clip: ClipConfig, features: bool) -> Dict[str, Any]:
     """What a deployment needs besides the graph: input layout, preprocessing, test views and label names."""
-    cfg = as_video_pretrained_cfg(getattr(model, 'pretrained_cfg', {}))  # defaults for a model built directly
     return dict(
         model=model_name, output='features' if features else 'logits', input_layout='B, C, T, H, W',
-        num_frames=frames, img_size=img_size, frame_interval=cfg.frame_interval, sampling=cfg.sampling,
-        mean=list(cfg.mean), std=list(cfg.std), test_num_clips=cfg.test_num_clips, test_num_crops=cfg.test_num_crops,
-        num_classes=model.num_classes, label_names=list(cfg.label_names or []),
+        **clip.to_metadata(), num_classes=model.num_classes,
+        label_names=list(getattr(model, 'pretrained_cfg', {}).get('label_names') or []),
         num_features=getattr(model, 'head_hidden_size', model.num_features))
 
 
@@ -63,22 +61,25 @@ def export_model(
         model: nn.Module,
         output: str,
         fmt: str = 'onnx',
-        frames: int = 32,
-        img_size: int = 224,
+        frames: Optional[int] = None,
+        img_size: Optional[int] = None,
         dynamic_batch: bool = False,
         opset: Optional[int] = None,
         features: bool = False,
         model_name: str = '',
 ) -> Tuple[str, Dict[str, Any]]:
-    """Export the eval ``model`` on clips ``(B, 3, frames, img_size, img_size)``; returns the path and metadata."""
+    """Export the eval ``model`` on clips ``(B, 3, frames, img_size, img_size)`` (default: its config's clips, as
+    ``ClipConfig.from_pretrained_cfg`` reads them); returns the path and metadata."""
     if fmt not in FORMATS:
         raise ValueError(f'format must be one of {FORMATS}, got {fmt!r}')
     model.eval()
-    if hasattr(model, 'set_input_size'):
-        model.set_input_size(img_size=img_size, num_frames=frames)  # the layouts become constants of the graph
+    settings = ClipConfig.from_pretrained_cfg(getattr(model, 'pretrained_cfg', None)).replace(
+        num_frames=frames, img_size=img_size)
+    if hasattr(model, 'set_input_size'):  # the layouts become constants of the graph
+        model.set_input_size(img_size=settings.img_size, num_frames=settings.num_frames)
     module = _PooledFeatures(model) if features else model
-    clip = torch.randn(2 if dynamic_batch else 1, 3, frames, img_size, img_size)
-    metadata = export_metadata(model, model_name, frames, img_size, features)
+    clip = torch.randn(2 if dynamic_batch else 1, 3, settings.num_frames, settings.img_size, settings.img_size)
+    metadata = export_metadata(model, model_name, settings, features)
     program = _exported_program(module, clip, dynamic_batch)
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     if fmt == 'exported-program':
@@ -138,25 +139,24 @@ def check_parity(path: str, model: nn.Module, fmt: str, features: bool, batch_si
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    from .cli import ArgumentParser, add_model_args, create_model_or_exit
+    from .cli import ArgumentParser, add_model_args, create_model_and_clip, positive_int
     parser = ArgumentParser(prog='python -m tps_timm.export', description=__doc__.split('\n\n')[0])
     parser.add_argument('model_or_folder', help='timm name, hf-hub:REPO, local-dir:FOLDER or a model/ folder')
     add_model_args(parser, run_flags=False)
     parser.add_argument('--format', choices=FORMATS, default='onnx')
-    parser.add_argument('--frames', type=int, default=None, help='clip frames T (default: the model config)')
-    parser.add_argument('--img-size', type=int, default=None, help='frame size (default: the model config)')
+    parser.add_argument('--num-frames', '--frames', type=positive_int, default=None,
+                        help='clip frames T (default: the model config)')
+    parser.add_argument('--img-size', type=positive_int, default=None, help='frame size (default: the model config)')
     parser.add_argument('--dynamic-batch', action='store_true', help='any batch size (default: batch 1 only)')
     parser.add_argument('--opset', type=int, default=None, help='ONNX opset (default: the exporter\'s)')
     parser.add_argument('--features', action='store_true', help='export the pooled embedding, not the classifier')
     parser.add_argument('--output', default=None, help='file to write (default: MODEL.onnx / MODEL.pt2 here)')
     args = parser.parse_args(argv)
     args.model = args.model_or_folder
-    model = create_model_or_exit(parser, args)
+    model, clip = create_model_and_clip(parser, args)
     if not isinstance(model, nn.Module) or not hasattr(model, 'forward_features'):
         parser.error(f'{args.model} cannot be exported again: give the model it was exported from')
-    cfg = as_video_pretrained_cfg(model.pretrained_cfg)
-    frames = args.frames or cfg.num_frames
-    img_size = args.img_size or cfg.input_size[-1]
+    frames, img_size = clip.num_frames, clip.img_size
     name = Path(args.model.split(':', 1)[-1].rstrip('/')).name.replace('.', '_')
     output = args.output or f"{name}{'_features' if args.features else ''}.{'onnx' if args.format == 'onnx' else 'pt2'}"
     start = time.perf_counter()

@@ -37,27 +37,28 @@ def model_card(config: Dict[str, Any], repo_id: Optional[str] = None, results: O
     The usage loads ``hf-hub:REPO_ID`` when the repo is known, else ``local-dir:FOLDER``. ``training`` (from train.py)
     holds ``recipe``, ``train_videos``, ``val_videos``, ``synthetic`` and ``weights`` (which weights the folder has).
     """
-    from .pretrained import as_video_pretrained_cfg
-    cfg = as_video_pretrained_cfg(config.get('pretrained_cfg', {}))
+    from .clip import ClipConfig
+    cfg = config.get('pretrained_cfg', {})
+    clip = ClipConfig.from_pretrained_cfg(cfg)
     arch = config['architecture']
     name = repo_id or arch
-    dataset = 'the synthetic demo set' if (training or {}).get('synthetic') else dataset or cfg.dataset
+    dataset = 'the synthetic demo set' if (training or {}).get('synthetic') else dataset or cfg.get('dataset')
     meta = ['---', 'library_name: timm', 'pipeline_tag: video-classification',
-            f"license: {cfg.license or 'apache-2.0'}",
+            f"license: {cfg.get('license') or 'apache-2.0'}",
             'tags:', '- video-classification', '- timm', '- tps-timm', '- action-recognition']
     if dataset and not (training or {}).get('synthetic'):
         meta += ['datasets:', f'- {dataset}']
     if base_model:
         meta += [f'base_model: {base_model}']
     meta.append('---')
-    frames, sampling, size = cfg.num_frames, cfg.sampling, cfg.input_size[-1]
+    frames, size = clip.num_frames, clip.img_size
     family = 'TPS-ViT' if arch.startswith('tps_vit') else 'TPS-Swin'
     lines = meta + [
         f'# {name}', '',
         f'{family} (`{arch}`) video action-recognition model with Temporal Patch Shift (Xiang et al., ECCV 2022), '
         f'{_count(config["num_classes"], "class")}' + (f', trained on {dataset}.' if dataset else '.'), '',
-        f'Input: {frames} frames ({sampling} sampling, frame interval {cfg.frame_interval}) at '
-        f'{size}x{size}, RGB normalised with mean {tuple(cfg.mean)} and std {tuple(cfg.std)}.', '',
+        f'Input: {frames} frames ({clip.sampling} sampling, frame interval {clip.frame_interval}) at '
+        f'{size}x{size}, RGB normalised with mean {clip.mean} and std {clip.std}.', '',
     ]
     if training:
         data = 'the built-in synthetic demo set (generated videos, not real footage)' if training.get('synthetic') \
@@ -156,7 +157,7 @@ def check_push_access(repo_id: str, token: Optional[str] = None) -> str:
 
 
 def push_folder(folder: str, repo_id: str, token: Optional[str] = None, private: bool = False,
-                commit_message: str = 'Add TPS-Swin model') -> str:
+                commit_message: str = 'Add TPS model') -> str:
     """Upload a Hub-ready folder to ``repo_id`` (created if needed); returns the commit URL. The folder is never
     changed: a failed upload raises :class:`HubPushError` saying how to retry."""
     from huggingface_hub import HfApi

@@ -7,6 +7,8 @@ from typing import Any, Dict
 import torch
 import torch.nn as nn
 
+from .clip import ClipConfig
+
 __all__ = ['EXPORTED_SUFFIXES', 'ExportedVideoModel', 'load_exported_model']
 
 EXPORTED_SUFFIXES = ('.onnx', '.pt2')
@@ -55,10 +57,8 @@ class ExportedVideoModel(nn.Module):
         meta = self.metadata
         self.num_classes = meta['num_classes'] if meta['output'] == 'logits' else 0
         self.pretrained_cfg: Dict[str, Any] = dict(
-            num_frames=meta['num_frames'], frame_interval=meta['frame_interval'], sampling=meta['sampling'],
-            input_size=(3, meta['img_size'], meta['img_size']), mean=tuple(meta['mean']), std=tuple(meta['std']),
-            test_num_clips=meta['test_num_clips'], test_num_crops=meta['test_num_crops'],
-            label_names=meta['label_names'] or None, num_classes=self.num_classes)
+            ClipConfig.from_metadata(meta).pretrained_cfg_fields(), label_names=meta['label_names'] or None,
+            num_classes=self.num_classes)
 
     def _run(self, x: torch.Tensor) -> torch.Tensor:
         if self.session is not None:

@@ -14,8 +14,9 @@ from typing import Dict, List, Optional, Sequence, Union
 import torch
 
 from .cli import ArgumentParser, add_clip_args, add_model_args, add_test_view_args, add_unreadable_arg, check_launch, \
-    compile_from_args, create_model_or_exit, find_videos_or_exit, label_names_for, make_accelerator, \
-    model_brings_weights, non_negative_int, parse_with_hparams, positive_int, resolve_video_cfg, set_clip_size
+    compile_from_args, create_model_and_clip, find_videos_or_exit, label_names_for, make_accelerator, \
+    model_brings_weights, non_negative_int, parse_with_hparams, positive_int
+from .clip import ClipConfig
 from .data import TooManyUnreadable, check_unreadable, read_class_names
 from .evaluate import video_outputs
 
@@ -23,12 +24,12 @@ Prediction = Union[List, str]  # [(class name, probability), ...] or the reason 
 
 
 @torch.no_grad()
-def predict(model, paths: Sequence[str], video_cfg: Dict, class_names: List[str], top_k: int = 5,
+def predict(model, paths: Sequence[str], clip: ClipConfig, class_names: List[str], top_k: int = 5,
             backend: Optional[str] = None, batch_size: int = 1, workers: int = 0,
             progress: bool = False) -> Dict[str, Prediction]:
     """Top-k (name, probability) per video, in order; an unreadable video maps to its error message."""
     out = {}
-    for path, probs, error in video_outputs(model, paths, video_cfg, batch_size, workers, backend, progress=progress,
+    for path, probs, error in video_outputs(model, paths, clip, batch_size, workers, backend, progress=progress,
                                             desc='predict'):
         if probs is None:
             out[path] = error
@@ -81,16 +82,14 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         parser.error(f'--class-names {args.class_names}: {e.strerror or e}')
     paths = find_videos_or_exit(parser, args.videos, args.data_root)
     accelerator = make_accelerator(parser.prog)
-    model = create_model_or_exit(parser, args, None if model_brings_weights(args) else len(names) or None)
+    model, clip = create_model_and_clip(parser, args, None if model_brings_weights(args) else len(names) or None)
     if not model.num_classes:
         parser.error(f'{args.model} gives embeddings, not classes (exported with --features): embed with '
                      f'python -m tps_timm.embed')
-    video_cfg = resolve_video_cfg(args, model)
-    set_clip_size(model, video_cfg)
     if not isinstance(model, ExportedVideoModel):
         model = model.to(accelerator.device)
     with accelerator.split_between_processes(paths) as share:  # in order: process i takes the i-th part
-        results = predict(compile_from_args(args, model), share, video_cfg, label_names_for(model, names),
+        results = predict(compile_from_args(args, model), share, clip, label_names_for(model, names),
                           args.top_k, args.video_backend, args.batch_size, args.workers,
                           progress=args.output is not None and accelerator.is_main_process)
     if accelerator.num_processes > 1:

@@ -7,6 +7,8 @@ from typing import Any, Dict, Iterator, Optional, Tuple, Union
 
 from timm.models._pretrained import PretrainedCfg
 
+from .clip import ClipConfig
+
 __all__ = ['VideoPretrainedCfg', 'as_video_pretrained_cfg', 'record_input_size', 'VIDEO_DATASETS', 'HUB_ORG',
            'hub_reachable', 'offline_if_unreachable', 'pretrained_load_errors']
 
@@ -24,13 +26,15 @@ VIDEO_DATASETS: Dict[str, Tuple[int, str, int, int]] = {
 
 @dataclass
 class VideoPretrainedCfg(PretrainedCfg):
-    """timm's pretrained config plus how clips are sampled and viewed for this model: the one source of the clip
-    defaults that the scripts, the Hub folders and the exporters read."""
-    num_frames: int = 32  # clip frames T
-    frame_interval: int = 2
-    sampling: str = 'dense'  # 'dense' (K400) or 'uniform' segments (SSv1/v2, Diving-48)
-    test_num_clips: int = 1
-    test_num_crops: int = 3
+    """timm's pretrained config plus how clips are sampled and viewed for this model (``ClipConfig`` reads them:
+    ``ClipConfig.from_pretrained_cfg``; its defaults are these)."""
+    input_size: Tuple[int, int, int] = (3, ClipConfig.img_size, ClipConfig.img_size)
+    num_frames: int = ClipConfig.num_frames  # clip frames T
+    frame_interval: int = ClipConfig.frame_interval
+    sampling: str = ClipConfig.sampling  # 'dense' (K400) or 'uniform' segments (SSv1/v2, Diving-48)
+    short_side: Optional[int] = ClipConfig.short_side  # the training resize; None: 256/224 of the crop
+    test_num_clips: int = ClipConfig.num_clips
+    test_num_crops: int = ClipConfig.num_crops
     dataset: Optional[str] = None
 
 

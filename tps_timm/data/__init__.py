@@ -3,8 +3,7 @@ from .annotations import DATASET_FORMATS, VIDEO_EXTENSIONS, VideoList, find_vide
     read_class_names, read_diving48, read_kinetics_csv, read_list_file, read_sthv1, read_sthv2
 from .dataset import TooManyUnreadable, VideoDataset, check_unreadable
 from .flips import BUILTIN_FLIP_PAIRS, FLIP_SPECS, flip_label_map, resolve_flip_pairs
-from .loader import SeededRandomSampler, batch_rand_augment, build_train_loader, collate_clips, default_workers, \
-    train_short_side
+from .loader import SeededRandomSampler, batch_rand_augment, build_train_loader, collate_clips, default_workers
 from .sampling import ClipSampler, dense_indices, uniform_indices
 from .synthetic import DEMO_CLASSES, make_demo_dataset, render_clip, write_video
 from .rand_augment import ClipRandAugment

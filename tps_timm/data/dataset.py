@@ -96,12 +96,12 @@ class VideoDataset(Dataset):
         frames, _ = load_clip(path, lambda n: self._indices(path, n, rng), self.backend)
         return torch.from_numpy(frames).permute(0, 1, 4, 2, 3)  # clips, T, C, H, W
 
-    def _indices(self, path: str, num_file_frames: int, rng: np.random.Generator) -> np.ndarray:
-        if num_file_frames < self.sampler.clip_len and not self._noted_short:
+    def _indices(self, path: str, video_frames: int, rng: np.random.Generator) -> np.ndarray:
+        if video_frames < self.sampler.num_frames and not self._noted_short:
             self._noted_short = True  # once per dataset (and loader worker): short videos may be many
-            _logger.warning(f'{path} has {num_file_frames} frame{"s" if num_file_frames != 1 else ""}, fewer than the '
-                            f'{self.sampler.clip_len} of a clip: its frames are repeated (said once)')
-        return self.sampler(num_file_frames, self.train, rng)
+            _logger.warning(f'{path} has {video_frames} frame{"s" if video_frames != 1 else ""}, fewer than the '
+                            f'{self.sampler.num_frames} of a clip: its frames are repeated (said once)')
+        return self.sampler(video_frames, self.train, rng)
 
     def __getitem__(self, item: Union[int, Tuple[int, int]]):
         index, seed = item if isinstance(item, tuple) else (item, None)
@@ -124,7 +124,7 @@ class VideoDataset(Dataset):
                 index = int(rng.integers(len(self)))
         else:  # not one readable video in a row of draws: a clip of zeros, which the training loop stops on
             size = self.transform.size
-            clip = torch.zeros(self.sampler.clip_len, 3, size, size, dtype=torch.uint8)
+            clip = torch.zeros(self.sampler.num_frames, 3, size, size, dtype=torch.uint8)
         return (*self.augment(clip, self.videos.samples[index][1], py_rng), '\n'.join(unreadable))
 
     def augment(self, clip: torch.Tensor, label: int, rng: random.Random):
@@ -146,7 +146,7 @@ class VideoDataset(Dataset):
             _logger.warning(f'unreadable video {e.path}: {e.reason}')
             error = e.reason
             size = self.transform.size
-            views = torch.zeros(self.sampler.num_clips * self.transform.num_crops, self.sampler.clip_len, 3, size,
+            views = torch.zeros(self.sampler.num_clips * self.transform.num_crops, self.sampler.num_frames, 3, size,
                                 size, dtype=torch.uint8)
             readable = False
         return dict(video=views.permute(0, 2, 1, 3, 4).contiguous(), label=label, index=index, readable=readable,

@@ -1,11 +1,10 @@
-"""The training loader, as train.py and ``python -m tps_timm.data.throughput`` build it from the same flags.
+"""The training loader, as train.py and ``python -m tps_timm.throughput`` build it.
 
 Workers: one decoder thread and one torch thread each (more threads per worker only contend with the other workers),
-persistent across epochs, ``--prefetch-factor`` batches ahead each, pinned memory when the batches go to a GPU.
+persistent across epochs, ``prefetch_factor`` batches ahead each, pinned memory when the batches go to a GPU.
 Every item carries a seed drawn in the main process, so the clips depend on the seed and the epoch, not on the
-number of workers. ``--repeated-aug N`` decodes a video once and makes N differently augmented clips of it.
+number of workers. ``repeated_aug=N`` decodes a video once and makes N differently augmented clips of it.
 """
-import argparse
 import os
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -14,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 from torch.utils.data._utils.collate import default_collate
 
+from ..clip import ClipConfig
 from .annotations import VideoList
 from .dataset import VideoDataset
 from .flips import flip_label_map
@@ -22,7 +22,7 @@ from .sampling import ClipSampler
 from .transforms import ClipTrainTransform, rand_augment_hparams
 
 __all__ = ['SeededRandomSampler', 'available_cpus', 'batch_rand_augment', 'build_train_loader', 'collate_clips',
-           'default_workers', 'train_short_side']
+           'default_workers']
 
 
 def available_cpus() -> int:
@@ -79,11 +79,6 @@ def collate_clips(items: List[Tuple]) -> Tuple:
     return (clips.flatten(0, 1), labels.flatten(0, 1), *rest)
 
 
-def train_short_side(args: argparse.Namespace, img_size: int) -> int:
-    """The short side frames are resized to before cropping: ``--short-side``, else 256/224 of the crop."""
-    return args.short_side or round(img_size * 256 / 224)
-
-
 def loader_kwargs(workers: int, pin_memory: bool, prefetch_factor: Optional[int], persistent: bool = True) -> Dict:
     """DataLoader settings shared by the training and validation loaders."""
     kwargs = dict(num_workers=workers, pin_memory=pin_memory, persistent_workers=persistent and workers > 0)
@@ -92,39 +87,66 @@ def loader_kwargs(workers: int, pin_memory: bool, prefetch_factor: Optional[int]
     return kwargs
 
 
-def batch_rand_augment(args: argparse.Namespace, img_size: int) -> Optional[ClipRandAugment]:
-    """The RandAugment the training loop applies to the batch (``--aa`` with ``--aa-on-batch``), else None: the
-    workers apply it (``build_train_loader``)."""
-    return ClipRandAugment(args.aa, rand_augment_hparams(img_size)) if args.aa and args.aa_on_batch else None
+def batch_rand_augment(aa: Optional[str], on_batch: bool, img_size: int) -> Optional[ClipRandAugment]:
+    """The RandAugment ``aa`` (a timm string) that the training loop applies to the batch when ``on_batch``, else
+    None: the workers apply it (``build_train_loader``)."""
+    return ClipRandAugment(aa, rand_augment_hparams(img_size)) if aa and on_batch else None
 
 
-def build_train_loader(args: argparse.Namespace, video_cfg: Dict, videos: VideoList,
-                       flip_pairs: Sequence[Tuple[str, str]] = (), pin_memory: bool = False) -> DataLoader:
-    """The training DataLoader of train.py's flags (``build_train_parser``) and the resolved clip settings.
+def build_train_loader(
+        videos: VideoList,
+        clip: ClipConfig,
+        batch_size: int,
+        scale: Tuple[float, float] = (0.08, 1.0),
+        ratio: Tuple[float, float] = (3 / 4, 4 / 3),
+        hflip: float = 0.5,
+        flip_pairs: Sequence[Tuple[str, str]] = (),
+        aa: Optional[str] = None,
+        aa_on_batch: bool = False,
+        repeated_aug: int = 1,
+        seed: int = 0,
+        workers: int = 0,
+        prefetch_factor: Optional[int] = 2,
+        pin_memory: bool = False,
+        backend: Optional[str] = None,
+) -> DataLoader:
+    """The training DataLoader: clips of ``clip`` (resized to ``clip.train_short_side``, then RandomResizedCrop),
+    shuffled and augmented by ``seed`` and the epoch.
 
-    ``--batch-size`` counts clips. With ``--repeated-aug N`` a batch holds ``batch_size / N`` videos, N clips each,
-    and an epoch draws ``len(videos) / N`` videos: the same clips and steps per epoch as without, so epochs,
-    the learning-rate schedule and the batch size keep their meaning, from a third of the decoding at N = 3.
-    With ``--aa-on-batch`` the workers leave RandAugment to the training loop (``ClipRandAugment`` on the batch).
+    Args:
+        videos: The training videos and labels.
+        clip: Frames, sampling and crop size.
+        batch_size: Clips per batch. With ``repeated_aug=N`` a batch holds ``batch_size / N`` videos, N clips each,
+            and an epoch draws ``len(videos) / N`` videos: the same clips and steps per epoch as without, so epochs,
+            the learning-rate schedule and the batch size keep their meaning, from a third of the decoding at N = 3.
+        scale: RandomResizedCrop area range.
+        ratio: RandomResizedCrop aspect range.
+        hflip: Horizontal flip probability.
+        flip_pairs: Class names a flip swaps (``resolve_flip_pairs``).
+        aa: timm RandAugment string; with ``aa_on_batch`` the workers leave it to the training loop
+            (``batch_rand_augment``).
+        repeated_aug: Differently augmented clips per decoded video.
+        seed: Seed of the order and the augmentations.
+        workers: Loader worker processes (0: in this process).
+        prefetch_factor: Batches each worker prepares ahead.
+        pin_memory: Pin the batches (for a GPU).
+        backend: The video decoder tried first.
     """
-    repeats = args.repeated_aug
-    if repeats < 1:
-        raise ValueError(f'--repeated-aug must be at least 1, got {repeats}')
-    if args.batch_size % repeats:
-        raise ValueError(f'--batch-size {args.batch_size} must be a multiple of --repeated-aug {repeats}')
-    if len(videos.samples) < repeats:
-        raise ValueError(f'--repeated-aug {repeats} needs at least {repeats} training videos')
-    sampler = ClipSampler(video_cfg['num_frames'], video_cfg['frame_interval'], 1, video_cfg['sampling'])
-    size = video_cfg['img_size']
-    transform = ClipTrainTransform(size, train_short_side(args, size), tuple(args.scale), tuple(args.ratio),
-                                   args.hflip, flip_label_map(flip_pairs, videos.class_names),
-                                   None if args.aa_on_batch else args.aa)
-    dataset = VideoDataset(videos, sampler, transform, train=True, backend=args.video_backend, repeated_aug=repeats)
-    loader = DataLoader(dataset, batch_size=args.batch_size // repeats, drop_last=True,
-                        sampler=SeededRandomSampler(len(dataset), len(dataset) // repeats, args.seed),
-                        collate_fn=collate_clips if repeats > 1 else default_collate,
-                        **loader_kwargs(args.workers, pin_memory, args.prefetch_factor))
+    if repeated_aug < 1:
+        raise ValueError(f'--repeated-aug must be at least 1, got {repeated_aug}')
+    if batch_size % repeated_aug:
+        raise ValueError(f'--batch-size {batch_size} must be a multiple of --repeated-aug {repeated_aug}')
+    if len(videos.samples) < repeated_aug:
+        raise ValueError(f'--repeated-aug {repeated_aug} needs at least {repeated_aug} training videos')
+    transform = ClipTrainTransform(clip.img_size, clip.train_short_side, tuple(scale), tuple(ratio), hflip,
+                                   flip_label_map(flip_pairs, videos.class_names), None if aa_on_batch else aa)
+    dataset = VideoDataset(videos, ClipSampler.for_clip(clip), transform, train=True, backend=backend,
+                           repeated_aug=repeated_aug)
+    loader = DataLoader(dataset, batch_size=batch_size // repeated_aug, drop_last=True,
+                        sampler=SeededRandomSampler(len(dataset), len(dataset) // repeated_aug, seed),
+                        collate_fn=collate_clips if repeated_aug > 1 else default_collate,
+                        **loader_kwargs(workers, pin_memory, prefetch_factor))
     if len(loader) == 0:
-        raise ValueError(f'{len(dataset)} training videos make no full batch of --batch-size {args.batch_size}'
-                         + (f' with --repeated-aug {repeats}' if repeats > 1 else ''))
+        raise ValueError(f'{len(dataset)} training videos make no full batch of --batch-size {batch_size}'
+                         + (f' with --repeated-aug {repeated_aug}' if repeated_aug > 1 else ''))
     return loader

@@ -49,7 +49,8 @@ class ClipTrainTransform:
 
     Args:
         size: Output crop size.
-        short_side: Short side after the first resize (256 in the authors' recipes).
+        short_side: Short side after the first resize (``ClipConfig.train_short_side``: 256 in the authors'
+            recipes).
         scale: Area range of RandomResizedCrop.
         ratio: Aspect ratio range of RandomResizedCrop.
         hflip: Probability of a horizontal flip.
@@ -59,8 +60,8 @@ class ClipTrainTransform:
 
     def __init__(
             self,
-            size: int = 224,
-            short_side: int = 256,
+            size: int,
+            short_side: int,
             scale: Tuple[float, float] = (0.08, 1.0),
             ratio: Tuple[float, float] = (3 / 4, 4 / 3),
             hflip: float = 0.5,
@@ -99,12 +100,13 @@ def rand_augment_hparams(size: int) -> Dict:
 
 
 class ClipEvalTransform:
-    """Test views: short-side resize, then a centre crop or three crops along the long side.
+    """Test views: short-side resize (default: to the crop size, the authors' test protocol), then a centre crop or
+    three crops along the long side.
 
     Returns uint8 ``(num_crops, T, C, size, size)``.
     """
 
-    def __init__(self, size: int = 224, short_side: Optional[int] = None, num_crops: int = 1):
+    def __init__(self, size: int, short_side: Optional[int] = None, num_crops: int = 1):
         if num_crops not in (1, 3):
             raise ValueError(f'num_crops must be 1 or 3, got {num_crops}')
         self.size = size

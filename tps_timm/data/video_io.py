@@ -159,7 +159,7 @@ def _check_frames(frames: np.ndarray, indices_shape: Sequence[int]) -> None:
 
 
 def load_clip(path: str, index_fn: IndexFn, backend: Optional[str] = None) -> Tuple[np.ndarray, np.ndarray]:
-    """Decode the frames ``index_fn(num_frames)`` of ``path``.
+    """Decode the frames ``index_fn(video_frames)`` of ``path``.
 
     Args:
         path: A video file, or a folder of JPEG/PNG frames.
@@ -177,10 +177,10 @@ def load_clip(path: str, index_fn: IndexFn, backend: Optional[str] = None) -> Tu
         raise VideoReadError(path, 'no such file')
     indices_seen = []
 
-    def tracking_index_fn(num_frames: int) -> np.ndarray:
-        if num_frames <= 0:
+    def tracking_index_fn(video_frames: int) -> np.ndarray:
+        if video_frames <= 0:
             raise ValueError('video has no frames')
-        indices = np.asarray(index_fn(num_frames), dtype=np.int64)
+        indices = np.asarray(index_fn(video_frames), dtype=np.int64)
         indices_seen.append(indices)
         return indices
 

@@ -1,12 +1,12 @@
 """How many training clips per second the loader delivers on your data: size ``--workers`` against the model.
 
-    python -m tps_timm.data.throughput --hparams hparams/k400.yaml --data-root /data/k400 \\
+    python -m tps_timm.throughput --hparams hparams/k400.yaml --data-root /data/k400 \\
         --train-list /data/k400/train.csv [--workers N] [--clips N] [--repeated-aug N] [--json OUT]
 
 The loader is train.py's, built from the same flags and recipe (``--workers 0``: in this process). It prints the
 clips/s of the whole loader and per worker, and where one clip's time goes in one process: decoding, augmentation
-and collation. A GPU trains faster than one worker loads: on one H100 (bf16, batch 8, 32 x 224) TPS-Swin-T trains
-at about 128 clips/s eager and 206 compiled, TPS-Swin-B at about 77; workers needed = that / clips/s per worker.
+and collation, and the workers that would keep one H100 busy (``H100_CLIPS_PER_S``): a GPU trains faster than one
+worker loads.
 """
 import argparse
 import json
@@ -15,18 +15,15 @@ import time
 from typing import Dict, Optional, Sequence
 
 import numpy as np
-import torch
 
-from ..cli import build_train_parser, command_line_dests, parse_with_hparams, positive_int, resolve_demo_data, \
-    resolve_video_cfg
-from .annotations import load_video_list
-from .flips import resolve_flip_pairs
-from .loader import batch_rand_augment, build_train_loader
-from .rand_augment import ClipRandAugment
-from .video_io import VideoReadError
+from .cli import build_train_parser, command_line_dests, create_model_and_clip, parse_with_hparams, positive_int, \
+    resolve_demo_data, train_loader_from_args
+from .data import ClipRandAugment, VideoReadError, batch_rand_augment, load_video_list, resolve_flip_pairs
 
 __all__ = ['measure_loader', 'measure_split', 'main']
 
+# clips/s one H100 trains at (bf16, batch 8, 32 x 224 clips), as the loader issue (12) reported them: not measured
+# by this repo's benchmarks yet (benchmarks/bench.py --compile on a GPU gives the figures of yours)
 H100_CLIPS_PER_S = {'TPS-Swin-T compiled': 206, 'TPS-Swin-T eager': 128, 'TPS-Swin-B': 77}
 
 
@@ -91,7 +88,7 @@ def measure_split(dataset, collate, count: int, seed: int = 0, rand_augment: Opt
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = build_train_parser(description=__doc__, prog='python -m tps_timm.data.throughput')
+    parser = build_train_parser(description=__doc__, prog='python -m tps_timm.throughput')
     g = parser.add_argument_group('throughput')
     g.add_argument('--clips', type=positive_int, default=200, help='clips to load (after the first batch)')
     g.add_argument('--split-clips', type=positive_int, default=16,
@@ -101,7 +98,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict:
-    import timm
     parser = build_parser()
     args = parse_with_hparams(parser, argv)
     given = command_line_dests(parser, argv)
@@ -112,17 +108,14 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         parser.error('--train-list (or --demo-data) is required')
     try:
         videos = load_video_list(args.train_list, args.data_root, args.dataset_format, args.class_names)
-        with torch.device('meta'):  # only the model's clip settings are needed: no weights, no memory
-            model = timm.create_model(args.model, pretrained=False,
-                                      num_classes=args.num_classes or videos.num_classes, **args.model_kwargs)
-        video_cfg = resolve_video_cfg(args, model)
+        _, clip = create_model_and_clip(parser, args, videos.num_classes, weights=False)  # only its clip settings
         flip_pairs = resolve_flip_pairs(args.flip_label_map, videos.class_names) if args.hflip > 0 else []
-        loader = build_train_loader(args, video_cfg, videos, flip_pairs)
+        loader = train_loader_from_args(args, clip, videos, flip_pairs)
     except (OSError, RuntimeError, ValueError) as e:
         parser.error(str(e))
-    rand_augment = batch_rand_augment(args, video_cfg['img_size'])
-    print(f'{len(videos.samples)} videos; clips of {video_cfg["num_frames"]} frames ({video_cfg["sampling"]}, '
-          f'{video_cfg["img_size"]} px); batch {args.batch_size}; {args.workers} workers; '
+    rand_augment = batch_rand_augment(args.aa, args.aa_on_batch, clip.img_size)
+    print(f'{len(videos.samples)} videos; clips of {clip.num_frames} frames ({clip.sampling}, '
+          f'{clip.img_size} px); batch {args.batch_size}; {args.workers} workers; '
           f'repeated-aug {args.repeated_aug}; RandAugment {args.aa or "off"}{" on the batch" if rand_augment else ""}')
     result = dict(workers=args.workers, batch_size=args.batch_size, repeated_aug=args.repeated_aug,
                   aa=args.aa, aa_on_batch=bool(rand_augment),
