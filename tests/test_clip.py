@@ -98,3 +98,18 @@ def test_an_old_exported_file_loads_with_its_clip_settings(v0_folder, tmp_path):
     clip = torch.randn(1, 3, 8, 48, 48)
     with torch.no_grad():
         assert torch.allclose(exported(clip), model(clip), atol=1e-4)
+
+
+def test_a_recipes_training_resize_leaves_the_test_views_alone():
+    """k400.yaml's short_side (256) is the training resize; validate.py's test views resize to the crop (224), the
+    authors' test protocol, unless --test-short-side says otherwise."""
+    import validate
+    from tps_timm.data import VideoList
+    from tps_timm.evaluate import eval_dataset
+    recipe = str(Path(__file__).resolve().parents[1] / 'hparams' / 'k400.yaml')
+    for extra, expected in (([], 224), (['--test-short-side', '256'], 256)):
+        args = parse_with_hparams(validate.build_parser(), ['--hparams', recipe, *extra],
+                                  shared_with=train.build_parser())
+        clip = ClipConfig().replace_from_flags(vars(args))
+        assert (clip.num_clips, clip.num_crops) == (4, 3)
+        assert eval_dataset(VideoList([('v.mp4', 0)]), clip, args.test_short_side).transform.short_side == expected
