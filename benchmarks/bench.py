@@ -45,10 +45,12 @@ from typing import Callable, Dict, List, Optional
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'tests'))  # the literal references are test code
 import tps_timm  # noqa: E402,F401
 from timm.models.swin_transformer import window_partition as timm_window_partition  # noqa: E402
-from tps_timm.shift import channel_shift, channel_shift_reference, partition_channel_shift, patch_shift, \
-    patch_shift_reference, permute_rows, window_token_index  # noqa: E402
+from tps_timm.shift import channel_shift, partition_channel_shift, patch_shift, permute_rows, \
+    window_token_index  # noqa: E402
+from reference import channel_shift_reference, patch_shift_reference  # noqa: E402
 
 # glibc: serve every allocation over 128 KiB by mmap, so that freed activations leave the process at once and its
 # peak RSS follows the peak of live tensors instead of heap fragmentation (CPU memory figures; harmless on CUDA)

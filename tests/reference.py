@@ -1,12 +1,41 @@
-"""A literal, slow TPS-Swin attention branch written from shared/TPS_SPEC.md, for checking the fused model.
+"""Literal, slow references written from shared/TPS_SPEC.md, for checking the fused code: the two temporal shifts as
+the authors write them, and a TPS-Swin attention branch built from them (benchmarks/bench.py times them too).
 
 Each step is done the plain way: pad, roll, partition with view/permute, per-tile rolls, the bias row from the spec
 formula in Python loops, Swin's mask built from slices, explicit softmax, inverse shift, merge, roll back, crop.
 """
+from typing import Tuple
+
 import torch
 import torch.nn.functional as F
 
-from tps_timm.shift import PATCH_SHIFT_PATTERN, channel_shift_reference, patch_shift_reference
+from tps_timm.shift import CHANNEL_SHIFT_DIV, PATCH_SHIFT_PATTERN
+
+
+def channel_shift_reference(x: torch.Tensor, num_heads: int) -> torch.Tensor:
+    """Channel shift written as the authors do: clone, then two sliced copies per head."""
+    shape = x.shape
+    x = x.reshape(*shape[:-1], num_heads, shape[-1] // num_heads)
+    fold = x.shape[-1] // CHANNEL_SHIFT_DIV
+    out = x.clone()
+    out[:, 1:, ..., :fold] = x[:, :-1, ..., :fold]
+    out[:, :-1, ..., fold:2 * fold] = x[:, 1:, ..., fold:2 * fold]
+    return out.reshape(shape)
+
+
+def patch_shift_reference(x: torch.Tensor, window_size: Tuple[int, int], inverse: bool = False) -> torch.Tensor:
+    """Patch shift written as the authors do: clone, then one roll per 3 x 3 tile position.
+
+    ``x`` is ``(B, D, num_windows, win_h * win_w, C)``.
+    """
+    batch, num_tokens, num_windows, _, channels = x.shape
+    x = x.view(batch, num_tokens, num_windows, window_size[0], window_size[1], channels)
+    out = x.clone()
+    sign = -1 if inverse else 1
+    for r, row in enumerate(PATCH_SHIFT_PATTERN):
+        for s, k in enumerate(row):
+            out[:, :, :, r::3, s::3] = torch.roll(x[:, :, :, r::3, s::3], shifts=sign * k, dims=1)
+    return out.flatten(3, 4)
 
 
 def spec_bias_rows(num_frames, win, table=(16, 7, 7), kind='patch'):

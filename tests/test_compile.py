@@ -12,11 +12,11 @@ from timm.models.swin_transformer import SwinTransformer
 from torch._dynamo.utils import counters
 
 from tps_timm.compilation import compile_model, repeated_blocks
-from tps_timm.shift import channel_shift, channel_shift_reference, partition_channel_shift, patch_shift, \
-    patch_shift_reference, permute_rows, window_token_index
+from tps_timm.shift import channel_shift, partition_channel_shift, patch_shift, permute_rows, window_token_index
 from tps_timm.tps_swin import TpsSwinTransformerBlock
 
 from conftest import SMALL, randomize_, small_model
+from reference import channel_shift_reference, patch_shift_reference
 
 pytestmark = pytest.mark.slow
 

@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from tps_timm.shift import channel_shift, channel_shift_reference, partition_channel_shift, patch_shift, \
-    patch_shift_reference, window_token_index
+from tps_timm.shift import channel_shift, partition_channel_shift, patch_shift, window_token_index
 
 from conftest import randomize_, small_model
+from reference import channel_shift_reference, patch_shift_reference
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
 

@@ -1,3 +1,5 @@
+import logging
+
 import pytest
 import timm
 import torch
@@ -169,6 +171,25 @@ def test_window_layouts_are_buffers_for_the_input_size():
         assert model.layers[1].blocks[1].feat_size == (6, 6, 6)
         assert torch.equal(model(x), expected)
 
+
+
+def test_a_clip_size_without_kept_layouts_is_logged_once_per_size_and_model(caplog):
+    """A user who benchmarks another clip size learns why it is slower: one INFO line per token grid and model."""
+    def logged(model, *shapes):
+        caplog.clear()
+        with torch.no_grad(), caplog.at_level(logging.INFO, logger='tps_timm'):
+            for shape in shapes:
+                model(torch.randn(shape))
+        return [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+
+    model = small_model(img_size=32, num_frames=4)
+    assert logged(model, (1, 3, 4, 32, 32), (2, 3, 3, 32, 32)) == []  # 3 frames: the kept grid (2 tokens) too
+    messages = logged(model, (1, 3, 6, 40, 36), (2, 3, 6, 40, 36), (1, 3, 5, 40, 36), (1, 3, 8, 32, 32))
+    assert len(messages) == 2 and messages[0].startswith('TPS-Swin: clips of 6 x 40 x 36 (T x H x W; token grid '
+                                                         '3 x 10 x 9) build their window layouts per call')
+    assert '(2 x 8 x 8)' in messages[0] and 'set_input_size' in messages[0] and 'token grid 4 x 8 x 8' in messages[1]
+    assert logged(model, (1, 3, 6, 40, 36)) == []
+    assert len(logged(small_model(img_size=32, num_frames=4), (1, 3, 6, 40, 36))) == 1  # per model
 
 
 def test_model_built_on_meta_materialises_with_timm(model):

@@ -1,11 +1,11 @@
 import pytest
 import torch
 
-from tps_timm.shift import PATCH_SHIFT_PATTERN, channel_shift, channel_shift_reference, partition_channel_shift, \
-    patch_shift, patch_shift_offsets, patch_shift_reference, permute_rows, window_token_index
+from tps_timm.shift import PATCH_SHIFT_PATTERN, channel_shift, partition_channel_shift, patch_shift, \
+    patch_shift_offsets, permute_rows, window_token_index
 from tps_timm.tps_swin import relative_position_index
 
-from reference import spec_bias_rows
+from reference import channel_shift_reference, patch_shift_reference, spec_bias_rows
 
 
 def _grad_pair(fused, ref, x):

@@ -117,3 +117,34 @@ def test_registry_names_and_aliases():
     assert alias.pretrained_cfg['sampling'] == 'uniform' and alias.pretrained_cfg['num_frames'] == 32
     assert [n for n, _ in alias.named_parameters()] == [n for n, _ in tagged.named_parameters()]
     assert timm.create_model('tps_swin_tiny_diving48', pretrained=False).num_classes == 48
+
+
+@pytest.mark.parametrize('name', ['tps_swin_tiny', 'tps_swin_base.sthv2', 'tps_swin_large.ms_in22k'])
+def test_pretrained_cfg_and_attributes_as_timm_swin(name):
+    """As timm's Swin: ``pool_size`` is the final map of the config's clip (``num_frames`` frames of ``input_size``),
+    here ``(D, H/32, W/32)``; ``output_fmt`` names the channels-last maps, 'NDHWC' as timm's Swin's 'NHWC'."""
+    with torch.device('meta'):
+        model = timm.create_model(name)
+        cfg = model.pretrained_cfg
+        assert cfg['input_size'] == (3, 224, 224) and cfg['num_frames'] == 32 and cfg['pool_size'] == (16, 7, 7)
+        feats = model.forward_features(torch.empty(1, cfg['input_size'][0], cfg['num_frames'], *cfg['input_size'][1:]))
+    assert model.output_fmt == 'NDHWC' and tuple(feats.shape) == (1, *cfg['pool_size'], model.num_features)
+    # timm's hook wrapper gives the stages' own channels-last maps and says so in timm's words
+    hooks = timm.create_model('tps_swin_tiny', img_size=64, num_frames=4, features_only=True, feature_cls='hook')
+    assert hooks.output_fmt == 'NHWC' and hooks(torch.randn(1, 3, 4, 64, 64))[0].shape == (1, 2, 16, 16, 96)
+
+
+def test_tps_vit_default_tags_are_timms_defaults():
+    """Every ``tps_vit_*`` model lists its image model's tags in timm's order, so its default tag is timm's default
+    for that ViT (small: augreg_in21k_ft_in1k, large: augreg_in21k_ft_in1k, CLIP: laion2b_ft_in12k_in1k)."""
+    from timm.models import get_arch_pretrained_cfgs, get_pretrained_cfg
+    from tps_timm.tps_vit import _IMAGE_MODELS
+    for video_name, image_name in _IMAGE_MODELS.items():
+        image_tags = [k.split('.', 1)[1] for k in get_arch_pretrained_cfgs(image_name)]
+        assert [k.split('.', 1)[1] for k in get_arch_pretrained_cfgs(video_name)] == image_tags
+        assert get_pretrained_cfg(video_name).tag == get_pretrained_cfg(image_name).tag == image_tags[0]
+        video_cfg = get_pretrained_cfg(video_name)
+        assert video_cfg.pool_size == get_pretrained_cfg(image_name).pool_size  # timm's ViT's (None: token maps)
+        assert video_cfg.num_frames == 16
+    assert get_pretrained_cfg('tps_vit_small_patch16_224').tag == 'augreg_in21k_ft_in1k'
+    assert get_pretrained_cfg('tps_vit_base_patch16_clip_224').tag == 'laion2b_ft_in12k_in1k'

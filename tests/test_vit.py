@@ -1,4 +1,6 @@
 """TPS-ViT: timm's image ViTs as video models (to_video), their registered entrypoints and timm contract."""
+import logging
+
 import pytest
 import timm
 import torch
@@ -70,6 +72,24 @@ def test_channel_and_patch_shifts_keep_gradients_and_any_clip_length():
     assert all(p.grad is not None for p in video.parameters() if p.requires_grad)
     with pytest.raises(ValueError, match=r'\(B, C, T, H, W\)'):
         video(torch.randn(2, 3, 32, 32))
+
+
+def test_a_clip_size_without_kept_permutations_is_logged_once_per_size(caplog):
+    video = to_video(randomized('deit_tiny_patch16_224', img_size=32, num_classes=5, depth=2), num_frames=4).eval()
+    with torch.no_grad(), caplog.at_level(logging.INFO, logger='tps_timm'):
+        for frames in (4, 3, 6, 5, 6, 8):  # kept grid: 2 temporal tokens; 3 tokens twice, then 4
+            video(torch.randn(1, 3, frames, 32, 32))
+    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert len(messages) == 2 and messages[0].startswith('TPS-ViT: clips of 6 x 32 x 32 (T x H x W; token grid '
+                                                         '3 x 2 x 2) build their patch-shift permutation per call')
+
+
+def test_kept_clip_frames_default_to_the_pretrained_configs():
+    with torch.device('meta'):
+        assert timm.create_model('tps_vit_small_patch16_224', depth=2).num_frames == 16
+        overlay = dict(pretrained_cfg_overlay=dict(num_frames=8))
+        assert timm.create_model('tps_vit_small_patch16_224', depth=2, **overlay).num_frames == 8
+        assert to_video(timm.create_model('vit_small_patch16_224', depth=2)).num_frames == 16
 
 
 def test_to_video_rejects_what_it_cannot_convert():

@@ -1,7 +1,11 @@
-"""TPS-Swin video transformers as timm models: ``import tps_timm`` registers ``tps_swin_*`` with timm."""
-from .shift import channel_shift, patch_shift, channel_shift_reference, patch_shift_reference
+"""TPS video transformers (TPS-Swin, TPS-ViT) as timm models: ``import tps_timm`` registers ``tps_swin_*`` and
+``tps_vit_*`` with timm."""
+from .shift import channel_shift, patch_shift
+from .layers import TEMPORAL_MIXING
 from .pretrained import VideoPretrainedCfg
-from .tps_swin import TpsSwinTransformer, checkpoint_filter_fn, TEMPORAL_MIXING
+from .tps_swin import TpsSwinTransformer, checkpoint_filter_fn
 from .tps_vit import TpsVisionTransformer, to_video
 
+__all__ = ['channel_shift', 'patch_shift', 'TEMPORAL_MIXING', 'VideoPretrainedCfg', 'TpsSwinTransformer',
+           'checkpoint_filter_fn', 'TpsVisionTransformer', 'to_video']
 __version__ = '0.1.0'

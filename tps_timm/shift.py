@@ -1,17 +1,17 @@
-"""Temporal shifts of TPS-Swin: the patch pattern, the channel groups and the token gathers built from them.
+"""Temporal shifts of the TPS models: the patch pattern, the channel groups and the token gathers built from them.
 
-Everything that moves tokens or channels between frames lives here, defined once:
+Everything that moves tokens or channels between frames lives here, defined once (the literal references that follow
+the authors' code, per-tile rolls of a cloned tensor, are test code: ``tests/reference.py``):
 
 * ``PATCH_SHIFT_PATTERN``: the 3 x 3 tile of temporal offsets of the patch shift (the paper's pattern C).
 * ``CHANNEL_SHIFT_DIV``: channels ``[0, hd/8)`` of every head come from frame ``t-1``, ``[hd/8, 2hd/8)`` from ``t+1``.
-* Eager references that follow the authors' code literally (per-tile rolls of a cloned tensor).
 * ``window_token_index``: the per-clip row permutation that rolls a block's padded maps by the window shift, cuts
   them into windows and, for patch-shift blocks, reads each token from its shifted frame, with its inverse. Both are
   closed-form index arithmetic (no scatter), so they build on any device, under ``torch.compile`` and on ``meta``.
 * The fused ops the model uses, all plain gathers and slice copies: ``permute_rows`` (a window partition, with the
   patch shift folded in, whose backward is the inverse gather rather than a scatter-add), ``partition_channel_shift``
   (the unshifted partition with the channel shift folded in: the gather, then channel groups 0 and 1 copied from the
-  neighbouring frames of the maps) and ``channel_shift`` standing alone.
+  neighbouring frames of the maps) and ``channel_shift`` standing alone; ``token_patch_shift_index`` for TPS-ViT.
 
 Indices are per clip, without a batch dimension; the batch offsets are added when a permutation runs. All shifts act
 along dim 1 (temporal tokens) of a ``(B, D, ...)`` tensor.
@@ -19,11 +19,12 @@ along dim 1 (temporal tokens) of a ``(B, D, ...)`` tensor.
 from typing import NamedTuple, Optional, Sequence, Tuple
 
 import torch
+from timm.layers import register_notrace_function
 
 __all__ = [
     'PATCH_SHIFT_PATTERN', 'CHANNEL_SHIFT_DIV', 'patch_shift_offsets', 'WindowTokenIndex',
     'window_token_index', 'permute_rows', 'channel_shift', 'partition_channel_shift', 'patch_shift',
-    'channel_shift_reference', 'patch_shift_reference', 'EXPORT_DECOMPOSITIONS', 'token_patch_shift_index',
+    'EXPORT_DECOMPOSITIONS', 'token_patch_shift_index',
 ]
 
 # temporal offset k of the token at window position (r, s), by (r mod 3, s mod 3): token t takes token t - k
@@ -121,6 +122,8 @@ class _RowPermutation(torch.autograd.Function):
         return grad.index_select(0, _batched(inverse, ctx.batch)), None, None, None
 
 
+@torch.fx.wrap
+@register_notrace_function  # reason: whether a gradient is needed picks the autograd function or the plain gather
 def permute_rows(x: torch.Tensor, index: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
     """Rows of every clip of ``x`` ``(B, ..., C)`` reordered by the per-clip permutation ``index``, as ``(B, L, C)``.
 
@@ -345,29 +348,3 @@ def patch_shift(x: torch.Tensor, window_size: Tuple[int, int], inverse: bool = F
                                shift_patches=True, device=x.device)
     forward, backward = (index.reverse, index.partition) if inverse else (index.partition, index.reverse)
     return permute_rows(x, forward, backward).view(x.shape)
-
-
-def channel_shift_reference(x: torch.Tensor, num_heads: int) -> torch.Tensor:
-    """Channel shift written as the authors do: clone, then two sliced copies per head."""
-    shape = x.shape
-    x = x.reshape(*shape[:-1], num_heads, shape[-1] // num_heads)
-    fold = x.shape[-1] // CHANNEL_SHIFT_DIV
-    out = x.clone()
-    out[:, 1:, ..., :fold] = x[:, :-1, ..., :fold]
-    out[:, :-1, ..., fold:2 * fold] = x[:, 1:, ..., fold:2 * fold]
-    return out.reshape(shape)
-
-
-def patch_shift_reference(x: torch.Tensor, window_size: Tuple[int, int], inverse: bool = False) -> torch.Tensor:
-    """Patch shift written as the authors do: clone, then one roll per 3 x 3 tile position.
-
-    ``x`` is ``(B, D, num_windows, win_h * win_w, C)``.
-    """
-    batch, num_tokens, num_windows, _, channels = x.shape
-    x = x.view(batch, num_tokens, num_windows, window_size[0], window_size[1], channels)
-    out = x.clone()
-    sign = -1 if inverse else 1
-    for r, row in enumerate(PATCH_SHIFT_PATTERN):
-        for s, k in enumerate(row):
-            out[:, :, :, r::3, s::3] = torch.roll(x[:, :, :, r::3, s::3], shifts=sign * k, dims=1)
-    return out.flatten(3, 4)

@@ -6,29 +6,35 @@ https://arxiv.org/abs/2207.13259), numerically equal to the authors' mmaction2 b
 (``SwinTransformer2D_TPS``) at 32 frames and 7 x 7 windows, and defined for any clip length and frame size.
 
 Layout follows timm's ``swin_transformer.py``: patch merging at the start of stages 1-3, channels-last features
-``(B, D, H, W, C)``, ``head.fc`` classifier. Blocks alternate a channel shift (even) and a temporal patch shift with
-shifted windows (odd); both are index gathers from ``tps_timm.shift``. Each block keeps its window layout (the
-partition permutations, the bias rows and Swin's mask) for the model's input size as non-persistent buffers, and
-builds it per call for other sizes.
+``(B, D, H, W, C)`` (``output_fmt = 'NDHWC'``), ``head.fc`` classifier. Blocks alternate a channel shift (even) and a
+temporal patch shift with shifted windows (odd); both are index gathers from ``tps_timm.shift``. Each block keeps its
+window layout (the partition permutations, the bias rows and Swin's mask) for the model's input size as non-persistent
+buffers, and builds it per call for other sizes (logged once per size).
+
+The steps that read the clip's size in Python (input check, padding, the window layout and what follows from it) are
+FX leaves, so that ``torch.fx.symbolic_trace`` and timm's ``feature_cls='fx'`` trace the model.
 
 Names: ``T`` clip frames (``num_frames``), ``D = ceil(T / patch_t)`` temporal tokens (``num_temporal_tokens``).
 """
 import logging
 import math
-from typing import Any, Dict, List, NamedTuple, Optional, Set, Tuple, Type, Union
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Set, Tuple, Type, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from einops import rearrange
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import ClassifierHead, Format, Mlp, resize_rel_pos_bias_table, to_2tuple, trunc_normal_, \
-    use_fused_attn
+from timm.layers import ClassifierHead, Format, Mlp, register_notrace_function, resize_rel_pos_bias_table, \
+    to_2tuple, trunc_normal_, use_fused_attn
 from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model, \
     resolve_pretrained_cfg
 from timm.models._features import feature_take_indices
 from timm.models._pretrained import PretrainedCfg
 
+from .layers import TEMPORAL_MIXING, DropPath, check_video_input, log_uncached_size, pad_to_multiple, \
+    video_feature_cfg
 from .pretrained import HUB_ORG, VIDEO_DATASETS, VideoPretrainedCfg, as_video_pretrained_cfg, pretrained_load_errors, \
     record_input_size
 from .registry import register_model_aliases
@@ -38,13 +44,10 @@ __all__ = ['TpsSwinTransformer', 'checkpoint_filter_fn', 'TEMPORAL_MIXING', 'Win
 
 _logger = logging.getLogger(__name__)
 
-# temporal mixing per block kind (even, odd), for the paper's Table 2 ablations
-TEMPORAL_MIXING: Dict[str, Tuple[str, str]] = {
-    'tps': ('channel', 'patch'),  # the paper's model: channel shift and patch shift alternating
-    'patch': ('patch', 'patch'),  # patch shift in every block
-    'channel': ('channel', 'channel'),  # channel shift (TSM) in every block
-    'none': ('none', 'none'),  # no temporal mixing: a per-frame 2D Swin with the same weights
-}
+torch.fx.wrap('check_video_input')  # FX leaves by the names this module calls them (see tps_timm.layers)
+torch.fx.wrap('pad_to_multiple')
+torch.fx.wrap('rearrange')
+
 MASK_VALUE = -100.0  # Swin's value between tokens of different regions of a shifted window
 
 
@@ -166,31 +169,51 @@ def resample_bias_table(table: torch.Tensor, spatial: int, num_tokens: int) -> t
     return table.squeeze(0).t().reshape(-1, heads)
 
 
+@torch.fx.wrap
+@register_notrace_function  # reason: the clip's temporal extent decides whether the table is resampled
+def _attn_bias(
+        table: torch.Tensor,
+        table_size: Tuple[int, int, int],
+        bias_index: torch.Tensor,
+        window_mask: Optional[torch.Tensor],
+        num_windows: Optional[int],
+) -> torch.Tensor:
+    """``WindowAttention.attn_bias`` on its bias table ``table`` of extents ``table_size``."""
+    num_tokens, tokens, _ = bias_index.shape
+    if num_tokens > table_size[0]:
+        table = resample_bias_table(table, (2 * table_size[1] - 1) * (2 * table_size[2] - 1), num_tokens)
+    bias = table[bias_index.flatten()].view(num_tokens, tokens, tokens, -1)
+    bias = bias.permute(0, 3, 1, 2)  # D, heads, N, N
+    if window_mask is not None:
+        num_windows = window_mask.shape[0] if num_windows is None else num_windows
+        bias = bias.unsqueeze(1) + window_mask.to(bias.dtype).view(1, num_windows, 1, tokens, tokens)
+    return bias.reshape(-1, tokens, tokens)
+
+
+@torch.fx.wrap
+@register_notrace_function  # reason: the kernel depends on the device and on whether the bias needs a gradient
+def _window_attention(qkv: torch.Tensor, attn_bias: torch.Tensor, fused: bool, scale: float,
+                      dropout_p: float) -> torch.Tensor:
+    """Softmax attention of ``qkv`` ``(3, B', G, heads, N, hd)`` with the additive bias ``(G * heads, N, N)``, as
+    ``(B', G, heads, N, hd)``."""
+    _, batch, groups, heads, tokens, _ = qkv.shape
+    # CPU SDPA has no fused kernel for a mask that needs a gradient; its math fallback adds a safe-softmax pass
+    if fused and not (qkv.device.type == 'cpu' and attn_bias.requires_grad):
+        q, k, v = qkv.reshape(3, batch, groups * heads, tokens, -1).unbind(0)  # SDPA wants 4D
+        # a 4D mask: with a 3D one CPU SDPA falls back to its math kernel (2x slower than its fused one)
+        x = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias.unsqueeze(0), dropout_p=dropout_p)
+        return x.view(batch, groups, heads, tokens, -1)
+    # views (B', G, heads, N, hd): autograd then keeps copies of k and v only, not of the unscaled q too
+    q, k, v = qkv.unbind(0)
+    attn = (q * scale) @ k.transpose(-2, -1) + attn_bias.view(groups, heads, tokens, tokens)
+    attn = attn.softmax(dim=-1)
+    if dropout_p:
+        attn = F.dropout(attn, dropout_p)
+    return attn @ v
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # model
-
-class DropPath(nn.Module):
-    """Stochastic depth per sample, as timm's ``DropPath``, with the drop rate held in a buffer: compiled blocks that
-    differ only in their rate then share one graph (a float attribute would be a constant of each block's graph)."""
-
-    def __init__(self, drop_prob: float = 0.):
-        super().__init__()
-        self.drop_prob = drop_prob  # not read by forward: the buffer is
-        self.init_non_persistent_buffers()
-
-    def init_non_persistent_buffers(self) -> None:
-        device = self.keep_prob.device if hasattr(self, 'keep_prob') else None
-        self.register_buffer('keep_prob', torch.tensor(1. - self.drop_prob, device=device), persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training:
-            return x
-        keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(self.keep_prob.to(x.dtype))
-        return x * keep / self.keep_prob
-
-    def extra_repr(self) -> str:
-        return f'drop_prob={self.drop_prob:.3f}'
-
 
 class WindowAttention(nn.Module):
     """Multi-head self-attention inside one-frame windows, with a relative position bias indexed across frames."""
@@ -235,23 +258,16 @@ class WindowAttention(nn.Module):
             self,
             bias_index: torch.Tensor,
             window_mask: Optional[torch.Tensor] = None,
-            num_windows: int = 1,
+            num_windows: Optional[int] = None,
     ) -> torch.Tensor:
         """Additive attention bias, shared by the batch.
 
         Without a window mask: ``(D * heads, N, N)``, the same for every window (windows ordered window-major).
-        With one: ``(D * nW * heads, N, N)``, for windows ordered token-major. A clip with more temporal tokens than
-        the table covers reads a table resampled along time (``bias_index`` was built for its extent).
+        With one (``(nW, N, N)``; ``num_windows`` defaults to its length): ``(D * nW * heads, N, N)``, for windows
+        ordered token-major. A clip with more temporal tokens than the table covers reads a table resampled along
+        time (``bias_index`` was built for its extent).
         """
-        num_tokens, tokens, _ = bias_index.shape
-        table = self.relative_position_bias_table
-        if num_tokens > self.table_size[0]:
-            table = resample_bias_table(table, (2 * self.table_size[1] - 1) * (2 * self.table_size[2] - 1), num_tokens)
-        bias = table[bias_index.flatten()].view(num_tokens, tokens, tokens, -1)
-        bias = bias.permute(0, 3, 1, 2)  # D, heads, N, N
-        if window_mask is not None:
-            bias = bias.unsqueeze(1) + window_mask.to(bias.dtype).view(1, num_windows, 1, tokens, tokens)
-        return bias.reshape(-1, tokens, tokens)
+        return _attn_bias(self.relative_position_bias_table, self.table_size, bias_index, window_mask, num_windows)
 
     def forward(self, x: torch.Tensor, attn_bias: torch.Tensor) -> torch.Tensor:
         """
@@ -264,20 +280,9 @@ class WindowAttention(nn.Module):
         """
         batch, groups, tokens, channels = x.shape
         qkv = self.qkv(x).view(batch, groups, tokens, 3, self.num_heads, -1).permute(3, 0, 1, 4, 2, 5)
-        attn_bias = attn_bias.to(qkv.dtype)
-        # CPU SDPA has no fused kernel for a mask that needs a gradient; its math fallback adds a safe-softmax pass
-        if self.fused_attn and not (qkv.device.type == 'cpu' and attn_bias.requires_grad):
-            q, k, v = qkv.reshape(3, batch, groups * self.num_heads, tokens, -1).unbind(0)  # SDPA wants 4D
-            # a 4D mask: with a 3D one CPU SDPA falls back to its math kernel (2x slower than its fused one)
-            x = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=attn_bias.unsqueeze(0), dropout_p=self.attn_drop.p if self.training else 0.)
-        else:
-            # views (B', G, heads, N, hd): autograd then keeps copies of k and v only, not of the unscaled q too
-            q, k, v = qkv.unbind(0)
-            attn = (q * self.scale) @ k.transpose(-2, -1) + attn_bias.view(groups, self.num_heads, tokens, tokens)
-            attn = self.attn_drop(attn.softmax(dim=-1))
-            x = attn @ v
-        x = x.reshape(batch, groups, self.num_heads, tokens, -1).transpose(2, 3).reshape(-1, channels)
+        x = _window_attention(qkv, attn_bias.to(qkv.dtype), self.fused_attn, self.scale,
+                              self.attn_drop.p if self.training else 0.)
+        x = x.transpose(2, 3).reshape(-1, channels)
         return self.proj_drop(self.proj(x))
 
 
@@ -365,55 +370,66 @@ class TpsSwinTransformerBlock(nn.Module):
             return WindowLayout(self.partition_index, self.reverse_index, self.relative_position_index, self.attn_mask)
         return self.build_layout(feat_size, device)
 
-    def _gather_windows(self, x: torch.Tensor, layout: WindowLayout, window: Tuple[int, int],
-                        shift: Tuple[int, int]) -> torch.Tensor:
-        """Maps ``(B, D, H, W, C)`` -> window rows ``(B, L, C)``, the temporal shift of this block folded in."""
-        height, width = x.shape[2:4]
-        if self.temporal_shift == 'channel' and any(shift):  # only temporal_mixing='channel' shifts these windows
-            x = channel_shift(x, self.num_heads)
-        pad_h, pad_w = (-s % w for s, w in zip((height, width), window))
-        if pad_h or pad_w:
-            x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
-        if self.temporal_shift == 'channel' and not any(shift):
-            # unshifted windows are a plain reordering of the maps: the channel shift folds into their partition
-            return partition_channel_shift(x, layout.partition_index, layout.reverse_index, window, self.num_heads)
-        return permute_rows(x, layout.partition_index, layout.reverse_index)
-
-    def _attend(self, windows: torch.Tensor, layout: WindowLayout, num_temporal_tokens: int,
-                window: Tuple[int, int], shift: Tuple[int, int]) -> torch.Tensor:
-        """Window attention on window rows ``(B, L, C)`` with the relative position bias (and Swin's mask)."""
-        batch, rows, channels = windows.shape
-        tokens = window[0] * window[1]
-        num_windows = rows // (num_temporal_tokens * tokens)
-        groups = num_temporal_tokens * num_windows if any(shift) else num_temporal_tokens  # runs sharing one bias
-        attn_bias = self.attn.attn_bias(layout.relative_position_index, layout.attn_mask, num_windows)
-        return self.attn(windows.view(-1, groups, tokens, channels), attn_bias).view(batch, rows, channels)
-
-    @staticmethod
-    def _scatter_windows(windows: torch.Tensor, layout: WindowLayout, maps_shape: torch.Size,
-                         window: Tuple[int, int]) -> torch.Tensor:
-        """Window rows ``(B, L, C)`` back to the maps ``(B, D, H, W, C)`` (proj is per token, so the inverse patch
-        shift folds into this reverse permutation)."""
-        batch, num_temporal_tokens, height, width, channels = maps_shape
-        pad_h, pad_w = (-s % w for s, w in zip((height, width), window))
-        x = permute_rows(windows, layout.reverse_index, layout.partition_index)
-        x = x.view(batch, num_temporal_tokens, height + pad_h, width + pad_w, channels)
-        return x[:, :, :height, :width] if pad_h or pad_w else x
-
     def _attn(self, x: torch.Tensor) -> torch.Tensor:
         """Layout, gather into windows (with the shifts), attend, scatter back to the maps."""
-        num_temporal_tokens, height, width = x.shape[1:4]
-        layout = self.window_layout((num_temporal_tokens, height, width), x.device)
-        window, shift = window_and_shift_size((height, width), self.window_size, self.shift_window)
-        windows = self._gather_windows(x, layout, window, shift)
-        windows = self._attend(windows, layout, num_temporal_tokens, window, shift)
-        return self._scatter_windows(windows, layout, x.shape, window)
+        layout, window, shift = _block_window_layout(self, x)
+        windows = _gather_windows(x, layout, window, shift, self.temporal_shift, self.num_heads)
+        attn_bias = self.attn.attn_bias(layout.relative_position_index, layout.attn_mask)  # (G * heads, N, N)
+        # runs of G windows sharing one bias: the temporal tokens (and, with a mask, the windows) of a clip
+        windows = windows.view(-1, attn_bias.shape[0] // self.num_heads, attn_bias.shape[-1], x.shape[-1])
+        windows = self.attn(windows, attn_bias).view(x.shape[0], -1, x.shape[-1])
+        return _scatter_windows(windows, layout, x.shape, window)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Forward pass on ``(B, D, H, W, C)``."""
         x = x + self.drop_path1(self._attn(self.norm1(x)))
         x = x + self.drop_path2(self.mlp(self.norm2(x)))
         return x
+
+
+@torch.fx.wrap
+@register_notrace_function  # reason: the maps' size decides the window, the shift and whether the buffers serve
+def _block_window_layout(
+        block: TpsSwinTransformerBlock,
+        x: torch.Tensor,
+) -> Tuple[WindowLayout, Tuple[int, int], Tuple[int, int]]:
+    """The block's window layout for maps ``x`` ``(B, D, H, W, C)``, with the window and window shift they take."""
+    feat_size = tuple(x.shape[1:4])
+    window, shift = window_and_shift_size(feat_size[1:], block.window_size, block.shift_window)
+    return block.window_layout(feat_size, x.device), window, shift
+
+
+@torch.fx.wrap
+@register_notrace_function  # reason: the window shift and the padding depend on the maps' size
+def _gather_windows(
+        x: torch.Tensor,
+        layout: WindowLayout,
+        window: Tuple[int, int],
+        shift: Tuple[int, int],
+        temporal_shift: str,
+        num_heads: int,
+) -> torch.Tensor:
+    """Maps ``(B, D, H, W, C)`` -> window rows ``(B, L, C)``, the block's temporal shift folded in."""
+    if temporal_shift == 'channel' and any(shift):  # only temporal_mixing='channel' shifts these windows
+        x = channel_shift(x, num_heads)
+    x = pad_to_multiple(x, window, 2)
+    if temporal_shift == 'channel' and not any(shift):
+        # unshifted windows are a plain reordering of the maps: the channel shift folds into their partition
+        return partition_channel_shift(x, layout.partition_index, layout.reverse_index, window, num_heads)
+    return permute_rows(x, layout.partition_index, layout.reverse_index)
+
+
+@torch.fx.wrap
+@register_notrace_function  # reason: crops the padding the maps' size asked for
+def _scatter_windows(windows: torch.Tensor, layout: WindowLayout, maps_shape: torch.Size,
+                     window: Tuple[int, int]) -> torch.Tensor:
+    """Window rows ``(B, L, C)`` back to the maps ``(B, D, H, W, C)`` (proj is per token, so the inverse patch shift
+    folds into this reverse permutation)."""
+    batch, num_temporal_tokens, height, width, channels = maps_shape
+    pad_h, pad_w = (-s % w for s, w in zip((height, width), window))
+    x = permute_rows(windows, layout.reverse_index, layout.partition_index)
+    x = x.view(batch, num_temporal_tokens, height + pad_h, width + pad_w, channels)
+    return x[:, :, :height, :width] if pad_h or pad_w else x
 
 
 class PatchMerging(nn.Module):
@@ -428,16 +444,18 @@ class PatchMerging(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, D, H, W, C)`` -> ``(B, D, ceil(H/2), ceil(W/2), out_dim)``."""
-        batch, num_temporal_tokens, height, width, channels = x.shape
-        x = F.pad(x, (0, 0, 0, width % 2, 0, height % 2))
-        height, width = x.shape[2:4]
+        x = pad_to_multiple(x, (2, 2), 2)
         # channel order (0,0), (1,0), (0,1), (1,1) in (row, col), as the reference concatenates
-        x = x.reshape(batch, num_temporal_tokens, height // 2, 2, width // 2, 2, channels).permute(0, 1, 2, 4, 5, 3, 6)
-        return self.reduction(self.norm(x.flatten(4)))
+        x = rearrange(x, 'b d (h i) (w j) c -> b d h w (j i c)', i=2, j=2)
+        return self.reduction(self.norm(x))
 
 
 class PatchEmbed3d(nn.Module):
-    """Video to tokens: ``Conv3d`` over (2, 4, 4) patches, zero padding at the end of T, H, W; channels-last out."""
+    """Video to tokens: ``Conv3d`` over (2, 4, 4) patches, zero padding at the end of T, H, W; channels-last out.
+
+    ``grid_size``, set by the model, is the token grid ``(D, H, W)`` whose window layouts it keeps (None: none kept);
+    clips with another grid are logged, once per grid, as building theirs per call.
+    """
 
     def __init__(
             self,
@@ -449,15 +467,25 @@ class PatchEmbed3d(nn.Module):
         super().__init__()
         self.patch_size = tuple(patch_size)
         self.in_chans = in_chans
+        self.grid_size: Optional[Tuple[int, int, int]] = None
         self.proj = nn.Conv3d(in_chans, embed_dim, kernel_size=self.patch_size, stride=self.patch_size)
         self.norm = norm_layer(embed_dim) if norm_layer else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, T, H, W)`` -> ``(B, D, H/4, W/4, embed_dim)``."""
-        pad_t, pad_h, pad_w = (-s % p for s, p in zip(x.shape[2:], self.patch_size))
-        if pad_t or pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h, 0, pad_t))
-        return self.norm(self.proj(x).permute(0, 2, 3, 4, 1))
+        return self.norm(self.proj(_pad_to_patches(self, x)).permute(0, 2, 3, 4, 1))
+
+
+@torch.fx.wrap
+@register_notrace_function  # reason: reads the clip's size (padding, the log of grids without kept layouts)
+def _pad_to_patches(patch_embed: PatchEmbed3d, x: torch.Tensor) -> torch.Tensor:
+    """The clip zero-padded at the end of T, H, W to whole patches; a token grid without kept layouts is logged."""
+    x_shape = tuple(x.shape[2:])
+    x = pad_to_multiple(x, patch_embed.patch_size, 2)
+    grid = tuple(s // p for s, p in zip(x.shape[2:], patch_embed.patch_size))
+    if grid != patch_embed.grid_size:
+        log_uncached_size(patch_embed, 'TPS-Swin', x_shape, grid, patch_embed.grid_size, 'window layouts')
+    return x
 
 
 class TpsSwinTransformerStage(nn.Module):
@@ -528,7 +556,7 @@ class TpsSwinTransformer(nn.Module):
     def __init__(
             self,
             img_size: Optional[Union[int, Tuple[int, int]]] = 224,
-            num_frames: Optional[int] = 32,
+            num_frames: Optional[int] = VideoPretrainedCfg.num_frames,
             in_chans: int = 3,
             num_classes: int = 400,
             global_pool: str = 'avg',
@@ -551,7 +579,8 @@ class TpsSwinTransformer(nn.Module):
         """
         Args:
             img_size: Frame size whose window layouts are kept as buffers (None: none kept, all built per call).
-            num_frames: Clip frames ``T`` whose window layouts are kept as buffers (None: none kept).
+            num_frames: Clip frames ``T`` whose window layouts are kept as buffers (None: none kept); the default is
+                the pretrained config's (``VideoPretrainedCfg``).
             in_chans: Number of input channels.
             num_classes: Number of classes of the classifier head (0 for none).
             global_pool: Pooling over (D, H, W) before the head: 'avg', 'max', 'avgmax' or ''.
@@ -585,11 +614,13 @@ class TpsSwinTransformer(nn.Module):
         self.window_size = to_2tuple(window_size)
         num_layers = len(depths)
         self.num_features = self.head_hidden_size = int(embed_dim * 2 ** (num_layers - 1))
+        self.output_fmt = 'NDHWC'  # channels-last maps (B, D, H, W, C), as timm's Swin's are 'NHWC'
 
         self.patch_embed = PatchEmbed3d(patch_size, in_chans, embed_dim, norm_layer if patch_norm else None)
         self.img_size = to_2tuple(img_size) if img_size is not None else None
         self.num_frames = num_frames if img_size is not None else None
         feat_sizes = self._stage_feat_sizes(num_layers)
+        self.patch_embed.grid_size = feat_sizes[0]
         rates = [drop_path_rate * i / max(sum(depths) - 1, 1) for i in range(sum(depths))]  # linear over blocks
         dpr = [rates[sum(depths[:i]):sum(depths[:i + 1])] for i in range(len(depths))]
         self.feature_info = []
@@ -645,7 +676,9 @@ class TpsSwinTransformer(nn.Module):
             self.img_size = to_2tuple(img_size)
         if num_frames is not None:
             self.num_frames = num_frames
-        for stage, feat_size in zip(self.layers, self._stage_feat_sizes(len(self.layers))):
+        feat_sizes = self._stage_feat_sizes(len(self.layers))
+        self.patch_embed.grid_size = feat_sizes[0]
+        for stage, feat_size in zip(self.layers, feat_sizes):
             stage.set_input_size(feat_size)
         record_input_size(self, self.img_size, num_frames=self.num_frames)
 
@@ -690,14 +723,13 @@ class TpsSwinTransformer(nn.Module):
         if global_pool is not None:
             self.global_pool = global_pool
 
-    def check_input(self, x: torch.Tensor) -> None:
-        """Raise a ValueError unless ``x`` is a float clip ``(B, in_chans, T, H, W)``."""
-        if not isinstance(x, torch.Tensor) or x.ndim != 5 or x.shape[1] != self.in_chans \
-                or not x.is_floating_point():
-            got = f'{type(x).__name__}' if not isinstance(x, torch.Tensor) else \
-                f'{x.dtype} tensor of shape {tuple(x.shape)}'
-            raise ValueError(
-                f'expected a floating-point video tensor of shape (B, {self.in_chans}, T, H, W), got {got}')
+    def check_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` if it is a float clip ``(B, in_chans, T, H, W)``, else a ValueError."""
+        return check_video_input(x, self.in_chans)
+
+    def fx_feature_maps(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """How ``feature_cls='fx'`` lays out a stage's output for a clip: channels-last maps to ``(B, C, D, H, W)``."""
+        return _channels_first
 
     def forward_intermediates(
             self,
@@ -725,10 +757,9 @@ class TpsSwinTransformer(nn.Module):
         if fmt not in ('NCHW', 'NCDHW', 'NHWC', 'NDHWC'):
             raise ValueError(f"output_fmt must be 'NCHW'/'NCDHW' or 'NHWC'/'NDHWC', got {output_fmt!r}")
         channels_first = fmt in ('NCHW', 'NCDHW')
-        self.check_input(x)
         intermediates = []
         take_indices, max_index = feature_take_indices(len(self.layers), indices)
-        x = self.patch_embed(x)
+        x = self.patch_embed(self.check_input(x))
         num_stages = len(self.layers)
         stages = self.layers if torch.jit.is_scripting() or not stop_early else self.layers[:max_index + 1]
         i = 0
@@ -736,7 +767,7 @@ class TpsSwinTransformer(nn.Module):
             x = stage(x)
             if i in take_indices:
                 x_inter = self.norm(x) if norm and i == num_stages - 1 else x
-                intermediates.append(x_inter.permute(0, 4, 1, 2, 3).contiguous() if channels_first else x_inter)
+                intermediates.append(_channels_first(x_inter) if channels_first else x_inter)
         if intermediates_only:
             return intermediates
         if i == num_stages - 1:
@@ -764,21 +795,24 @@ class TpsSwinTransformer(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Clips ``(B, C, T, H, W)`` -> normalised features ``(B, D, H/32, W/32, num_features)``."""
-        self.check_input(x)
-        x = self.patch_embed(x)
+        x = self.patch_embed(self.check_input(x))
         x = self.layers(x)
         return self.norm(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Pool over (D, H, W) and classify; ``pre_logits`` returns the pooled features."""
-        batch, num_temporal_tokens, height = x.shape[:3]
         out = self.head(x.flatten(1, 2), pre_logits=pre_logits)  # (D*H, W) pooled as one NHWC map
-        if out.ndim == 4:  # no pooling: give the temporal tokens back
-            out = out.view(batch, num_temporal_tokens, height, *out.shape[2:])
+        if self.head.global_pool.is_identity():  # no pooling: give the temporal tokens back
+            out = out.unflatten(1, x.shape[1:3])
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+
+def _channels_first(maps: torch.Tensor, clip: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Channels-last maps ``(B, D, H, W, C)`` as ``(B, C, D, H, W)`` (``clip``: unused, for ``fx_feature_maps``)."""
+    return maps.permute(0, 4, 1, 2, 3).contiguous()
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -855,8 +889,15 @@ TIMM_SWIN_2D = {'tiny': 'swin_tiny_patch4_window7_224', 'small': 'swin_small_pat
 
 
 def _cfg(**kwargs) -> VideoPretrainedCfg:
+    """A TPS-Swin pretrained config: timm's keys (``input_size`` is one frame's ``(C, H, W)``; the clip has
+    ``num_frames`` of them) plus the video ones of ``VideoPretrainedCfg``. ``pool_size`` is the final map
+    ``(D, H/32, W/32)`` of such a clip, as timm's Swin gives ``(H/32, W/32)``."""
+    input_size = kwargs.get('input_size', VideoPretrainedCfg.input_size)
+    num_frames = kwargs.get('num_frames', VideoPretrainedCfg.num_frames)
     cfg = dict(
-        num_classes=400, input_size=(3, 224, 224), pool_size=None, crop_pct=224 / 256, interpolation='bilinear',
+        num_classes=400, input_size=input_size,
+        pool_size=(math.ceil(num_frames / 2), math.ceil(input_size[1] / 32), math.ceil(input_size[2] / 32)),
+        crop_pct=224 / 256, interpolation='bilinear',
         fixed_input_size=False, mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD,
         first_conv='patch_embed.proj', classifier='head.fc', license='apache-2.0',
         paper_ids='arXiv:2207.13259', paper_name='Spatiotemporal Self-attention Modeling with Temporal Patch Shift '
@@ -904,7 +945,7 @@ def _create_tps_swin(variant: str, pretrained: bool = False, **kwargs) -> TpsSwi
         return build_model_with_cfg(
             TpsSwinTransformer, variant, pretrained,
             pretrained_filter_fn=checkpoint_filter_fn,
-            feature_cfg=dict(feature_cls='getter', out_indices=out_indices),
+            feature_cfg=video_feature_cfg(kwargs, out_indices, module_output_fmt='NHWC'),
             **kwargs)
 
 

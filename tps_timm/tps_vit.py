@@ -13,26 +13,40 @@
 * The features are averaged over time before timm's own pooling and head, so every head option keeps working; an
   opt-in, zero-initialised temporal position embedding adds one vector per frame.
 
-The registered ``tps_vit_*`` models take timm's 2D pretrained tags and inflate the weights on load.
+The registered ``tps_vit_*`` models take timm's 2D pretrained tags (timm's default tag first) and inflate the weights
+on load. As in TPS-Swin, the steps that read the clip's size in Python are FX leaves (``torch.fx.symbolic_trace``,
+timm's ``feature_cls='fx'``).
 """
+import functools
 import math
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from einops import rearrange
 
-from timm.layers import PatchEmbed, to_2tuple
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.layers import PatchEmbed, register_notrace_function, to_2tuple
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model, resolve_pretrained_cfg
 from timm.models._features import feature_take_indices
 from timm.models._pretrained import PretrainedCfg
 from timm.models.vision_transformer import Block, VisionTransformer
 
+from .layers import TEMPORAL_MIXING, DropPath, check_video_input, log_uncached_size, pad_to_multiple, \
+    video_feature_cfg
 from .pretrained import VideoPretrainedCfg, as_video_pretrained_cfg, record_input_size
 from .shift import channel_shift, permute_rows, token_patch_shift_index
-from .tps_swin import TEMPORAL_MIXING, DropPath
 
 __all__ = ['TpsVisionTransformer', 'to_video', 'checkpoint_filter_fn']
+
+torch.fx.wrap('check_video_input')  # FX leaves by the names this module calls them (see tps_timm.layers)
+torch.fx.wrap('pad_to_multiple')
+torch.fx.wrap('permute_rows')
+torch.fx.wrap('rearrange')
+
+# the clips of the registered models' configs (VideoMAE-style: 16 frames, tubelets of 2); the default of to_video's
+# num_frames too
+_VIDEO_DEFAULTS = dict(num_frames=16, frame_interval=4, sampling='dense', test_num_clips=1, test_num_crops=3)
 
 
 class VideoPatchEmbed(PatchEmbed):
@@ -64,13 +78,9 @@ class VideoPatchEmbed(PatchEmbed):
         super().set_input_size(img_size=img_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, channels, frames = x.shape[:3]
-        pad = -frames % self.tubelet_size
-        if pad:
-            x = F.pad(x, (0, 0, 0, 0, 0, pad))
-        # (B, C, D, tubelet, H, W) -> (B * D, C * tubelet, H, W): channel c * tubelet + k is frame k of the tubelet
-        x = x.unflatten(2, (-1, self.tubelet_size)).transpose(1, 2).flatten(2, 3).flatten(0, 1)
-        return super().forward(x)
+        x = pad_to_multiple(x, (self.tubelet_size,), 2)
+        # channel c * tubelet + k is frame k of the tubelet
+        return super().forward(rearrange(x, 'b c (d k) h w -> (b d) (c k) h w', k=self.tubelet_size))
 
 
 def inflate_patch_kernel(weight: torch.Tensor, tubelet_size: int) -> torch.Tensor:
@@ -118,7 +128,7 @@ class TpsVitBlock(nn.Module):
     @staticmethod
     def _drop_clips(drop_path: nn.Module, y: torch.Tensor, num_temporal_tokens: int) -> torch.Tensor:
         """Stochastic depth per clip, as TPS-Swin's, not per frame: the rows of ``y`` are the clips' frames."""
-        return drop_path(y.view(-1, num_temporal_tokens, *y.shape[1:])).view(y.shape)
+        return drop_path(y.unflatten(0, (-1, num_temporal_tokens))).flatten(0, 1)
 
 
 class TpsVisionTransformer(VisionTransformer):
@@ -167,30 +177,36 @@ class TpsVisionTransformer(VisionTransformer):
         self._init_buffers()
         record_input_size(self, self.patch_embed.img_size, num_frames=self.num_frames)
 
-    def check_input(self, x: torch.Tensor) -> None:
-        if not isinstance(x, torch.Tensor) or x.ndim != 5 or not x.is_floating_point():
-            got = f'{x.dtype} tensor of shape {tuple(x.shape)}' if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f'expected a floating-point video tensor of shape (B, C, T, H, W), got {got}')
+    def check_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` if it is a float clip ``(B, C, T, H, W)``, else a ValueError."""
+        return check_video_input(x)
+
+    def fx_feature_maps(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """How ``feature_cls='fx'`` lays out a block's output for a clip: frame tokens to ``(B, C, D, h, w)`` maps."""
+        return functools.partial(_block_maps, tubelet_size=self.tubelet_size,
+                                 patch_size=tuple(self.patch_embed.patch_size),
+                                 dynamic_img_pad=self.patch_embed.dynamic_img_pad,
+                                 num_prefix_tokens=self.num_prefix_tokens)
+
+    def _kept_grid(self) -> Optional[Tuple[int, int, int]]:
+        """The token grid ``(D, h, w)`` whose patch-shift permutation is kept as buffers (None: none kept)."""
+        if self.patch_shift_index is None:
+            return None
+        return (math.ceil(self.num_frames / self.tubelet_size), *self.patch_embed.grid_size)
 
     def _embed(self, x: torch.Tensor) -> Tuple[torch.Tensor, int, Tuple[int, int], Tuple[torch.Tensor, ...]]:
         """Clips -> frame tokens ``(B * D, N, C)`` after timm's position embedding and pre-norm; D, grid, layout."""
-        self.check_input(x)
-        batch, _, frames, height, width = x.shape
-        num_tokens = math.ceil(frames / self.tubelet_size)
-        grid = self.patch_embed.dynamic_feat_size((height, width))
+        x = self.check_input(x)
+        batch = x.shape[0]
+        num_tokens, grid, shift, unshift = _patch_shift_layout(
+            self.patch_embed, x, self._kept_grid(), (self.patch_shift_index, self.patch_unshift_index),
+            self.num_prefix_tokens)
         x = self._pos_embed(self.patch_embed(x))
         if self.temporal_pos_embed is not None:
-            table = self.temporal_pos_embed
-            if num_tokens > table.shape[0]:  # longer clips: the table stretched along time
-                table = F.interpolate(table.t()[None], size=num_tokens, mode='linear', align_corners=True)[0].t()
-            x = (x.view(batch, num_tokens, -1, x.shape[-1]) + table[:num_tokens, None]).flatten(0, 1)
+            table = _temporal_pos_table(self.temporal_pos_embed, num_tokens)
+            x = (x.view(batch, num_tokens, -1, x.shape[-1]) + table[:, None]).flatten(0, 1)
         x = self.norm_pre(self.patch_drop(x))
-        if self.patch_shift_index is not None and (num_tokens, tuple(grid)) == (
-                math.ceil(self.num_frames / self.tubelet_size), tuple(self.patch_embed.grid_size)):
-            index = (self.patch_shift_index, self.patch_unshift_index)
-        else:
-            index = tuple(self.token_index(num_tokens, grid, x.device))
-        return x, num_tokens, grid, index
+        return x, num_tokens, grid, (shift, unshift)
 
     def _blocks(self, x: torch.Tensor, num_tokens: int, index: Tuple[torch.Tensor, ...],
                 blocks: Optional[nn.Module] = None, keep_all: bool = True) -> List[torch.Tensor]:
@@ -213,7 +229,7 @@ class TpsVisionTransformer(VisionTransformer):
         batch = x.shape[0]
         x, num_tokens, _, index = self._embed(x)
         x = self.norm(self._blocks(x, num_tokens, index, keep_all=False)[-1])
-        return x.view(batch, num_tokens, *x.shape[1:]).mean(1)
+        return x.unflatten(0, (batch, num_tokens)).mean(1)
 
     def forward_intermediates(
             self,
@@ -236,18 +252,17 @@ class TpsVisionTransformer(VisionTransformer):
         intermediates, prefix_tokens = [], []
         for i in take_indices:
             y = self.norm(outputs[i]) if norm else outputs[i]
-            y = y.view(batch, num_tokens, *y.shape[1:])
-            prefix_tokens.append(y[:, :, :prefix])
-            y = y[:, :, prefix:]
-            if output_fmt != 'NLC':
-                y = y.reshape(batch, num_tokens, *grid, -1).permute(0, 4, 1, 2, 3).contiguous()
-            intermediates.append(y)
+            prefix_tokens.append(y[:, :prefix].unflatten(0, (batch, num_tokens)))
+            if output_fmt == 'NLC':
+                intermediates.append(y[:, prefix:].unflatten(0, (batch, num_tokens)))
+            else:
+                intermediates.append(_token_maps(y, batch, num_tokens, grid, prefix))
         if return_prefix_tokens and prefix:
             intermediates = list(zip(intermediates, prefix_tokens))
         if intermediates_only:
             return intermediates
         x = self.norm(outputs[-1])
-        return x.view(batch, num_tokens, *x.shape[1:]).mean(1), intermediates
+        return x.unflatten(0, (batch, num_tokens)).mean(1), intermediates
 
     @torch.jit.ignore
     def no_weight_decay(self) -> set:
@@ -257,11 +272,56 @@ class TpsVisionTransformer(VisionTransformer):
         return self.forward_head(self.forward_features(x))
 
 
+@torch.fx.wrap
+@register_notrace_function  # reason: the clip's size decides the token grid and whether the kept permutations serve
+def _patch_shift_layout(
+        patch_embed: VideoPatchEmbed,
+        x: torch.Tensor,
+        kept_grid: Optional[Tuple[int, int, int]],
+        kept_index: Tuple[Optional[torch.Tensor], Optional[torch.Tensor]],
+        num_prefix_tokens: int,
+) -> Tuple[int, Tuple[int, int], torch.Tensor, torch.Tensor]:
+    """Temporal tokens, patch grid and patch-shift permutation (and its inverse) of clips ``x`` ``(B, C, T, H, W)``:
+    the kept buffers for the kept grid, else built for this grid (logged once per grid)."""
+    num_tokens = math.ceil(x.shape[2] / patch_embed.tubelet_size)
+    grid = tuple(patch_embed.dynamic_feat_size(tuple(x.shape[-2:])))
+    if (num_tokens, *grid) == kept_grid:
+        return num_tokens, grid, *kept_index
+    log_uncached_size(patch_embed, 'TPS-ViT', x.shape[2:], (num_tokens, *grid), kept_grid, 'patch-shift permutation')
+    index = token_patch_shift_index(num_tokens, grid, num_prefix_tokens, x.device)
+    return num_tokens, grid, index.partition, index.reverse
+
+
+@torch.fx.wrap
+@register_notrace_function  # reason: a clip longer than the table reads it stretched along time
+def _temporal_pos_table(table: torch.Tensor, num_tokens: int) -> torch.Tensor:
+    """The temporal position embedding of ``num_tokens`` tokens, ``(D, C)``."""
+    if num_tokens > table.shape[0]:
+        table = F.interpolate(table.t()[None], size=num_tokens, mode='linear', align_corners=True)[0].t()
+    return table[:num_tokens]
+
+
+def _token_maps(tokens: torch.Tensor, batch: int, num_tokens: int, grid: Tuple[int, int],
+                num_prefix_tokens: int) -> torch.Tensor:
+    """Frame tokens ``(B * D, P + h * w, C)`` -> patch maps ``(B, C, D, h, w)``."""
+    maps = rearrange(tokens[:, num_prefix_tokens:], '(b d) (h w) c -> b c d h w', b=batch, d=num_tokens, h=grid[0])
+    return maps.contiguous()
+
+
+def _block_maps(tokens: torch.Tensor, clip: torch.Tensor, tubelet_size: int, patch_size: Tuple[int, int],
+                dynamic_img_pad: bool, num_prefix_tokens: int) -> torch.Tensor:
+    """A block's frame tokens as the patch maps of ``clip`` (``fx_feature_maps``; the grid as ``PatchEmbed`` has it)."""
+    height, width = clip.shape[-2:]
+    grid = (-(-height // patch_size[0]), -(-width // patch_size[1])) if dynamic_img_pad else \
+        (height // patch_size[0], width // patch_size[1])
+    return _token_maps(tokens, clip.shape[0], math.ceil(clip.shape[2] / tubelet_size), grid, num_prefix_tokens)
+
+
 def to_video(
         model: VisionTransformer,
         tubelet_size: int = 2,
         temporal_mixing: str = 'tps',
-        num_frames: Optional[int] = 16,
+        num_frames: Optional[int] = _VIDEO_DEFAULTS['num_frames'],
         temporal_pos_embed: bool = False,
         max_temporal_tokens: int = 16,
 ) -> TpsVisionTransformer:
@@ -272,7 +332,8 @@ def to_video(
             ``vit_*_clip_*``, ``vit_*_dinov2*``, ``vit_*_siglip*``, ...
         tubelet_size: Frames per temporal token.
         temporal_mixing: 'tps' (channel shift and patch shift alternating), 'patch', 'channel' or 'none'.
-        num_frames: Clip frames ``T`` whose patch-shift layout is kept as buffers (others build theirs per call).
+        num_frames: Clip frames ``T`` whose patch-shift layout is kept as buffers (others build theirs per call;
+            None: none kept). The default is that of the registered models' configs.
         temporal_pos_embed: Add a learned, zero-initialised embedding per temporal token.
         max_temporal_tokens: Temporal tokens the temporal position embedding covers (longer clips stretch it).
     """
@@ -342,17 +403,19 @@ _IMAGE_MODELS = {
     'tps_vit_small_patch14_dinov2': 'vit_small_patch14_dinov2',
     'tps_vit_base_patch14_dinov2': 'vit_base_patch14_dinov2',
 }
-_VIDEO_DEFAULTS = dict(num_frames=16, frame_interval=4, sampling='dense', test_num_clips=1, test_num_crops=3)
 
 
 def _video_cfgs() -> Dict[str, VideoPretrainedCfg]:
-    """Every pretrained tag of the image models, as a video config that loads (and inflates) those weights."""
-    import timm
-    from timm.models import get_pretrained_cfg
+    """Every pretrained tag of the image models, as a video config that loads (and inflates) those weights.
+
+    In timm's tag order, so that each model's default tag is timm's default for the image model (what
+    ``timm.create_model(image_name, pretrained=True)`` loads).
+    """
+    from timm.models import get_arch_pretrained_cfgs
     cfgs = {}
     for video_name, image_name in _IMAGE_MODELS.items():
-        for tagged in timm.list_pretrained(f'{image_name}.*'):
-            image_cfg = get_pretrained_cfg(tagged).to_dict()
+        for tagged, image_cfg in get_arch_pretrained_cfgs(image_name).items():
+            image_cfg = image_cfg.to_dict()
             image_cfg.pop('architecture', None)
             image_cfg.pop('tag', None)
             cfg = dict(image_cfg, **_VIDEO_DEFAULTS, description=f'image init: timm {tagged}, inflated to video')
@@ -365,11 +428,17 @@ default_cfgs = generate_default_cfgs(_video_cfgs())
 
 
 def _create_tps_vit(variant: str, pretrained: bool = False, tubelet_size: int = 2, temporal_mixing: str = 'tps',
-                    num_frames: int = 16, temporal_pos_embed: bool = False, max_temporal_tokens: int = 16,
+                    num_frames: Optional[int] = None, temporal_pos_embed: bool = False, max_temporal_tokens: int = 16,
                     **kwargs) -> TpsVisionTransformer:
+    """``num_frames``: clip frames whose layout is kept as buffers; None: the pretrained config's."""
     import timm
     from .pretrained import pretrained_load_errors
     image_name = _IMAGE_MODELS[variant]
+    if isinstance(kwargs.get('pretrained_cfg'), (dict, PretrainedCfg)):  # e.g. a model folder's config.json
+        kwargs['pretrained_cfg'] = as_video_pretrained_cfg(kwargs['pretrained_cfg'])  # keeps the video keys
+    if num_frames is None:
+        num_frames = as_video_pretrained_cfg(resolve_pretrained_cfg(
+            variant, kwargs.get('pretrained_cfg'), kwargs.get('pretrained_cfg_overlay'))).num_frames
 
     def build(**model_kwargs) -> TpsVisionTransformer:  # the image architecture exactly as timm's entrypoint makes it
         model_kwargs.pop('pretrained_cfg', None)
@@ -377,11 +446,9 @@ def _create_tps_vit(variant: str, pretrained: bool = False, tubelet_size: int = 
         return to_video(image, tubelet_size, temporal_mixing, num_frames, temporal_pos_embed, max_temporal_tokens)
 
     out_indices = kwargs.pop('out_indices', 3)
-    if isinstance(kwargs.get('pretrained_cfg'), (dict, PretrainedCfg)):  # e.g. a model folder's config.json
-        kwargs['pretrained_cfg'] = as_video_pretrained_cfg(kwargs['pretrained_cfg'])  # keeps the video keys
     with pretrained_load_errors(variant, pretrained, kwargs):
         return build_model_with_cfg(build, variant, pretrained, pretrained_filter_fn=checkpoint_filter_fn,
-                                    feature_cfg=dict(out_indices=out_indices, feature_cls='getter'), **kwargs)
+                                    feature_cfg=video_feature_cfg(kwargs, out_indices), **kwargs)
 
 
 @register_model
