@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Side-by-side speed and memory of TPS-Swin, measured in one run; prints ratios.
+"""Side-by-side speed and memory of the TPS models, measured in one run; prints ratios.
 
     python benchmarks/bench.py [--device cpu|cuda] [--compile [regional|model]] [--dtype float32|bfloat16]
                                [--json OUT] [--quick] [--parts shifts,attention,models,base,loading,compile]

@@ -148,3 +148,29 @@ def test_bad_arguments_exit_2_naming_the_problem(tmp_path, capsys, change, messa
     with pytest.raises(SystemExit) as exit_info:
         main(args)
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_split_prepared_in_parts_merges_into_the_one_list(source, tmp_path, capsys):
+    """Two runs take disjoint parts (as a SLURM job array would); --merge writes the list a single run writes."""
+    dst = tmp_path / 'dst'
+    args = ['--data-root', str(source), '--list', str(source / 'train.txt'), '--output', str(dst), '--short-side',
+            '48', '--workers', '1', '--no-progress', '--num-shards', '2']
+    assert main([*args, '--shard-index', '1']) == 0
+    assert sorted(p.name for p in dst.rglob('*.mp4')) == ['tiny.mp4', 'y.mp4']  # every 2nd video from the 2nd
+    assert not (dst / 'train.txt').exists() and 'once every part is done' in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:  # part 0 has not run
+        main([*args, '--merge'])
+    assert exit_info.value.code == 2
+    assert '1 of the 2 parts have not finished (no train.shard-00000-of-00002.json): run --shard-index 0' in \
+        capsys.readouterr().err
+    assert main([*args, '--shard-index', '0']) == 0
+    assert sorted(p.name for p in dst.rglob('*.mp4')) == ['tiny.mp4', 'x.mp4', 'y.mp4', 'z.mp4']
+    assert main([*args, '--merge']) == 0
+    assert 'done before: 4, unreadable: 0, skipped: 1' in capsys.readouterr().out
+    assert (dst / 'train.txt').read_text() == 'a/x.mp4 0\nb/y.mp4 1\nz.mp4 2\ntiny.mp4 3\n'  # the split's order
+    for bad, message in ((['--shard-index', '2'], '--shard-index 2 must be below --num-shards 2'),
+                         ([], '--num-shards 2: give this run\'s --shard-index (0..1), or --merge'),
+                         (['--merge', '--shard-index', '0'], '--merge writes the list of all the parts')):
+        with pytest.raises(SystemExit):
+            main([*args, *bad])
+        assert message in capsys.readouterr().err

@@ -102,7 +102,8 @@ def log_uncached_size(
                  f'({kept}); model.set_input_size(img_size=..., num_frames=...) keeps theirs')
 
 
-torch._dynamo.config.ignore_logging_functions.add(log_uncached_size)
+if hasattr(torch._dynamo.config, 'ignore_logging_functions'):  # private, and absent in older torch: graph-break there
+    torch._dynamo.config.ignore_logging_functions.add(log_uncached_size)
 
 
 class VideoFeatureGraphNet(FeatureGraphNet):

@@ -7,6 +7,10 @@ original in every epoch. Outputs keep their path relative to SRC (``.mp4`` for e
 in the ``list`` format is written to ``DST/<list stem>.txt``. A run can be interrupted and started again: finished
 files are skipped and unfinished ones never sit under their final name; the settings are kept in
 ``DST/prepare.json``, and a run with other settings into the same folder is refused.
+
+``--shard-index i --num-shards n`` prepares every n-th video from the i-th (n machines, e.g. a SLURM job array, each
+take a disjoint part into the same DST) and records what it did in ``DST/<list stem>.shard-i-of-n.json``; once every
+part is done, ``--merge --num-shards n`` writes the one list (in the order of LIST) from those records.
 """
 import glob
 import json
@@ -18,12 +22,12 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Dict, Iterator, Optional, Sequence, Tuple
 
-from ..cli import ArgumentParser
+from ..cli import ArgumentParser, non_negative_int, positive_int
 from .annotations import DATASET_FORMATS, VideoList, load_video_list
 from .loader import available_cpus
 from .video_io import VideoReadError, short_side_size
 
-__all__ = ['encode_video', 'output_paths', 'prepare_dataset', 'main']
+__all__ = ['encode_video', 'output_paths', 'prepare_dataset', 'merge_shards', 'shard_record_path', 'main']
 
 _logger = logging.getLogger(__name__)
 
@@ -193,6 +197,8 @@ def prepare_dataset(
         preset: str = 'veryfast',
         list_name: str = 'list.txt',
         tune: Optional[str] = 'fastdecode',
+        shard_index: int = 0,
+        num_shards: int = 1,
 ) -> Dict:
     """Re-encode the videos of ``videos`` (paths under ``data_root``) to the same relative paths under ``output``.
 
@@ -208,20 +214,28 @@ def prepare_dataset(
         preset: libx264 speed preset.
         tune: libx264 tuning (None: none); ``fastdecode`` by default, for files decoded many times.
         list_name: File name of the list of the outputs written under ``output``.
+        shard_index: With ``num_shards`` > 1, this run's part: the videos at positions ``shard_index``,
+            ``shard_index + num_shards``, ... of the split. It writes no list but the record of its part
+            (``shard_record_path``), which :func:`merge_shards` reads once every part is done.
+        num_shards: The number of parts the split is prepared in.
 
     Returns:
         ``written``, ``done_before`` and ``skipped`` (frame folders) source paths, ``unreadable`` ``(path, reason)``
-        pairs, and ``list`` / ``class_names``: the written list (None when no video is ready: nothing is written)
-        and class-name file (None without class names).
+        pairs, and ``list`` / ``class_names``: the written list (None when no video is ready: nothing is written,
+        and with ``num_shards`` > 1) and class-name file (None without class names); with ``num_shards`` > 1,
+        ``shard_record`` names the part's record.
 
     Raises:
         ValueError: See :func:`output_paths`.
     """
-    targets = output_paths(videos, data_root, output)
+    if not 0 <= shard_index < num_shards:
+        raise ValueError(f'shard_index must be in 0..{num_shards - 1}, got {shard_index}')
+    targets = output_paths(videos, data_root, output)  # all of them: clashes across parts are found by every part
+    part = {src: dst for i, (src, dst) in enumerate(targets.items()) if i % num_shards == shard_index}
     _record_settings(output, dict(short_side=short_side, gop=gop, crf=crf, preset=preset, tune=tune))
     result: Dict = dict(written=[], done_before=[], skipped=[], unreadable=[])
     jobs = []
-    for src, dst in targets.items():
+    for src, dst in part.items():
         if os.path.isdir(src):
             result['skipped'].append(src)
             _logger.debug('%s: frame folder: nothing to re-encode', src)
@@ -249,6 +263,64 @@ def prepare_dataset(
     order = {src: i for i, src in enumerate(targets)}  # the list's order, not the workers' finishing order
     result['written'].sort(key=order.get)
     result['unreadable'].sort(key=lambda item: order[item[0]])
+    if num_shards > 1:
+        result.update(list=None, class_names=None,
+                      shard_record=_write_shard_record(output, list_name, shard_index, num_shards, result))
+        return result
+    return _write_list(videos, targets, output, list_name, result)
+
+
+def shard_record_path(output: str, list_name: str, shard_index: int, num_shards: int) -> str:
+    """Where part ``shard_index`` of ``num_shards`` records the sources it made ready, skipped or found unreadable."""
+    return os.path.join(output, f'{Path(list_name).stem}.shard-{shard_index:05d}-of-{num_shards:05d}.json')
+
+
+def _write_shard_record(output: str, list_name: str, shard_index: int, num_shards: int, result: Dict) -> str:
+    path = shard_record_path(output, list_name, shard_index, num_shards)
+    record = dict(ready=result['written'] + result['done_before'], skipped=result['skipped'],
+                  unreadable=result['unreadable'])
+    with open(path + '.tmp', 'w', encoding='utf-8') as f:
+        json.dump(record, f, indent=1)
+    os.replace(path + '.tmp', path)  # a record is there whole or not at all: merge reads only finished parts
+    return path
+
+
+def merge_shards(videos: VideoList, data_root: str, output: str, num_shards: int,
+                 list_name: str = 'list.txt') -> Dict:
+    """The list of a split prepared in ``num_shards`` parts (``prepare_dataset(..., shard_index=i,
+    num_shards=n)``), in the split's order, from the parts' records; returns what :func:`prepare_dataset` returns,
+    the parts' ready videos as ``done_before``.
+
+    Raises:
+        ValueError: A part has not finished (its record is missing), or the records do not match the split.
+    """
+    targets = output_paths(videos, data_root, output)
+    paths = [shard_record_path(output, list_name, i, num_shards) for i in range(num_shards)]
+    missing = [i for i, path in enumerate(paths) if not os.path.isfile(path)]
+    if missing:
+        shown = ', '.join(map(str, missing[:10])) + (f' and {len(missing) - 10} more' if len(missing) > 10 else '')
+        raise ValueError(f'{len(missing)} of the {num_shards} parts have not finished (no '
+                         f'{Path(paths[missing[0]]).name}{" ..." if len(missing) > 1 else ""}): run --shard-index '
+                         f'{shown} --num-shards {num_shards} first')
+    result: Dict = dict(written=[], done_before=[], skipped=[], unreadable=[])
+    for path in paths:
+        with open(path, encoding='utf-8') as f:
+            record = json.load(f)
+        result['done_before'] += record['ready']
+        result['skipped'] += record['skipped']
+        result['unreadable'] += [tuple(item) for item in record['unreadable']]
+    unknown = [src for src in result['done_before'] if src not in targets]
+    if unknown:
+        raise ValueError(f'the part records name {len(unknown)} videos that are not in this split (e.g. '
+                         f'{unknown[0]}): merge with the --list and --data-root the parts were prepared from')
+    order = {src: i for i, src in enumerate(targets)}
+    for key in ('done_before', 'skipped', 'unreadable'):
+        result[key].sort(key=lambda item: order[item[0] if isinstance(item, tuple) else item])
+    return _write_list(videos, targets, output, list_name, result)
+
+
+def _write_list(videos: VideoList, targets: Dict[str, str], output: str, list_name: str, result: Dict) -> Dict:
+    """The list of the ready outputs (in the split's order) and the class names, into ``result``."""
     ready = set(result['written'] + result['done_before'])
     result['list'] = os.path.join(output, list_name) if ready else None  # no list of nothing to train with
     result['class_names'] = None
@@ -275,6 +347,10 @@ def _summary(result: Dict, output: str) -> str:
             lines.append(f"  ... and {len(result['unreadable']) - _SHOWN_UNREADABLE} more (see the warnings above)")
     if result['skipped']:
         lines.append(f"frame folders are not in the list: read them from the data root, e.g. {result['skipped'][0]}")
+    if result.get('shard_record'):
+        lines.append(f"this part is recorded in {result['shard_record']}; once every part is done, write the list "
+                     f"with the same command and --merge in place of --shard-index")
+        return '\n'.join(lines)
     if result['list'] is None:
         lines.append('no video could be read or re-encoded: no list was written')
         return '\n'.join(lines)
@@ -305,6 +381,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument('--preset', default='veryfast', choices=X264_PRESETS, help='libx264 speed preset')
     parser.add_argument('--tune', default='fastdecode', choices=X264_TUNES,
                         help="libx264 tuning ('none': none); fastdecode: ~1.3x faster decoding, ~15%% larger files")
+    parser.add_argument('--shard-index', type=non_negative_int, default=None, metavar='I',
+                        help='prepare only part I of --num-shards (every N-th video from the I-th), e.g. '
+                             '$SLURM_ARRAY_TASK_ID')
+    parser.add_argument('--num-shards', type=positive_int, default=1, metavar='N',
+                        help='the number of parts the split is prepared in (by as many runs, on any machines)')
+    parser.add_argument('--merge', action='store_true',
+                        help='write the list of a split whose --num-shards parts are all done (encodes nothing)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
@@ -321,6 +404,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error(f'--list {args.list}: no such file')
     if os.path.realpath(args.output) == os.path.realpath(args.data_root):
         parser.error('--output must be another folder than --data-root (the sources would be overwritten)')
+    if args.merge and args.shard_index is not None:
+        parser.error('--merge writes the list of all the parts: leave out --shard-index')
+    if args.merge and args.num_shards < 2:
+        parser.error('--merge needs the --num-shards N the parts were prepared with (N >= 2)')
+    if args.shard_index is not None and args.shard_index >= args.num_shards:
+        parser.error(f'--shard-index {args.shard_index} must be below --num-shards {args.num_shards}')
+    if args.shard_index is None and args.num_shards > 1 and not args.merge:
+        parser.error(f'--num-shards {args.num_shards}: give this run\'s --shard-index (0..{args.num_shards - 1}), '
+                     f'or --merge')
     try:
         videos = load_video_list(args.list, args.data_root, args.dataset_format, args.class_names)
         output_paths(videos, args.data_root, args.output)
@@ -329,13 +421,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not any(os.path.exists(path) for path, _ in videos.samples):  # prepare reads them all: check them all
         parser.error(f'--list {args.list}: none of its {len(videos.samples)} videos exists under --data-root '
                      f'{args.data_root} (e.g. {videos.samples[0][0]})')
+    list_name = Path(args.list).stem + '.txt'
     try:
         _record_settings(args.output, dict(short_side=args.short_side, gop=args.gop, crf=args.crf,
                                            preset=args.preset, tune=tune))
+        if args.merge:
+            result = merge_shards(videos, args.data_root, args.output, args.num_shards, list_name)
     except ValueError as e:
         parser.error(str(e))
-    result = prepare_dataset(videos, args.data_root, args.output, args.short_side, args.gop, args.workers,
-                             not args.no_progress, args.crf, args.preset, Path(args.list).stem + '.txt', tune)
+    if not args.merge:
+        result = prepare_dataset(videos, args.data_root, args.output, args.short_side, args.gop, args.workers,
+                                 not args.no_progress, args.crf, args.preset, list_name, tune,
+                                 args.shard_index or 0, args.num_shards)
     print(_summary(result, args.output))
     return 1 if result['unreadable'] else 0
 
