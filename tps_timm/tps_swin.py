@@ -555,7 +555,7 @@ class TpsSwinTransformer(nn.Module):
 
     def __init__(
             self,
-            img_size: Optional[Union[int, Tuple[int, int]]] = 224,
+            img_size: Optional[Union[int, Tuple[int, int]]] = VideoPretrainedCfg.input_size[-1],
             num_frames: Optional[int] = VideoPretrainedCfg.num_frames,
             in_chans: int = 3,
             num_classes: int = 400,
