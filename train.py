@@ -44,11 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     return build_train_parser(description=__doc__, prog='train.py')
 
 
-def build_loaders(args, clip: ClipConfig, train_videos, val_videos, flip_pairs, pin_memory: bool):
-    train_loader = train_loader_from_args(args, clip, train_videos, flip_pairs, pin_memory)
+def build_loaders(args, clip_cfg: ClipConfig, train_videos, val_videos, flip_pairs, pin_memory: bool):
+    train_loader = train_loader_from_args(args, clip_cfg, train_videos, flip_pairs, pin_memory)
     val_loader = None
     if val_videos is not None:  # one view, resized as for training; validate.py does the full multi-view test
-        val_set = eval_dataset(val_videos, clip.replace(num_clips=1, num_crops=1), clip.train_short_side,
+        val_set = eval_dataset(val_videos, clip_cfg.replace(num_clips=1, num_crops=1), clip_cfg.train_short_side,
                                args.video_backend)
         val_loader = torch.utils.data.DataLoader(  # workers only while validating: not a second idle set
             val_set, batch_size=args.batch_size, shuffle=False,
@@ -56,7 +56,7 @@ def build_loaders(args, clip: ClipConfig, train_videos, val_videos, flip_pairs, 
     return train_loader, val_loader
 
 
-def train_one_epoch(epoch, model, loader, optimizer, scheduler, criterion, accelerator, state, clip, args,
+def train_one_epoch(epoch, model, loader, optimizer, scheduler, criterion, accelerator, state, clip_cfg, args,
                     mixup=None, erasing=None, ema=None, rand_augment=None) -> Dict[str, float]:
     from tqdm import tqdm
     model.train()
@@ -72,7 +72,7 @@ def train_one_epoch(epoch, model, loader, optimizer, scheduler, criterion, accel
             if rand_augment is not None:  # --aa-on-batch: on the accelerator, one draw per clip, its own on each rank
                 clips = rand_augment.augment_batch(
                     clips, random.Random(f'{args.seed}-{epoch}-{accelerator.process_index}-{batch_index}'))
-            x = normalize_clip(clips, clip.mean, clip.std)
+            x = normalize_clip(clips, clip_cfg.mean, clip_cfg.std)
             if erasing is not None:
                 x = erasing(x)
             target = labels
@@ -126,7 +126,7 @@ def check_args(parser, args) -> None:
 
 def parse_args(argv: Optional[Sequence[str]]) -> Tuple[argparse.ArgumentParser, argparse.Namespace]:
     """The flags over the recipe (the demo recipe when neither a recipe nor data is given), checked before any
-    work: the launch, the upload access, flag combinations, and the data flags filled from ``--demo-data``."""
+    work: the launch and the upload access."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not any(a.split('=')[0] in ('--hparams', '--train-list') for a in argv):
         argv = ['--hparams', str(DEMO_HPARAMS), *argv]  # no recipe and no data (or --demo-data): the built-in demo
@@ -141,15 +141,16 @@ def parse_args(argv: Optional[Sequence[str]]) -> Tuple[argparse.ArgumentParser, 
             check_push_access(args.push_to_hub)
         except HubPushError as e:
             parser.error(str(e))
-    check_args(parser, args)
     return parser, args
 
 
 def load_splits(parser, args) -> Tuple[VideoList, Optional[VideoList]]:
-    """The training and validation lists, refused in one line when unreadable or when their videos are missing."""
+    """The training and validation lists (``--demo-data`` fills them), refused in one line when unreadable or when
+    their videos are missing, and the flag combinations that need them checked."""
     resolve_demo_data(args, progress=not args.no_progress)
     if not args.train_list:
         parser.error('--train-list (or --demo-data) is required')
+    check_args(parser, args)  # after the demo set filled --val-list
     try:
         train_videos = load_video_list(args.train_list, args.data_root, args.dataset_format, args.class_names)
         val_videos = load_video_list(args.val_list, args.data_root, args.dataset_format, args.class_names) \
@@ -168,7 +169,7 @@ def model_for_data(parser, args, train_videos: VideoList, val_videos: Optional[V
     for name, value in (('drop_rate', args.drop), ('drop_path_rate', args.drop_path)):
         if value is not None:
             args.model_kwargs[name] = value
-    model, clip = create_model_and_clip(parser, args, num_classes=train_videos.num_classes)
+    model, clip_cfg = create_model_and_clip(parser, args, num_classes=train_videos.num_classes)
     try:
         for videos in (train_videos, val_videos):
             if videos is not None:
@@ -181,7 +182,7 @@ def model_for_data(parser, args, train_videos: VideoList, val_videos: Optional[V
     args.flip_label_map = [list(pair) for pair in flip_pairs]  # resolved: args.yaml records the pairs themselves
     if args.grad_checkpointing:
         model.set_grad_checkpointing(True)
-    return model, clip, flip_pairs
+    return model, clip_cfg, flip_pairs
 
 
 def training_parts(args, model, device: torch.device):
@@ -217,10 +218,10 @@ def resume_from(parser, accelerator, resume: Optional[str], checkpoint_dir: str,
         accelerator.print(f'resumed from {resume}: epoch {state.epoch} done, step {state.step}')
 
 
-def write_run_args(out_dir: str, args, clip: ClipConfig) -> None:
+def write_run_args(out_dir: str, args, clip_cfg: ClipConfig) -> None:
     """``args.yaml``: every flag as this run resolved it (the clip settings too), usable as a ``--hparams`` recipe."""
     os.makedirs(out_dir, exist_ok=True)
-    values = {**vars(args), **clip.to_flags()}
+    values = {**vars(args), **clip_cfg.to_flags()}
     with open(os.path.join(out_dir, 'args.yaml'), 'w') as f:
         yaml.safe_dump({k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}, f, sort_keys=True)
 
@@ -242,13 +243,13 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         out_dir = broadcast_object_list([out_dir])[0]
         accelerator.project_configuration.set_directories(out_dir)
     checkpoint_dir, model_dir = os.path.join(out_dir, 'checkpoints'), os.path.join(out_dir, 'model')
-    model, clip, flip_pairs = model_for_data(parser, args, train_videos, val_videos)
+    model, clip_cfg, flip_pairs = model_for_data(parser, args, train_videos, val_videos)
     if flip_pairs:
         accelerator.print('a flip swaps: ' + '; '.join(f'{a} <-> {b}' for a, b in flip_pairs))
     try:
-        train_loader, val_loader = build_loaders(args, clip, train_videos, val_videos, flip_pairs,
+        train_loader, val_loader = build_loaders(args, clip_cfg, train_videos, val_videos, flip_pairs,
                                                  pin_memory=accelerator.device.type == 'cuda')
-        rand_augment = batch_rand_augment(args.aa, args.aa_on_batch, clip.img_size)
+        rand_augment = batch_rand_augment(args.aa, args.aa_on_batch, clip_cfg.img_size)
     except ValueError as e:
         parser.error(str(e))
     optimizer, ema, mixup, criterion, erasing = training_parts(args, model, accelerator.device)
@@ -276,23 +277,23 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         accelerator.end_training()
         return finish(accelerator, args, state, out_dir, model_dir)
     if accelerator.is_main_process:
-        write_run_args(out_dir, args, clip)
+        write_run_args(out_dir, args, clip_cfg)
     accelerator.init_trackers('tensorboard')
 
     try:
         run_epochs(model, ema, train_loader, val_loader, optimizer, scheduler, criterion, accelerator, state,
-                   clip, args, mixup, erasing, rand_augment, num_epochs, checkpoint_dir, out_dir)
+                   clip_cfg, args, mixup, erasing, rand_augment, num_epochs, checkpoint_dir, out_dir)
     except TooManyUnreadable as e:  # raised on every process at the same step, or after the same validation
         accelerator.end_training()
         sys.exit(f'{parser.prog}: error: epoch {state.epoch + 1}: {e}' if accelerator.is_main_process else 1)
     accelerator.end_training()
     if accelerator.is_main_process:
-        export_model(accelerator.unwrap_model(model), ema, args, clip, train_videos, val_videos, state,
+        export_model(accelerator.unwrap_model(model), ema, args, clip_cfg, train_videos, val_videos, state,
                      checkpoint_dir, model_dir)
     return finish(accelerator, args, state, out_dir, model_dir)
 
 
-def run_epochs(model, ema, train_loader, val_loader, optimizer, scheduler, criterion, accelerator, state, clip,
+def run_epochs(model, ema, train_loader, val_loader, optimizer, scheduler, criterion, accelerator, state, clip_cfg,
                args, mixup, erasing, rand_augment, num_epochs: int, checkpoint_dir: str, out_dir: str) -> None:
     """The epochs still to train: train, validate, checkpoint, summarise, log."""
     from accelerate.utils import set_seed
@@ -300,13 +301,14 @@ def run_epochs(model, ema, train_loader, val_loader, optimizer, scheduler, crite
         set_seed(args.seed + epoch)  # each epoch's randomness depends on the epoch only: resumes replay it exactly
         train_loader.set_epoch(epoch)  # the clips: order and augmentation seeds (SeededRandomSampler)
         train_metrics = train_one_epoch(epoch, model, train_loader, optimizer, scheduler, criterion, accelerator,
-                                        state, clip, args, mixup, erasing, ema, rand_augment)
+                                        state, clip_cfg, args, mixup, erasing, ema, rand_augment)
         last = epoch == num_epochs - 1
         eval_metrics = {}  # this epoch's only: an epoch without validation records none
         if val_loader is not None and ((epoch + 1) % args.eval_interval == 0 or last):
-            eval_metrics = evaluate(model, val_loader, accelerator, clip.mean, clip.std, 'val', not args.no_progress)
+            eval_metrics = evaluate(model, val_loader, accelerator, clip_cfg.mean, clip_cfg.std, 'val',
+                                    not args.no_progress)
             if ema is not None:
-                ema_metrics = evaluate(ema.module, val_loader, accelerator, clip.mean, clip.std, 'val ema',
+                ema_metrics = evaluate(ema.module, val_loader, accelerator, clip_cfg.mean, clip_cfg.std, 'val ema',
                                        not args.no_progress)
                 eval_metrics.update({f'ema_{k}': v for k, v in ema_metrics.items()})
             check_unreadable(eval_metrics['unreadable'], eval_metrics['num_videos'], args.max_unreadable,
@@ -352,8 +354,8 @@ def finish(accelerator, args, state: TrainState, out_dir: str, model_dir: str) -
     return result
 
 
-def export_model(model, ema, args, clip: ClipConfig, train_videos, val_videos, state: TrainState, checkpoint_dir: str,
-                 model_dir: str) -> None:
+def export_model(model, ema, args, clip_cfg: ClipConfig, train_videos, val_videos, state: TrainState,
+                 checkpoint_dir: str, model_dir: str) -> None:
     """The chosen weights (last epoch, ``--export-best``, ``--export-ema``) as a Hub-ready folder, written whole
     before it replaces an older one; the card says which weights they are and what they were trained on."""
     from safetensors.torch import load_file
@@ -375,10 +377,10 @@ def export_model(model, ema, args, clip: ClipConfig, train_videos, val_videos, s
             weights += ('; the EMA model (--model-ema) was evaluated alongside but is not these weights '
                         '(--export-ema exports it)')
     model.pretrained_cfg = dict(
-        model.pretrained_cfg, **clip.pretrained_cfg_fields(), num_classes=model.num_classes,
+        model.pretrained_cfg, **clip_cfg.pretrained_cfg_fields(), num_classes=model.num_classes,
         dataset=Path(args.hparams).stem if args.hparams else None,  # the recipe's
         tag=None, hf_hub_id=args.push_to_hub)  # not the base model's tag and repo: these weights are this run's
-    recipe = {k: v for k, v in {**vars(args), **clip.to_flags()}.items()
+    recipe = {k: v for k, v in {**vars(args), **clip_cfg.to_flags()}.items()
               if k in ('epochs', 'lr', 'backbone_lr_mult', 'weight_decay', 'opt', 'sched', 'warmup_epochs',
                        'batch_size', 'smoothing', 'mixup', 'cutmix', 'aa', 'reprob', 'drop_path', 'num_frames',
                        'frame_interval', 'sampling', 'img_size', 'short_side', 'mixed_precision')}

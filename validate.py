@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_unreadable_arg(parser)
     add_test_view_args(parser)
     parser.add_argument('--amp', action='store_true', help='bf16 autocast (CUDA)')
-    parser.add_argument('--test-short-side', type=positive_int, default=None,
+    parser.add_argument('--test-short-side', '--short-side', type=positive_int, default=None,
                         help='short side the frames are resized to before the test crops (default: the crop size, '
                              'the authors\' test protocol; a recipe\'s short_side is the training resize)')
     parser.add_argument('--results-file', default=None, help='write the metrics to this .json or .csv file')

@@ -85,6 +85,17 @@ def test_resume_after_interruption_continues_exactly(tmp_path, small_demo, monke
                for i in opt_a['state'])
 
 
+def test_export_best_with_the_demo_set_exports_the_best_epoch(tmp_path, small_demo):
+    """--export-best needs a validation list, which the demo set gives (checked after it filled --val-list)."""
+    result = run(tmp_path, small_demo, '--export-best')
+    exported = load_file(Path(result['model_dir']) / 'model.safetensors')
+    best = load_file(Path(result['out_dir']) / 'checkpoints' / 'best' / 'model.safetensors')
+    assert sorted(exported) == sorted(k.removeprefix('module.') for k in best)
+    assert all(torch.equal(exported[k.removeprefix('module.')], v) for k, v in best.items())
+    card = (Path(result['model_dir']) / 'README.md').read_text()
+    assert f"the best epoch by validation top-1 (epoch {result['best_epoch']} of 2)" in card
+
+
 def test_cutmix_pastes_the_same_box_into_every_frame():
     torch.manual_seed(0)
     mixup = VideoMixup(mixup_alpha=0., cutmix_alpha=1.0, prob=1.0, num_classes=4, label_smoothing=0.)

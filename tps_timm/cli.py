@@ -461,7 +461,10 @@ def create_model_and_clip(parser: argparse.ArgumentParser, args: argparse.Namesp
     """What every entry point starts from: the model of the flags (``create_model_or_exit``) and its clip settings
     (``clip_config_from_args``), the model set to keep the window layouts of those clips."""
     model = create_model_or_exit(parser, args, num_classes, weights)
-    clip = clip_config_from_args(args, model)
+    try:
+        clip = clip_config_from_args(args, model)
+    except ValueError as e:  # e.g. a config.json with settings no clip can have
+        parser.error(f'--model {args.model}: clip settings: {e}')
     set_clip_size(model, clip)
     return model, clip
 

@@ -20,8 +20,9 @@ SAMPLINGS = ('dense', 'uniform')  # dense: clips of frames `frame_interval` apar
 class ClipConfig:
     """The clips a video model takes and how they are read and viewed.
 
-    The defaults are the TPS-Swin K400 recipe's (32 x 224, dense, interval 2); a model's pretrained config states its
-    own (``ClipConfig.from_pretrained_cfg``), and flags or recipe keys override those (``replace``).
+    The defaults are TPS-Swin's K400 clips (32 x 224, dense, interval 2; the K400 recipe tests 4 x 3 views, the
+    SSv2 ones 1 x 3); a model's pretrained config states its own (``ClipConfig.from_pretrained_cfg``), and flags or
+    recipe keys override those (``replace``).
 
     Args:
         num_frames: Clip frames ``T``.

@@ -44,9 +44,9 @@ torch.fx.wrap('pad_to_multiple')
 torch.fx.wrap('permute_rows')
 torch.fx.wrap('rearrange')
 
-# the clips of the registered models' configs (VideoMAE-style: 16 frames, tubelets of 2); the default of to_video's
-# num_frames too
-_VIDEO_DEFAULTS = dict(num_frames=16, frame_interval=4, sampling='dense', test_num_clips=1, test_num_crops=3)
+# where the registered models' clips differ from ClipConfig's (VideoMAE-style: 16 frames, 4 apart, tubelets of 2);
+# the default of to_video's num_frames too
+_VIDEO_DEFAULTS = dict(num_frames=16, frame_interval=4)
 
 
 class VideoPatchEmbed(PatchEmbed):

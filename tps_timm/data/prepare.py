@@ -151,9 +151,10 @@ def _record_settings(output: str, settings: Dict) -> None:
                              f'settings, or write to another --output')
         return
     os.makedirs(output, exist_ok=True)
-    with open(path + '.tmp', 'w', encoding='utf-8') as f:
+    tmp = f'{path}.tmp-{os.getpid()}'  # the parts of a sharded run may all start at once
+    with open(tmp, 'w', encoding='utf-8') as f:
         json.dump(settings, f, indent=2)
-    os.replace(path + '.tmp', path)
+    os.replace(tmp, path)
 
 
 def output_paths(videos: VideoList, data_root: str, output: str) -> Dict[str, str]:
