@@ -317,7 +317,6 @@ def use_literal_shifts(model: torch.nn.Module) -> int:
     import types
 
     from tps_timm.tps_swin import TpsSwinTransformerBlock
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'tests'))
     from reference import reference_attn_branch
     swapped = 0
     for module in model.modules():
