@@ -73,6 +73,25 @@ def test_unavailable_backends_are_skipped_with_the_reason(video, monkeypatch):
         load_clip(path, lambda n: np.arange(4)[None])
 
 
+@pytest.mark.parametrize('backend', [pytest.param(b, marks=needs_backend(b)) for b in BACKENDS])
+def test_a_video_in_memory_gives_the_frames_of_its_file(tmp_path, backend):
+    """Bytes of a video file (a tar shard's member) decode in memory to the frames its file gives, by every backend;
+    errors name the video as given."""
+    path = str(tmp_path / 'v.mp4')
+    write_video(path, render_clip(3, 20, 64, np.random.default_rng(0)))
+    index_fn = lambda n: np.array([[0, 7, n - 1]])  # noqa: E731
+    from_file, file_indices = load_clip(path, index_fn, backend)
+    in_memory, indices = load_clip('shard-000.tar:v.mp4', index_fn, backend, data=open(path, 'rb').read())
+    assert np.array_equal(indices, file_indices) and indices.tolist() == [[0, 7, 19]]
+    assert np.array_equal(in_memory, from_file)
+    # this backend itself (load_clip would fall back to the next one if it failed on the bytes)
+    assert np.array_equal(video_io._READERS[backend](open(path, 'rb').read(), index_fn), from_file)
+    with pytest.raises(VideoReadError, match='shard-000.tar:v.mp4: empty file'):
+        load_clip('shard-000.tar:v.mp4', index_fn, backend, data=b'')
+    with pytest.raises(VideoReadError, match='shard-000.tar:v.mp4: '):
+        load_clip('shard-000.tar:v.mp4', index_fn, backend, data=b'not a video' * 100)
+
+
 @pytest.mark.parametrize('num_crops', [1, 3])
 def test_backends_give_the_same_clip_after_the_resize(tmp_path, num_crops):
     """A source larger than the recipe: both backends give the same resized views (they used to scale in their own

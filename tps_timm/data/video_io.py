@@ -5,14 +5,16 @@ torchcodec (optional: ``pip install torchcodec`` with FFmpeg 4-8 shared librarie
 fails on some valid files (frame widths 16, 24, 48, 72); PyAV (bundled FFmpeg) reads everything. A failure with one
 backend (an error, or frames of the wrong shape) is retried with the next before a file is declared unreadable.
 All three give the same frames, at the source's size: the clip transforms make the one resize, so a clip is the same
-whichever backend read it. Folders of JPEG frames (Something-Something v1) are read directly.
+whichever backend read it. Folders of JPEG frames (Something-Something v1) are read directly. A video can also be
+decoded from its bytes in memory (e.g. a member of a tar shard), with the same frames as from its file.
 """
 import contextlib
 import functools
+import io
 import os
 import sys
 from importlib.util import find_spec
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -21,6 +23,7 @@ __all__ = ['BACKENDS', 'VideoReadError', 'available_backends', 'default_backend'
 BACKENDS = ('torchcodec', 'decord', 'pyav')  # the default order: fastest first
 _IMAGE_EXTS = ('.jpg', '.jpeg', '.png')
 IndexFn = Callable[[int], np.ndarray]  # number of frames -> frame indices (any shape)
+Source = Union[str, bytes]  # a file path, or a whole video file's bytes
 
 
 class VideoReadError(RuntimeError):
@@ -63,8 +66,13 @@ def short_side_size(height: int, width: int, short_side: int) -> Tuple[int, int]
     return max(short_side, round(height * scale)), max(short_side, round(width * scale))
 
 
-def _read_torchcodec(path: str, index_fn: IndexFn) -> np.ndarray:
-    from torchcodec.decoders import VideoDecoder
+def _opened(source: Source):
+    """A path as it is, bytes as a file object (what decord and PyAV read from memory)."""
+    return io.BytesIO(source) if isinstance(source, bytes) else source
+
+
+def _read_torchcodec(path: Source, index_fn: IndexFn) -> np.ndarray:
+    from torchcodec.decoders import VideoDecoder  # takes a path or the bytes themselves
     # approximate seeking trusts the container's frame count and timestamps instead of scanning the whole file; a
     # container without a count (WebM, MKV) would give duration x rate, which can miss: scan those
     decoder = VideoDecoder(path, num_ffmpeg_threads=1, dimension_order='NHWC', seek_mode='approximate')
@@ -101,18 +109,18 @@ def _quiet_decord():
     return decord
 
 
-def _read_decord(path: str, index_fn: IndexFn) -> np.ndarray:
+def _read_decord(path: Source, index_fn: IndexFn) -> np.ndarray:
     decord = _quiet_decord()
     with _native_stderr_muted():  # only the open: decoding errors are raised, not logged
-        reader = decord.VideoReader(path, num_threads=1)
+        reader = decord.VideoReader(_opened(path), num_threads=1)
     indices = index_fn(len(reader))
     frames = reader.get_batch(indices.reshape(-1).tolist()).asnumpy()
     return frames.reshape(*indices.shape, *frames.shape[1:])
 
 
-def _read_pyav(path: str, index_fn: IndexFn) -> np.ndarray:
+def _read_pyav(path: Source, index_fn: IndexFn) -> np.ndarray:
     import av
-    with av.open(path) as container:
+    with av.open(_opened(path)) as container:
         stream = container.streams.video[0]
         stream.codec_context.thread_count = 1  # one thread per loader worker
         total = stream.frames
@@ -158,14 +166,17 @@ def _check_frames(frames: np.ndarray, indices_shape: Sequence[int]) -> None:
                          f'{tuple(indices_shape)} + (H, W, 3) uint8')
 
 
-def load_clip(path: str, index_fn: IndexFn, backend: Optional[str] = None) -> Tuple[np.ndarray, np.ndarray]:
-    """Decode the frames ``index_fn(video_frames)`` of ``path``.
+def load_clip(path: str, index_fn: IndexFn, backend: Optional[str] = None,
+              data: Optional[bytes] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """Decode the frames ``index_fn(video_frames)`` of ``path``, or of the video file whose bytes are ``data``.
 
     Args:
-        path: A video file, or a folder of JPEG/PNG frames.
+        path: A video file, or a folder of JPEG/PNG frames; with ``data``, the name errors give the video (e.g.
+            ``shard.tar:key.mp4``).
         index_fn: Maps the video's frame count to the frame indices to decode (any shape, e.g. clips x frames).
         backend: The backend to try first (default: the first of ``BACKENDS`` that can decode here); the others are
             tried if it fails.
+        data: The bytes of a whole video file, decoded in memory (no temporary file).
 
     Returns:
         ``(frames, indices)``: uint8 RGB frames of shape ``indices.shape + (H, W, 3)`` and the indices used.
@@ -173,7 +184,7 @@ def load_clip(path: str, index_fn: IndexFn, backend: Optional[str] = None) -> Tu
     Raises:
         VideoReadError: The file is missing, empty or undecodable by every backend.
     """
-    if not os.path.exists(path):
+    if data is None and not os.path.exists(path):
         raise VideoReadError(path, 'no such file')
     indices_seen = []
 
@@ -184,10 +195,10 @@ def load_clip(path: str, index_fn: IndexFn, backend: Optional[str] = None) -> Tu
         indices_seen.append(indices)
         return indices
 
-    if os.path.isdir(path):
+    if data is None and os.path.isdir(path):
         readers: List[Tuple[str, Callable]] = [('frames', _read_frame_folder)]
     else:
-        if os.path.getsize(path) == 0:
+        if (len(data) if data is not None else os.path.getsize(path)) == 0:
             raise VideoReadError(path, 'empty file')
         first = backend or default_backend()
         if first not in _READERS:
@@ -199,7 +210,7 @@ def load_clip(path: str, index_fn: IndexFn, backend: Optional[str] = None) -> Tu
             reasons.append(f'{name}: {unavailable}')
             continue
         try:
-            frames = reader(path, tracking_index_fn)
+            frames = reader(path if data is None else data, tracking_index_fn)
             _check_frames(frames, indices_seen[-1].shape)
             return frames, indices_seen[-1]
         except ImportError as e:
