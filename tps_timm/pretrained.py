@@ -9,8 +9,8 @@ from timm.models._pretrained import PretrainedCfg
 
 from .clip import ClipConfig
 
-__all__ = ['VideoPretrainedCfg', 'as_video_pretrained_cfg', 'record_input_size', 'VIDEO_DATASETS', 'HUB_ORG',
-           'hub_reachable', 'offline_if_unreachable', 'pretrained_load_errors']
+__all__ = ['VideoPretrainedCfg', 'as_video_pretrained_cfg', 'resolve_video_pretrained_cfg', 'record_input_size',
+           'VIDEO_DATASETS', 'HUB_ORG', 'hub_reachable', 'offline_if_unreachable', 'pretrained_load_errors']
 
 _logger = logging.getLogger(__name__)
 
@@ -49,6 +49,16 @@ def as_video_pretrained_cfg(cfg: Union[Dict[str, Any], PretrainedCfg]) -> VideoP
     if unknown:
         _logger.warning(f'ignoring unknown pretrained_cfg keys {unknown}')
     return VideoPretrainedCfg(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items() if k in fields})
+
+
+def resolve_video_pretrained_cfg(variant: str, kwargs: Dict[str, Any]) -> VideoPretrainedCfg:
+    """The pretrained config a model builder will use (timm's ``resolve_pretrained_cfg`` of ``kwargs``'s
+    ``pretrained_cfg`` / ``pretrained_cfg_overlay``), as a :class:`VideoPretrainedCfg`. A ``pretrained_cfg`` given as a
+    dict or a plain ``PretrainedCfg`` (e.g. a model folder's ``config.json``) is turned into one in ``kwargs`` too, so
+    that timm keeps its video keys."""
+    if isinstance(kwargs.get('pretrained_cfg'), (dict, PretrainedCfg)):
+        kwargs['pretrained_cfg'] = as_video_pretrained_cfg(kwargs['pretrained_cfg'])
+    return as_video_pretrained_cfg(_pretrained_cfg(variant, kwargs))
 
 
 def record_input_size(model, img_size: Optional[Tuple[int, int]], **model_args: Any) -> None:

@@ -28,15 +28,13 @@ from einops import rearrange
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import ClassifierHead, Format, Mlp, register_notrace_function, resize_rel_pos_bias_table, \
     to_2tuple, trunc_normal_, use_fused_attn
-from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model, \
-    resolve_pretrained_cfg
+from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
-from timm.models._pretrained import PretrainedCfg
 
 from .layers import TEMPORAL_MIXING, DropPath, check_video_input, log_uncached_size, pad_to_multiple, \
     video_feature_cfg
-from .pretrained import HUB_ORG, VIDEO_DATASETS, VideoPretrainedCfg, as_video_pretrained_cfg, pretrained_load_errors, \
-    record_input_size
+from .pretrained import HUB_ORG, VIDEO_DATASETS, VideoPretrainedCfg, pretrained_load_errors, record_input_size, \
+    resolve_video_pretrained_cfg
 from .registry import register_model_aliases
 from .shift import channel_shift, partition_channel_shift, patch_shift_offsets, permute_rows, window_token_index
 
@@ -934,11 +932,8 @@ default_cfgs = generate_default_cfgs({
 
 def _create_tps_swin(variant: str, pretrained: bool = False, **kwargs) -> TpsSwinTransformer:
     out_indices = kwargs.pop('out_indices', tuple(range(len(kwargs.get('depths', (2, 2, 6, 2))))))
-    if isinstance(kwargs.get('pretrained_cfg'), (dict, PretrainedCfg)):
-        kwargs['pretrained_cfg'] = as_video_pretrained_cfg(kwargs['pretrained_cfg'])  # keeps the video keys
     # the window layouts kept as buffers are those of the clips the weights were made for
-    cfg = as_video_pretrained_cfg(
-        resolve_pretrained_cfg(variant, kwargs.get('pretrained_cfg'), kwargs.get('pretrained_cfg_overlay')))
+    cfg = resolve_video_pretrained_cfg(variant, kwargs)
     kwargs.setdefault('img_size', tuple(cfg.input_size[-2:]))
     kwargs.setdefault('num_frames', cfg.num_frames)
     with pretrained_load_errors(variant, pretrained, kwargs):

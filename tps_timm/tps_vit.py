@@ -27,14 +27,13 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from timm.layers import PatchEmbed, register_notrace_function, to_2tuple
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model, resolve_pretrained_cfg
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
-from timm.models._pretrained import PretrainedCfg
 from timm.models.vision_transformer import Block, VisionTransformer
 
 from .layers import TEMPORAL_MIXING, DropPath, check_video_input, log_uncached_size, pad_to_multiple, \
     video_feature_cfg
-from .pretrained import VideoPretrainedCfg, as_video_pretrained_cfg, record_input_size
+from .pretrained import VideoPretrainedCfg, record_input_size, resolve_video_pretrained_cfg
 from .shift import channel_shift, permute_rows, token_patch_shift_index
 
 __all__ = ['TpsVisionTransformer', 'to_video', 'checkpoint_filter_fn']
@@ -434,11 +433,9 @@ def _create_tps_vit(variant: str, pretrained: bool = False, tubelet_size: int = 
     import timm
     from .pretrained import pretrained_load_errors
     image_name = _IMAGE_MODELS[variant]
-    if isinstance(kwargs.get('pretrained_cfg'), (dict, PretrainedCfg)):  # e.g. a model folder's config.json
-        kwargs['pretrained_cfg'] = as_video_pretrained_cfg(kwargs['pretrained_cfg'])  # keeps the video keys
+    cfg = resolve_video_pretrained_cfg(variant, kwargs)  # e.g. a model folder's config.json
     if num_frames is None:
-        num_frames = as_video_pretrained_cfg(resolve_pretrained_cfg(
-            variant, kwargs.get('pretrained_cfg'), kwargs.get('pretrained_cfg_overlay'))).num_frames
+        num_frames = cfg.num_frames
 
     def build(**model_kwargs) -> TpsVisionTransformer:  # the image architecture exactly as timm's entrypoint makes it
         model_kwargs.pop('pretrained_cfg', None)
