@@ -17,39 +17,43 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 import yaml
 
 import tps_timm  # noqa: F401  (registers the models)
 from tps_timm.cli import build_train_parser, check_launch, command_line_dests, compile_from_args, \
-    create_model_and_clip, make_accelerator, parse_with_hparams, resolve_demo_data, train_loader_from_args
+    create_model_and_clip, load_source, make_accelerator, parse_with_hparams, resolve_demo_data, source_num_classes, \
+    train_loader_from_args
 from tps_timm.clip import ClipConfig
-from tps_timm.data import ClipRandomErasing, TooManyUnreadable, VideoList, batch_rand_augment, check_unreadable, \
-    load_video_list, missing_videos, normalize_clip, resolve_flip_pairs
+from tps_timm.data import ClipRandomErasing, ShardSource, TooManyUnreadable, VideoList, batch_rand_augment, \
+    check_unreadable, load_video_list, missing_videos, normalize_clip, resolve_flip_pairs
 from tps_timm.data.loader import loader_kwargs
 from tps_timm.evaluate import eval_dataset, evaluate
 from tps_timm.hub import HubPushError, check_push_access, push_folder
 from tps_timm.training import TrainState, UnreadableCounter, VideoMixup, append_summary, copy_checkpoint_atomic, \
-    list_checkpoints, new_run_dir, optimizer_param_groups, prune_checkpoints, replace_folder, \
+    list_checkpoints, new_run_dir, optimizer_param_groups, prepare_loader, prune_checkpoints, replace_folder, \
     save_checkpoint_atomic
 
 ROOT = Path(__file__).resolve().parent
 DEMO_HPARAMS = ROOT / 'hparams' / 'demo.yaml'
 _logger = logging.getLogger('train')
+Source = Union[VideoList, ShardSource]  # an annotation list, or WebDataset shards (--dataset wds/...)
 
 
 def build_parser() -> argparse.ArgumentParser:
     return build_train_parser(description=__doc__, prog='train.py')
 
 
-def build_loaders(args, clip_cfg: ClipConfig, train_videos, val_videos, flip_pairs, pin_memory: bool):
-    train_loader = train_loader_from_args(args, clip_cfg, train_videos, flip_pairs, pin_memory)
+def build_loaders(args, clip_cfg: ClipConfig, train_videos, val_videos, flip_pairs, accelerator, num_classes: int):
+    pin_memory = accelerator.device.type == 'cuda'
+    ranks = dict(rank=accelerator.process_index, world_size=accelerator.num_processes, num_classes=num_classes)
+    train_loader = train_loader_from_args(args, clip_cfg, train_videos, flip_pairs, pin_memory, **ranks)
     val_loader = None
     if val_videos is not None:  # one view, resized as for training; validate.py does the full multi-view test
         val_set = eval_dataset(val_videos, clip_cfg.replace(num_clips=1, num_crops=1), clip_cfg.train_short_side,
-                               args.video_backend)
+                               args.video_backend, **ranks)
         val_loader = torch.utils.data.DataLoader(  # workers only while validating: not a second idle set
             val_set, batch_size=args.batch_size, shuffle=False,
             **loader_kwargs(args.workers, pin_memory, args.prefetch_factor, persistent=False))
@@ -120,21 +124,25 @@ def check_args(parser, args) -> None:
         parser.error('--export-best and --export-ema: choose one (the best epoch is chosen by the non-EMA top-1)')
     if args.export_ema and not args.model_ema:
         parser.error('--export-ema needs --model-ema')
-    if args.export_best and not args.val_list:
-        parser.error('--export-best needs a validation list (--val-list) to choose the best epoch by')
+    if args.export_best and not (args.val_list or args.val_dataset):
+        parser.error('--export-best needs validation videos (--val-list or --val-dataset) to choose the best epoch by')
+    for list_flag, dataset_flag in (('train_list', 'dataset'), ('val_list', 'val_dataset')):
+        if getattr(args, list_flag) and getattr(args, dataset_flag):
+            parser.error(f'--{list_flag.replace("_", "-")} and --{dataset_flag.replace("_", "-")}: give one source '
+                         f'of the {list_flag.split("_")[0]} videos')
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> Tuple[argparse.ArgumentParser, argparse.Namespace]:
     """The flags over the recipe (the demo recipe when neither a recipe nor data is given), checked before any
     work: the launch and the upload access."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not any(a.split('=')[0] in ('--hparams', '--train-list') for a in argv):
+    if not any(a.split('=')[0] in ('--hparams', '--train-list', '--dataset') for a in argv):
         argv = ['--hparams', str(DEMO_HPARAMS), *argv]  # no recipe and no data (or --demo-data): the built-in demo
     parser = build_parser()
     args = parse_with_hparams(parser, argv)
     check_launch(parser.prog)  # a launch that cannot give the processes asked for
     given = command_line_dests(parser, argv)
-    if given & {'data_root', 'train_list', 'val_list'} and 'demo_data' not in given:
+    if given & {'data_root', 'train_list', 'val_list', 'dataset', 'val_dataset'} and 'demo_data' not in given:
         args.demo_data = None  # the user's data on the command line wins over a recipe's demo switch
     if args.push_to_hub:  # a run is not wasted on an upload that cannot happen
         try:
@@ -144,32 +152,39 @@ def parse_args(argv: Optional[Sequence[str]]) -> Tuple[argparse.ArgumentParser, 
     return parser, args
 
 
-def load_splits(parser, args) -> Tuple[VideoList, Optional[VideoList]]:
-    """The training and validation lists (``--demo-data`` fills them), refused in one line when unreadable or when
-    their videos are missing, and the flag combinations that need them checked."""
+def load_splits(parser, args) -> Tuple[Source, Optional[Source]]:
+    """The training and validation videos: lists (``--demo-data`` fills them) or shards (``--dataset``,
+    ``--val-dataset``), refused in one line when unreadable or when their videos are missing, and the flag
+    combinations that need them checked."""
     resolve_demo_data(args, progress=not args.no_progress)
-    if not args.train_list:
-        parser.error('--train-list (or --demo-data) is required')
+    if not (args.train_list or args.dataset):
+        parser.error('--train-list or --dataset (or --demo-data) is required')
     check_args(parser, args)  # after the demo set filled --val-list
     try:
-        train_videos = load_video_list(args.train_list, args.data_root, args.dataset_format, args.class_names)
-        val_videos = load_video_list(args.val_list, args.data_root, args.dataset_format, args.class_names) \
+        train_videos = load_source(parser, '--dataset', args.dataset, args.train_num_samples, args.class_names,
+                                   train=True) if args.dataset else \
+            load_video_list(args.train_list, args.data_root, args.dataset_format, args.class_names)
+        val_videos = load_source(parser, '--val-dataset', args.val_dataset, args.val_num_samples,
+                                 args.class_names) if args.val_dataset else \
+            load_video_list(args.val_list, args.data_root, args.dataset_format, args.class_names) \
             if args.val_list else None
     except (FileNotFoundError, ValueError) as e:
         parser.error(str(e))
     for flag, videos in (('--train-list', train_videos), ('--val-list', val_videos)):
-        problem = missing_videos(videos, seed=args.seed) if videos is not None else None
+        problem = missing_videos(videos, seed=args.seed) if isinstance(videos, VideoList) else None
         if problem:
             parser.error(f'{flag} {getattr(args, flag[2:].replace("-", "_"))}: {problem}')
     return train_videos, val_videos
 
 
-def model_for_data(parser, args, train_videos: VideoList, val_videos: Optional[VideoList]):
-    """The model sized for the training list, its clip settings, and the class pairs a flip swaps."""
+def model_for_data(parser, args, train_videos: Source, val_videos: Optional[Source]):
+    """The model sized for the training videos, its clip settings, and the class pairs a flip swaps."""
     for name, value in (('drop_rate', args.drop), ('drop_path_rate', args.drop_path)):
         if value is not None:
             args.model_kwargs[name] = value
-    model, clip_cfg = create_model_and_clip(parser, args, num_classes=train_videos.num_classes)
+    num_classes = train_videos.num_classes if isinstance(train_videos, VideoList) else \
+        source_num_classes(parser, '--dataset', train_videos, args.num_classes)
+    model, clip_cfg = create_model_and_clip(parser, args, num_classes=num_classes)
     try:
         for videos in (train_videos, val_videos):
             if videos is not None:
@@ -177,8 +192,8 @@ def model_for_data(parser, args, train_videos: VideoList, val_videos: Optional[V
         flip_pairs = resolve_flip_pairs(args.flip_label_map, train_videos.class_names) if args.hflip > 0 else []
     except ValueError as e:
         parser.error(str(e))
-    if model.num_classes != train_videos.num_classes:
-        parser.error(f'the model has {model.num_classes} classes, the training list {train_videos.num_classes}')
+    if train_videos.num_classes and model.num_classes != train_videos.num_classes:
+        parser.error(f'the model has {model.num_classes} classes, the training videos {train_videos.num_classes}')
     args.flip_label_map = [list(pair) for pair in flip_pairs]  # resolved: args.yaml records the pairs themselves
     if args.grad_checkpointing:
         model.set_grad_checkpointing(True)
@@ -247,8 +262,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     if flip_pairs:
         accelerator.print('a flip swaps: ' + '; '.join(f'{a} <-> {b}' for a, b in flip_pairs))
     try:
-        train_loader, val_loader = build_loaders(args, clip_cfg, train_videos, val_videos, flip_pairs,
-                                                 pin_memory=accelerator.device.type == 'cuda')
+        train_loader, val_loader = build_loaders(args, clip_cfg, train_videos, val_videos, flip_pairs, accelerator,
+                                                 model.num_classes)
         rand_augment = batch_rand_augment(args.aa, args.aa_on_batch, clip_cfg.img_size)
     except ValueError as e:
         parser.error(str(e))
@@ -257,7 +272,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     if args.torchcompile and not args.compile_cache:  # shared by the runs under --output: reruns start warm too
         args.compile_cache = os.path.join(args.output, 'compile_cache')
     model = compile_from_args(args, model)
-    model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    train_loader = prepare_loader(accelerator, train_loader)
     # The prepared loader's length is this process's share: with drop_last, accelerate drops an incomplete round of
     # batches, so len / num_processes would count one update too many when the batches do not divide evenly.
     updates_per_epoch = math.ceil(len(train_loader) / args.grad_accum_steps)
@@ -265,7 +281,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         optimizer, sched=args.sched, num_epochs=args.epochs, warmup_epochs=args.warmup_epochs,
         warmup_lr=args.warmup_lr, min_lr=args.min_lr, step_on_epochs=False, updates_per_epoch=updates_per_epoch)
     if val_loader is not None:
-        val_loader = accelerator.prepare(val_loader)
+        val_loader = prepare_loader(accelerator, val_loader)
     state = TrainState()
     accelerator.register_for_checkpointing(scheduler, state)
     if ema is not None:
@@ -312,7 +328,8 @@ def run_epochs(model, ema, train_loader, val_loader, optimizer, scheduler, crite
                                        not args.no_progress)
                 eval_metrics.update({f'ema_{k}': v for k, v in ema_metrics.items()})
             check_unreadable(eval_metrics['unreadable'], eval_metrics['num_videos'], args.max_unreadable,
-                             f'validation videos of {args.val_list}', eval_metrics['unreadable_videos'])
+                             f'validation videos of {args.val_list or args.val_dataset}',
+                             eval_metrics['unreadable_videos'])
             eval_metrics = {k: v for k, v in eval_metrics.items() if isinstance(v, (int, float))}
         state.epoch = epoch
         improved = bool(eval_metrics) and eval_metrics['top1'] > state.best_top1
@@ -385,8 +402,8 @@ def export_model(model, ema, args, clip_cfg: ClipConfig, train_videos, val_video
                        'batch_size', 'smoothing', 'mixup', 'cutmix', 'aa', 'reprob', 'drop_path', 'num_frames',
                        'frame_interval', 'sampling', 'img_size', 'short_side', 'mixed_precision')}
     names = train_videos.class_names if len(train_videos.class_names) == model.num_classes else None
-    training = dict(recipe=args.hparams, train_videos=len(train_videos.samples),
-                    val_videos=len(val_videos.samples) if val_videos is not None else 0,
+    training = dict(recipe=args.hparams, train_videos=train_videos.num_videos,
+                    val_videos=val_videos.num_videos if val_videos is not None else 0,
                     synthetic=bool(args.demo_data), weights=weights)
     tmp = model_dir + '.tmp'
     shutil.rmtree(tmp, ignore_errors=True)

@@ -7,6 +7,7 @@ import difflib
 import logging
 import os
 import sys
+import tarfile
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import yaml
@@ -21,7 +22,8 @@ __all__ = ['ArgumentParser', 'positive_int', 'non_negative_int', 'fraction', 'co
            'add_test_view_args', 'add_model_args', 'model_brings_weights', 'create_model_from_args',
            'create_model_or_exit', 'compile_from_args', 'set_clip_size', 'clip_config_from_args',
            'create_model_and_clip', 'train_loader_from_args', 'add_demo_args',
-           'resolve_demo_data', 'add_unreadable_arg', 'find_videos_or_exit', 'check_launch', 'make_accelerator',
+           'resolve_demo_data', 'add_dataset_arg', 'load_source', 'source_num_classes', 'add_unreadable_arg',
+           'find_videos_or_exit', 'check_launch', 'make_accelerator',
            'use_model_folder']
 
 
@@ -134,6 +136,16 @@ def build_train_parser(description: Optional[str] = None, prog: Optional[str] = 
     g = parser.add_argument_group('data and augmentation')
     g.add_argument('--train-list', default=None, help='training split annotation file')
     g.add_argument('--val-list', default=None, help='validation split annotation file (evaluated during training)')
+    add_dataset_arg(g, '--dataset', 'the training videos, in place of --train-list')
+    add_dataset_arg(g, '--val-dataset', 'the validation videos, in place of --val-list')
+    g.add_argument('--train-num-samples', type=positive_int, default=None, metavar='N',
+                   help='samples in the --dataset shards (default: their _info.json, else a count of the shards)')
+    g.add_argument('--val-num-samples', type=positive_int, default=None, metavar='N',
+                   help='samples in the --val-dataset shards (default: their _info.json; only for the progress bar '
+                        'and the check that every sample was seen)')
+    g.add_argument('--wds-shuffle', type=non_negative_int, default=256, metavar='N',
+                   help='samples in each loader worker\'s shuffle buffer (--dataset wds/...; encoded bytes: N x the '
+                        'mean file size of memory per worker), on top of the per-epoch shard shuffle')
     add_demo_args(g)
     add_unreadable_arg(g)
     g.add_argument('--short-side', type=positive_int, default=None,
@@ -251,6 +263,36 @@ def resolve_demo_data(args: argparse.Namespace, progress: bool = True) -> None:
         paths['root'], paths['val'], paths['classes'], 'list'
     if hasattr(args, 'train_list'):
         args.train_list = paths['train']
+
+
+def add_dataset_arg(parser, flag: str = '--dataset', what: str = 'the videos, in place of a list') -> None:
+    """A dataset source flag: ``wds/PATTERN`` (WebDataset tar shards), as timm's ``--dataset`` names them."""
+    parser.add_argument(flag, default=None, metavar='wds/PATTERN',
+                        help=f'{what}: WebDataset tar shards, as a brace pattern (wds/DIR/train-{{000000..000099}}.tar)'
+                             f', a folder of .tar files, or URLs WebDataset opens (pipe:..., ::-separated)')
+
+
+def load_source(parser: argparse.ArgumentParser, flag: str, spec: str, num_samples: Optional[int] = None,
+                class_names: Optional[str] = None, train: bool = False):
+    """The :class:`tps_timm.data.ShardSource` of a ``--dataset``-like flag, with bad specs, missing shards and bad
+    ``_info.json`` files as one-line errors. Training needs the epoch length (else the shards are counted)."""
+    from .data import WDS_PREFIX, open_shards, read_class_names
+    if not spec.startswith(WDS_PREFIX):
+        parser.error(f'{flag} {spec}: expected {WDS_PREFIX}PATTERN (WebDataset shards); a list of files goes to the '
+                     f'list flags')
+    try:
+        names = read_class_names(class_names) if class_names else ()
+        return open_shards(spec, num_samples, names, scan=train)
+    except (OSError, ValueError, ImportError, tarfile.TarError) as e:
+        parser.error(f'{flag} {spec}: {" ".join(str(e).split())}')
+
+
+def source_num_classes(parser: argparse.ArgumentParser, flag: str, source, num_classes: Optional[int]) -> int:
+    """The classes of a training source: its class names, else ``--num-classes`` (a shard source may have neither)."""
+    if num_classes is None and not source.num_classes:
+        parser.error(f'{flag} {source.spec}: no class names (in _info.json or --class-names): give --class-names or '
+                     f'--num-classes')
+    return num_classes or source.num_classes
 
 
 def add_unreadable_arg(parser) -> None:
@@ -470,14 +512,16 @@ def create_model_and_clip(parser: argparse.ArgumentParser, args: argparse.Namesp
 
 
 def train_loader_from_args(args: argparse.Namespace, clip: 'ClipConfig', videos, flip_pairs=(),
-                           pin_memory: bool = False):
+                           pin_memory: bool = False, rank: int = 0, world_size: int = 1,
+                           num_classes: Optional[int] = None):
     """``tps_timm.data.build_train_loader`` with train.py's flags (``build_train_parser``)."""
     from .data import build_train_loader
     return build_train_loader(
         videos, clip, args.batch_size, scale=tuple(args.scale), ratio=tuple(args.ratio), hflip=args.hflip,
         flip_pairs=flip_pairs, aa=args.aa, aa_on_batch=args.aa_on_batch, repeated_aug=args.repeated_aug,
         seed=args.seed, workers=args.workers, prefetch_factor=args.prefetch_factor, pin_memory=pin_memory,
-        backend=args.video_backend)
+        backend=args.video_backend, shuffle=args.wds_shuffle, rank=rank, world_size=world_size,
+        num_classes=num_classes)
 
 
 def label_names_for(model, class_names: List[str]) -> List[str]:

@@ -1,22 +1,28 @@
 """Multi-view video inference, shared by validate.py, train.py, predict and embed: outputs averaged over clips x
 crops, per video."""
 import time
-from typing import Dict, Iterator, Optional, Sequence, Tuple
+from typing import Dict, Iterator, Optional, Sequence, Tuple, Union
 
 import torch
 
 from .clip import ClipConfig
-from .data import ClipEvalTransform, ClipSampler, VideoDataset, VideoList, normalize_clip
+from .data import ClipEvalTransform, ClipItems, ClipSampler, ShardedEvalClips, ShardSource, VideoDataset, VideoList, \
+    normalize_clip
 
 __all__ = ['eval_dataset', 'video_metrics', 'evaluate', 'video_outputs']
 
 
-def eval_dataset(videos: VideoList, clip: ClipConfig, short_side: Optional[int] = None,
-                 backend: Optional[str] = None) -> VideoDataset:
+def eval_dataset(videos: Union[VideoList, ShardSource], clip: ClipConfig, short_side: Optional[int] = None,
+                 backend: Optional[str] = None, rank: int = 0, world_size: int = 1,
+                 num_classes: Optional[int] = None) -> Union[VideoDataset, ShardedEvalClips]:
     """The test views of ``clip`` (``num_clips`` clips x ``num_crops`` crops) of every video, after a short-side
-    resize to ``short_side`` (default: the crop size, the authors' test protocol)."""
-    return VideoDataset(videos, ClipSampler.for_clip(clip, clip.num_clips),
-                        ClipEvalTransform(clip.img_size, short_side, clip.num_crops), backend=backend)
+    resize to ``short_side`` (default: the crop size, the authors' test protocol). Shards are read by each rank
+    (``rank`` of ``world_size``) for its share; a list's dataset is sharded by Accelerate."""
+    sampler = ClipSampler.for_clip(clip, clip.num_clips)
+    transform = ClipEvalTransform(clip.img_size, short_side, clip.num_crops)
+    if isinstance(videos, ShardSource):
+        return ShardedEvalClips(videos, ClipItems(sampler, transform, backend=backend), rank, world_size, num_classes)
+    return VideoDataset(videos, sampler, transform, backend=backend)
 
 
 def video_metrics(probs: torch.Tensor, labels: torch.Tensor, readable: torch.Tensor) -> Dict[str, float]:
@@ -38,36 +44,51 @@ def video_metrics(probs: torch.Tensor, labels: torch.Tensor, readable: torch.Ten
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, loader, accelerator, mean: Sequence[float], std: Sequence[float],
              desc: str = 'eval', progress: bool = True) -> Dict[str, float]:
-    """Evaluate ``model`` on a loader of :class:`VideoDataset` eval items, across all Accelerate processes.
+    """Evaluate ``model`` on a loader of eval items (:func:`eval_dataset`), across all Accelerate processes.
 
-    Each video's views go through the model together; results are gathered once (no video counted twice or
-    dropped at the end of the set). ``unreadable_videos`` lists the paths of the unreadable ones.
+    Each video's views go through the model together. A list's results are gathered batch by batch (Accelerate
+    shards the list evenly and drops its padding: no video counted twice or dropped at the end of the set); shards
+    give each rank its own number of videos, so their results are gathered once at the end, and the model runs
+    unwrapped meanwhile (a DDP forward is a collective). ``unreadable_videos`` names the unreadable ones.
     """
+    from accelerate.utils import gather_object
     from tqdm import tqdm
+    sharded = isinstance(loader.dataset, ShardedEvalClips)
+    if sharded:
+        model = accelerator.unwrap_model(model)
     model.eval()
     probs_all, labels_all, readable_all, unreadable = [], [], [], []
-    views_seen = 0
+    views_seen, num_views = 0, 0
     start = time.perf_counter()
     for batch in tqdm(loader, desc=desc, disable=not (progress and accelerator.is_main_process),
                       leave=False):
-        video = batch['video']
+        video = batch['video'].to(accelerator.device)
         num_videos, num_views = video.shape[:2]
         with accelerator.autocast():
             logits = model(normalize_clip(video.flatten(0, 1), mean, std))
         probs = logits.float().softmax(-1).view(num_videos, num_views, -1).mean(1)
-        probs, labels, readable, index = accelerator.gather_for_metrics(
-            (probs, batch['label'], batch['readable'], batch['index']))
-        unreadable += index[~readable.bool()].tolist()
+        labels, readable = batch['label'], batch['readable']
+        if sharded:
+            unreadable += [name for name, ok in zip(batch['name'], readable.tolist()) if not ok]
+        else:
+            probs, labels, readable, index = accelerator.gather_for_metrics((probs, labels, readable, batch['index']))
+            unreadable += index[~readable.bool()].tolist()
         probs_all.append(probs.cpu())
         labels_all.append(labels.cpu())
         readable_all.append(readable.cpu())
         views_seen += len(labels) * num_views
+    parts = [torch.cat(p) if p else torch.zeros(0) for p in (probs_all, labels_all, readable_all)]
+    if sharded and accelerator.num_processes > 1:  # every rank's videos, once: the shards are dealt, not padded
+        gathered = gather_object([(*parts, unreadable, views_seen, num_views)])
+        parts = [torch.cat([g[i] for g in gathered if len(g[i])] or [parts[i]]) for i in range(3)]
+        unreadable = [name for g in gathered for name in g[3]]
+        views_seen, num_views = sum(g[4] for g in gathered), max(g[5] for g in gathered)
     elapsed = time.perf_counter() - start
-    metrics = video_metrics(torch.cat(probs_all), torch.cat(labels_all), torch.cat(readable_all))
+    metrics = video_metrics(parts[0].reshape(len(parts[1]), -1), parts[1].long(), parts[2].bool())
     metrics['clips_per_s'] = views_seen / max(elapsed, 1e-9)
-    metrics['views'] = num_views if probs_all else 0
-    samples = loader.dataset.videos.samples
-    metrics['unreadable_videos'] = [samples[i][0] for i in sorted(unreadable)]
+    metrics['views'] = num_views
+    metrics['unreadable_videos'] = sorted(unreadable) if sharded else \
+        [loader.dataset.videos.samples[i][0] for i in sorted(unreadable)]  # in the list's order
     return metrics
 
 

@@ -58,13 +58,13 @@ def measure_split(dataset, collate, count: int, seed: int = 0, rand_augment: Opt
     decode = augment = 0.0
     outputs, unreadable = [], 0
     try:  # untimed: the first decode loads the decoder's libraries
-        dataset.decode(items[0][0], np.random.default_rng(0))
+        dataset.load(items[0][0], np.random.default_rng(0))
     except VideoReadError:
         pass  # counted below
     for index, item_seed in items:
         start = time.perf_counter()
         try:
-            clip = dataset.decode(index, np.random.default_rng(item_seed))[0]
+            clip = dataset.load(index, np.random.default_rng(item_seed))[0]
         except VideoReadError:  # the loader replaces such a video; here it is left out of the timing
             unreadable += 1
             continue

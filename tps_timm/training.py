@@ -206,3 +206,16 @@ class UnreadableCounter:
         # sure to pass: even if every video still to come is readable, the epoch's share is too large
         check_unreadable(self.count, self.epoch_videos + self.count, self.max_fraction, 'training videos drawn',
                          self.examples)
+
+
+def prepare_loader(accelerator, loader):
+    """``accelerator.prepare(loader)``, but for a shard dataset, which deals its shards to the ranks itself: its
+    batches only go to the device (and mark the end of the epoch for gradient accumulation), Accelerate's own
+    wrapper with one process, rather than being split again or dispatched from the main process."""
+    from accelerate.data_loader import prepare_data_loader
+
+    from .data import ShardedEvalClips, ShardedTrainClips
+    if not isinstance(loader.dataset, (ShardedTrainClips, ShardedEvalClips)):
+        return accelerator.prepare(loader)
+    return prepare_data_loader(loader, accelerator.device, num_processes=1, process_index=0, put_on_device=True,
+                               dispatch_batches=False, non_blocking=accelerator.dataloader_config.non_blocking)

@@ -24,6 +24,10 @@ class VideoList:
     origins: List[str] = field(default_factory=list)
 
     @property
+    def num_videos(self) -> int:
+        return len(self.samples)
+
+    @property
     def num_classes(self) -> int:
         return len(self.class_names) if self.class_names else 1 + max((label for _, label in self.samples), default=-1)
 

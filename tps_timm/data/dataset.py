@@ -12,7 +12,7 @@ from .sampling import ClipSampler
 from .transforms import ClipEvalTransform, ClipTrainTransform
 from .video_io import VideoReadError, load_clip
 
-__all__ = ['VideoDataset', 'TooManyUnreadable', 'check_unreadable']
+__all__ = ['ClipItems', 'VideoDataset', 'TooManyUnreadable', 'check_unreadable', 'item_seed', 'unreadable_line']
 
 _logger = logging.getLogger(__name__)
 _SHOWN = 3  # unreadable videos named in an error
@@ -41,20 +41,96 @@ def check_unreadable(count: int, total: int, max_fraction: float, what: str = 'v
     raise TooManyUnreadable(f'{problem}: {"; ".join(shown)}')
 
 
-class VideoDataset(Dataset):
-    """Clips of the videos in a :class:`VideoList`.
+class ClipItems:
+    """How one video becomes a dataset item, whatever holds it (a file of a list, a member of a tar shard): frames
+    chosen by ``sampler``, decoded (from the file, or from its bytes), and transformed. :class:`VideoDataset` and the
+    shard datasets (:mod:`tps_timm.data.shards`) share it, so that every source gives the same clips for the same
+    seed.
 
     Training items are ``(clip uint8 (C, T, H, W), label, unreadable)``, or with ``repeated_aug=N > 1`` N differently
     augmented clips of one decode, ``(clips (N, C, T, H, W), labels (N,), unreadable)``
-    (:func:`tps_timm.data.collate_clips` makes batches of them). An item may be asked for as ``(index, seed)``
-    (:class:`tps_timm.data.SeededRandomSampler`): the seed, drawn in the main process, fixes every random choice, so
-    the clips do not depend on the worker count. An unreadable video is replaced by another one and named in
-    ``unreadable`` (``path: reason`` lines), so that the training loop counts it; when ``max_retries`` replacements
-    fail too, the item is zero-filled (the loop stops the run on it).
+    (:func:`tps_timm.data.collate_clips` makes batches of them); ``unreadable`` names (``name: reason`` lines) the
+    unreadable videos the item replaced, so that the training loop counts them. Evaluation items are dicts with
+    ``video`` uint8 ``(views, C, T, H, W)`` (clips x crops), ``label``, ``index``, ``readable`` and ``error`` (the
+    reason, if unreadable); an unreadable video comes back zero-filled with ``readable=False`` so that evaluation
+    can count it and leave it out of the accuracy.
+    """
 
-    Evaluation items are dicts with ``video`` uint8 ``(views, C, T, H, W)`` (clips x crops), ``label``, ``index``,
-    ``readable`` and ``error`` (the reason, if unreadable); an unreadable video comes back zero-filled with
-    ``readable=False`` so that evaluation can count it and leave it out of the accuracy.
+    def __init__(self, sampler: ClipSampler, transform, train: bool = False, backend: Optional[str] = None,
+                 max_retries: int = 10, repeated_aug: int = 1):
+        if repeated_aug < 1:
+            raise ValueError(f'repeated_aug must be >= 1, got {repeated_aug}')
+        if train != isinstance(transform, ClipTrainTransform) and isinstance(transform, (ClipTrainTransform,
+                                                                                            ClipEvalTransform)):
+            raise ValueError('train=True needs a ClipTrainTransform, evaluation a ClipEvalTransform')
+        self.sampler = sampler
+        self.transform = transform
+        self.train = train
+        self.backend = backend
+        self.max_retries = max_retries
+        self.repeated_aug = repeated_aug
+        self._noted_short = False
+
+    def decode(self, name: str, rng: np.random.Generator, data: Optional[bytes] = None) -> torch.Tensor:
+        """uint8 ``(clips, T, C, H, W)`` of the video ``name`` (or of its bytes ``data``), frames chosen by the
+        sampler with ``rng``."""
+        frames, _ = load_clip(name, lambda n: self._indices(name, n, rng), self.backend, data=data)
+        return torch.from_numpy(frames).permute(0, 1, 4, 2, 3)  # clips, T, C, H, W
+
+    def _indices(self, name: str, video_frames: int, rng: np.random.Generator) -> np.ndarray:
+        if video_frames < self.sampler.num_frames and not self._noted_short:
+            self._noted_short = True  # once per dataset (and loader worker): short videos may be many
+            _logger.warning(f'{name} has {video_frames} frame{"s" if video_frames != 1 else ""}, fewer than the '
+                            f'{self.sampler.num_frames} of a clip: its frames are repeated (said once)')
+        return self.sampler(video_frames, self.train, rng)
+
+    def augment(self, clip: torch.Tensor, label: int, rng: random.Random):
+        """A decoded clip ``(T, C, H, W)`` -> the training item (``repeated_aug`` augmentations of it)."""
+        if self.repeated_aug == 1:
+            clip, label = self.transform(clip, label, rng)
+            return clip.permute(1, 0, 2, 3), label  # collation copies it into the batch: no copy here
+        views = [self.transform(clip, label, rng) for _ in range(self.repeated_aug)]
+        return torch.stack([v.permute(1, 0, 2, 3) for v, _ in views]), torch.tensor([lab for _, lab in views])
+
+    def failed_train_item(self, unreadable: Sequence[str]):
+        """The item after ``max_retries + 1`` unreadable videos in a row: zeros, which the training loop stops on."""
+        size = self.transform.size
+        clip = torch.zeros(self.sampler.num_frames, 3, size, size, dtype=torch.uint8)
+        return (*self.augment(clip, 0, random.Random(0)), '\n'.join(unreadable))
+
+    def eval_item(self, name: str, label: int, index: int, data: Optional[bytes] = None) -> Dict[str, torch.Tensor]:
+        """The test views of one video (deterministic: the test sampling draws nothing)."""
+        error = ''
+        try:
+            clips = self.decode(name, np.random.default_rng(0), data)
+            views = torch.cat([self.transform(clip) for clip in clips])  # clips x crops, T, C, H, W
+        except VideoReadError as e:
+            _logger.warning(f'unreadable video {e.path}: {e.reason}')
+            error = e.reason
+            size = self.transform.size
+            views = torch.zeros(self.sampler.num_clips * self.transform.num_crops, self.sampler.num_frames, 3, size,
+                                size, dtype=torch.uint8)
+        return dict(video=views.permute(0, 2, 1, 3, 4).contiguous(), label=label, index=index, readable=not error,
+                    error=error)
+
+
+def unreadable_line(e: VideoReadError) -> str:
+    """An unreadable video as a training item names it: ``name: reason`` on one line."""
+    return f'{e.path}: {" ".join(e.reason.split())}'
+
+
+def item_seed(*parts) -> int:
+    """A 62-bit seed from integers (e.g. the run's seed, the epoch, a key's hash), the same on every platform."""
+    return int(np.random.SeedSequence(list(parts)).generate_state(1, np.uint64)[0] >> np.uint64(2))
+
+
+class VideoDataset(ClipItems, Dataset):
+    """Clips of the videos in a :class:`VideoList` (the items of :class:`ClipItems`).
+
+    An item may be asked for as ``(index, seed)`` (:class:`tps_timm.data.SeededRandomSampler`): the seed, drawn in the
+    main process, fixes every random choice, so the clips do not depend on the worker count. An unreadable training
+    video is replaced by another one drawn at random; when ``max_retries`` replacements fail too, the item is
+    zero-filled (the loop stops the run on it).
     """
 
     def __init__(
@@ -67,21 +143,10 @@ class VideoDataset(Dataset):
             max_retries: int = 10,
             repeated_aug: int = 1,
     ):
-        if repeated_aug < 1:
-            raise ValueError(f'repeated_aug must be >= 1, got {repeated_aug}')
+        super().__init__(sampler, transform, train, backend, max_retries, repeated_aug)
         if not videos.samples:
             raise ValueError('the video list is empty')
         self.videos = videos
-        self.sampler = sampler
-        self.transform = transform
-        self.train = train
-        self.backend = backend
-        self.max_retries = max_retries
-        self.repeated_aug = repeated_aug
-        self._noted_short = False
-        if train != isinstance(transform, ClipTrainTransform) and isinstance(transform, (ClipTrainTransform,
-                                                                                            ClipEvalTransform)):
-            raise ValueError('train=True needs a ClipTrainTransform, evaluation a ClipEvalTransform')
 
     @property
     def class_names(self):
@@ -90,64 +155,27 @@ class VideoDataset(Dataset):
     def __len__(self) -> int:
         return len(self.videos.samples)
 
-    def decode(self, index: int, rng: np.random.Generator) -> torch.Tensor:
-        """uint8 ``(clips, T, C, H, W)`` of video ``index``, frames chosen by the sampler with ``rng``."""
-        path, _ = self.videos.samples[index]
-        frames, _ = load_clip(path, lambda n: self._indices(path, n, rng), self.backend)
-        return torch.from_numpy(frames).permute(0, 1, 4, 2, 3)  # clips, T, C, H, W
-
-    def _indices(self, path: str, video_frames: int, rng: np.random.Generator) -> np.ndarray:
-        if video_frames < self.sampler.num_frames and not self._noted_short:
-            self._noted_short = True  # once per dataset (and loader worker): short videos may be many
-            _logger.warning(f'{path} has {video_frames} frame{"s" if video_frames != 1 else ""}, fewer than the '
-                            f'{self.sampler.num_frames} of a clip: its frames are repeated (said once)')
-        return self.sampler(video_frames, self.train, rng)
+    def load(self, index: int, rng: np.random.Generator) -> torch.Tensor:
+        """uint8 ``(clips, T, C, H, W)`` of video ``index``."""
+        return self.decode(self.videos.samples[index][0], rng)
 
     def __getitem__(self, item: Union[int, Tuple[int, int]]):
         index, seed = item if isinstance(item, tuple) else (item, None)
+        if not self.train:
+            path, label = self.videos.samples[index]
+            return self.eval_item(path, label, index)
         if seed is None:  # no seed from the sampler: the worker's torch seeding drives all randomness
             seed = int(torch.randint(2 ** 62, ()).item())
         rng = np.random.default_rng(seed)
-        if self.train:
-            return self._train_item(index, rng, random.Random(seed))
-        return self._eval_item(index, rng)
-
-    def _train_item(self, index: int, rng: np.random.Generator, py_rng: random.Random):
         unreadable = []
         for _ in range(self.max_retries + 1):
             try:
-                clip = self.decode(index, rng)[0]
+                clip = self.load(index, rng)[0]
                 break
             except VideoReadError as e:
                 _logger.debug(f'replacing unreadable video {e.path}: {e.reason}')  # the training loop reports them
-                unreadable.append(f'{e.path}: {" ".join(e.reason.split())}')
+                unreadable.append(unreadable_line(e))
                 index = int(rng.integers(len(self)))
-        else:  # not one readable video in a row of draws: a clip of zeros, which the training loop stops on
-            size = self.transform.size
-            clip = torch.zeros(self.sampler.num_frames, 3, size, size, dtype=torch.uint8)
-        return (*self.augment(clip, self.videos.samples[index][1], py_rng), '\n'.join(unreadable))
-
-    def augment(self, clip: torch.Tensor, label: int, rng: random.Random):
-        """A decoded clip ``(T, C, H, W)`` -> the training item (``repeated_aug`` augmentations of it)."""
-        if self.repeated_aug == 1:
-            clip, label = self.transform(clip, label, rng)
-            return clip.permute(1, 0, 2, 3), label  # collation copies it into the batch: no copy here
-        views = [self.transform(clip, label, rng) for _ in range(self.repeated_aug)]
-        return torch.stack([v.permute(1, 0, 2, 3) for v, _ in views]), torch.tensor([lab for _, lab in views])
-
-    def _eval_item(self, index: int, rng: np.random.Generator) -> Dict[str, torch.Tensor]:
-        label = self.videos.samples[index][1]
-        error = ''
-        try:
-            clips = self.decode(index, rng)
-            views = torch.cat([self.transform(clip) for clip in clips])  # clips x crops, T, C, H, W
-            readable = True
-        except VideoReadError as e:
-            _logger.warning(f'unreadable video {e.path}: {e.reason}')
-            error = e.reason
-            size = self.transform.size
-            views = torch.zeros(self.sampler.num_clips * self.transform.num_crops, self.sampler.num_frames, 3, size,
-                                size, dtype=torch.uint8)
-            readable = False
-        return dict(video=views.permute(0, 2, 1, 3, 4).contiguous(), label=label, index=index, readable=readable,
-                    error=error)
+        else:  # not one readable video in a row of draws
+            return self.failed_train_item(unreadable)
+        return (*self.augment(clip, self.videos.samples[index][1], random.Random(seed)), '\n'.join(unreadable))

@@ -6,7 +6,7 @@ Every item carries a seed drawn in the main process, so the clips depend on the 
 number of workers. ``repeated_aug=N`` decodes a video once and makes N differently augmented clips of it.
 """
 import os
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -15,10 +15,11 @@ from torch.utils.data._utils.collate import default_collate
 
 from ..clip import ClipConfig
 from .annotations import VideoList
-from .dataset import VideoDataset
+from .dataset import ClipItems, VideoDataset
 from .flips import flip_label_map
 from .rand_augment import ClipRandAugment
 from .sampling import ClipSampler
+from .shards import ShardedTrainClips, ShardSource
 from .transforms import ClipTrainTransform, rand_augment_hparams
 
 __all__ = ['SeededRandomSampler', 'available_cpus', 'batch_rand_augment', 'build_train_loader', 'collate_clips',
@@ -94,7 +95,7 @@ def batch_rand_augment(aa: Optional[str], on_batch: bool, img_size: int) -> Opti
 
 
 def build_train_loader(
-        videos: VideoList,
+        videos: Union[VideoList, ShardSource],
         clip: ClipConfig,
         batch_size: int,
         scale: Tuple[float, float] = (0.08, 1.0),
@@ -109,6 +110,10 @@ def build_train_loader(
         prefetch_factor: Optional[int] = 2,
         pin_memory: bool = False,
         backend: Optional[str] = None,
+        shuffle: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        num_classes: Optional[int] = None,
 ) -> DataLoader:
     """The training DataLoader: clips of ``clip`` (resized to ``clip.train_short_side``, then RandomResizedCrop),
     shuffled and augmented by ``seed`` and the epoch.
@@ -131,21 +136,31 @@ def build_train_loader(
         prefetch_factor: Batches each worker prepares ahead.
         pin_memory: Pin the batches (for a GPU).
         backend: The video decoder tried first.
+        shuffle: Shard sources: samples in each worker's shuffle buffer.
+        rank: Shard sources: this process's rank (a list's loader is sharded by Accelerate instead).
+        world_size: Shard sources: the number of processes.
+        num_classes: Shard sources: the model's classes (samples with other labels are counted as unreadable).
     """
     if repeated_aug < 1:
         raise ValueError(f'--repeated-aug must be at least 1, got {repeated_aug}')
     if batch_size % repeated_aug:
         raise ValueError(f'--batch-size {batch_size} must be a multiple of --repeated-aug {repeated_aug}')
-    if len(videos.samples) < repeated_aug:
+    if videos.num_videos < repeated_aug:
         raise ValueError(f'--repeated-aug {repeated_aug} needs at least {repeated_aug} training videos')
     transform = ClipTrainTransform(clip.img_size, clip.train_short_side, tuple(scale), tuple(ratio), hflip,
                                    flip_label_map(flip_pairs, videos.class_names), None if aa_on_batch else aa)
+    collate = collate_clips if repeated_aug > 1 else default_collate
+    kwargs = loader_kwargs(workers, pin_memory, prefetch_factor)
+    if isinstance(videos, ShardSource):  # each rank and worker reads its own shards, seeded by the sample keys
+        items = ClipItems(ClipSampler.for_clip(clip), transform, train=True, backend=backend, repeated_aug=repeated_aug)
+        dataset = ShardedTrainClips(videos, items, batch_size // repeated_aug, seed, rank, world_size, shuffle,
+                                    num_classes)
+        return DataLoader(dataset, batch_size=batch_size // repeated_aug, collate_fn=collate, **kwargs)
     dataset = VideoDataset(videos, ClipSampler.for_clip(clip), transform, train=True, backend=backend,
                            repeated_aug=repeated_aug)
     loader = DataLoader(dataset, batch_size=batch_size // repeated_aug, drop_last=True,
                         sampler=SeededRandomSampler(len(dataset), len(dataset) // repeated_aug, seed),
-                        collate_fn=collate_clips if repeated_aug > 1 else default_collate,
-                        **loader_kwargs(workers, pin_memory, prefetch_factor))
+                        collate_fn=collate, **kwargs)
     if len(loader) == 0:
         raise ValueError(f'{len(dataset)} training videos make no full batch of --batch-size {batch_size}'
                          + (f' with --repeated-aug {repeated_aug}' if repeated_aug > 1 else ''))

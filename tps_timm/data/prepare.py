@@ -15,19 +15,21 @@ part is done, ``--merge --num-shards n`` writes the one list (in the order of LI
 import glob
 import json
 import logging
+import math
 import multiprocessing
 import os
 import sys
 from fractions import Fraction
 from pathlib import Path
-from typing import Dict, Iterator, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..cli import ArgumentParser, non_negative_int, positive_int
 from .annotations import DATASET_FORMATS, VideoList, load_video_list
 from .loader import available_cpus
 from .video_io import VideoReadError, short_side_size
 
-__all__ = ['encode_video', 'output_paths', 'prepare_dataset', 'merge_shards', 'shard_record_path', 'main']
+__all__ = ['encode_video', 'output_paths', 'prepare_dataset', 'merge_shards', 'shard_record_path', 'prepare_tar_shards',
+           'merge_tar_shards', 'tar_shard_names', 'main']
 
 _logger = logging.getLogger(__name__)
 
@@ -138,6 +140,13 @@ def _encode_frames(frames: Iterator, path: str, rate: Fraction, short_side: int,
 SETTINGS_FILE = 'prepare.json'
 
 
+def _encoding_settings(short_side: int, gop: int, crf: int, preset: str, tune: Optional[str],
+                       shard_size: Optional[int] = None, copy: bool = False) -> Dict:
+    """What ``prepare.json`` records (tar shards: their size and ``copy`` too), which a resumed run must repeat."""
+    settings = dict(short_side=short_side, gop=gop, crf=crf, preset=preset, tune=tune)
+    return settings if shard_size is None else dict(format='wds', shard_size=shard_size, copy=copy, **settings)
+
+
 def _record_settings(output: str, settings: Dict) -> None:
     """Write the encoding settings to ``output/prepare.json``, or check them against a previous run's: a resumed run
     must not mix files of two encodings under one list."""
@@ -233,7 +242,7 @@ def prepare_dataset(
         raise ValueError(f'shard_index must be in 0..{num_shards - 1}, got {shard_index}')
     targets = output_paths(videos, data_root, output)  # all of them: clashes across parts are found by every part
     part = {src: dst for i, (src, dst) in enumerate(targets.items()) if i % num_shards == shard_index}
-    _record_settings(output, dict(short_side=short_side, gop=gop, crf=crf, preset=preset, tune=tune))
+    _record_settings(output, _encoding_settings(short_side, gop, crf, preset, tune))
     result: Dict = dict(written=[], done_before=[], skipped=[], unreadable=[])
     jobs = []
     for src, dst in part.items():
@@ -337,6 +346,183 @@ def _write_list(videos: VideoList, targets: Dict[str, str], output: str, list_na
     return result
 
 
+def _tar_key(rel: str) -> str:
+    """The sample key of a video at ``rel`` (relative to the root): its path without the extension, ``/``-separated;
+    WebDataset cuts a member name at the first dot of its file name, so the stem's other dots become ``_``."""
+    folder, name = os.path.split(os.path.splitext(rel)[0])
+    return '/'.join([*(p for p in folder.split(os.sep) if p), name.replace('.', '_')])
+
+
+def tar_shard_names(prefix: str, num_videos: int, shard_size: int) -> List[str]:
+    """The file names of the tar shards a split of ``num_videos`` is written in: ``PREFIX-000000.tar``, ..."""
+    return [f'{prefix}-{j:06d}.tar' for j in range(max(1, math.ceil(num_videos / shard_size)))]
+
+
+def _tar_record_path(output: str, shard: str) -> str:
+    """Where the record of a finished tar shard is kept (its samples and unreadable sources): the shard is done
+    only when its record is there, written after it."""
+    return os.path.join(output, '.prepare', shard + '.json')
+
+
+def _video_bytes(job: Tuple) -> Tuple[str, str, str, bytes, str]:
+    """One video for a tar shard, in a worker: ``(status, source, reason, bytes, suffix)``."""
+    src, copy, tmp_dir, short_side, gop, crf, preset, tune = job
+    if copy:
+        if not os.path.isfile(src) or os.path.getsize(src) == 0:
+            return 'unreadable', src, 'no such file' if not os.path.isfile(src) else 'empty file', b'', ''
+        return 'written', src, '', Path(src).read_bytes(), os.path.splitext(src)[1][1:].lower()
+    tmp = os.path.join(tmp_dir, f'{os.getpid()}-{abs(hash(src))}.mp4')
+    try:
+        encode_video(src, tmp, short_side, gop, crf, preset, tune)
+        return 'written', src, '', Path(tmp).read_bytes(), 'mp4'
+    except VideoReadError as e:
+        return 'unreadable', src, e.reason, b'', ''
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def prepare_tar_shards(
+        videos: VideoList,
+        data_root: str,
+        output: str,
+        shard_size: int = 1000,
+        split: str = 'train',
+        copy: bool = False,
+        short_side: int = 256,
+        gop: int = 16,
+        workers: Optional[int] = None,
+        progress: bool = True,
+        crf: int = 23,
+        preset: str = 'veryfast',
+        tune: Optional[str] = 'fastdecode',
+        shard_index: int = 0,
+        num_shards: int = 1,
+) -> Dict:
+    """Write the videos of ``videos`` into WebDataset tar shards ``output/SPLIT-000000.tar``, ... of ``shard_size``
+    videos each (in the split's order), re-encoded as :func:`prepare_dataset` does or, with ``copy``, as they are,
+    and ``output/_info.json`` (timm's layout, with the class names).
+
+    Each sample is ``KEY.mp4`` (the source's extension with ``copy``), ``KEY.cls`` (the label) and ``KEY.json``
+    (``label``, ``label_name``, ``source``: the path relative to ``data_root``). A shard is written under a temporary
+    name and renamed whole, and a rerun skips the shards that are done. With ``num_shards`` > 1 this run writes the
+    tar shards ``j`` with ``j % num_shards == shard_index`` and no ``_info.json``: :func:`merge_tar_shards` writes it
+    once every part is done.
+
+    Returns:
+        What :func:`prepare_dataset` returns, with ``shards`` (the tar shards of this run and ``info`` (the
+        ``_info.json`` written, or None).
+    """
+    from webdataset import TarWriter
+    if not 0 <= shard_index < num_shards:
+        raise ValueError(f'shard_index must be in 0..{num_shards - 1}, got {shard_index}')
+    if shard_size < 1:
+        raise ValueError(f'shard_size must be at least 1, got {shard_size}')
+    targets = output_paths(videos, data_root, output)  # checks the sources are under the root and do not clash
+    keys = {src: _tar_key(os.path.relpath(dst, output)) for src, dst in targets.items()}
+    _record_settings(output, _encoding_settings(short_side, gop, crf, preset, tune, shard_size, copy))
+    samples = [s for s in videos.samples if not os.path.isdir(s[0])]
+    names = tar_shard_names(split, len(samples), shard_size)
+    result: Dict = dict(written=[], done_before=[], skipped=[s for s, _ in videos.samples if os.path.isdir(s)],
+                        unreadable=[], shards=[])
+    mine = [j for j in range(len(names)) if j % num_shards == shard_index]
+    todo = [j for j in mine if not os.path.isfile(_tar_record_path(output, names[j]))]
+    for j in set(mine) - set(todo):
+        record = _read_record(_tar_record_path(output, names[j]))
+        result['done_before'] += record['written']
+        result['unreadable'] += [tuple(item) for item in record['unreadable']]
+    os.makedirs(os.path.join(output, '.prepare'), exist_ok=True)
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+    workers = min(workers or available_cpus(), max(1, shard_size))
+    pool = multiprocessing.Pool(workers) if workers > 1 else None
+    try:
+        with logging_redirect_tqdm(), tqdm(total=sum(len(samples[j * shard_size:(j + 1) * shard_size])
+                                                     for j in todo), desc='writing shards', unit='video',
+                                           disable=not progress) as bar:
+            for j in todo:
+                chunk = samples[j * shard_size:(j + 1) * shard_size]
+                jobs = [(src, copy, os.path.join(output, '.prepare'), short_side, gop, crf, preset, tune)
+                        for src, _ in chunk]
+                tar_path = os.path.join(output, names[j])
+                tmp = f'{tar_path}.tmp-{os.getpid()}'
+                record: Dict = dict(samples=0, written=[], unreadable=[])
+                with open(tmp, 'wb') as f, TarWriter(f, encoder=False) as writer:
+                    done = pool.imap(_video_bytes, jobs) if pool else map(_video_bytes, jobs)
+                    for (src, label), (status, _, reason, data, suffix) in zip(chunk, done):
+                        bar.update(1)
+                        if status == 'unreadable':
+                            _logger.warning('unreadable: %s: %s', src, reason)
+                            record['unreadable'].append((src, reason))
+                            continue
+                        meta = dict(label=label, source=os.path.relpath(src, data_root))
+                        if label < len(videos.class_names):
+                            meta['label_name'] = videos.class_names[label]
+                        writer.write({'__key__': keys[src], suffix: data, 'cls': str(label).encode(),
+                                      'json': json.dumps(meta).encode()})
+                        record['written'].append(src)
+                record['samples'] = len(record['written'])
+                os.replace(tmp, tar_path)
+                _write_json_atomic(_tar_record_path(output, names[j]), record)
+                result['written'] += record['written']
+                result['unreadable'] += [tuple(item) for item in record['unreadable']]
+                result['shards'].append(tar_path)
+    finally:
+        if pool:
+            pool.terminate()
+    if num_shards == 1:
+        merged = merge_tar_shards(videos, output, shard_size, split)
+        result.update(info=merged['info'], pattern=merged['pattern'])
+    else:
+        result['info'] = None
+    result.update(list=None, class_names=None)
+    return result
+
+
+def _read_record(path: str) -> Dict:
+    with open(path, encoding='utf-8') as f:
+        return json.load(f)
+
+
+def _write_json_atomic(path: str, value) -> None:
+    tmp = f'{path}.tmp-{os.getpid()}'
+    with open(tmp, 'w', encoding='utf-8') as f:
+        json.dump(value, f, indent=1)
+    os.replace(tmp, path)
+
+
+def merge_tar_shards(videos: VideoList, output: str, shard_size: int, split: str = 'train',
+                     num_shards: int = 1) -> Dict:
+    """``output/_info.json`` for the tar shards of a split (written by :func:`prepare_tar_shards`, in one run or in
+    ``num_shards`` parts), from the shards' records.
+
+    Raises:
+        ValueError: A tar shard is not finished (its part is named).
+    """
+    from .shards import write_info
+    samples = [s for s in videos.samples if not os.path.isdir(s[0])]
+    names = tar_shard_names(split, len(samples), shard_size)
+    missing = [j for j, name in enumerate(names) if not os.path.isfile(_tar_record_path(output, name))]
+    if missing:
+        parts = sorted({j % num_shards for j in missing})
+        raise ValueError(f'{len(missing)} of the {len(names)} tar shards are not finished (e.g. {names[missing[0]]}):'
+                         f' run --shard-index {", ".join(map(str, parts[:10]))} --num-shards {num_shards} first')
+    result: Dict = dict(written=[], done_before=[], skipped=[s for s, _ in videos.samples if os.path.isdir(s)],
+                        unreadable=[], shards=[], list=None, class_names=None)
+    lengths = {}
+    for name in names:
+        record = _read_record(_tar_record_path(output, name))
+        result['done_before'] += record['written']
+        result['unreadable'] += [tuple(item) for item in record['unreadable']]
+        if record['samples']:
+            lengths[name] = record['samples']
+    result['info'] = write_info(output, split, lengths, videos.class_names) if lengths else None
+    result['shards'] = [os.path.join(output, name) for name in lengths]
+    result['pattern'] = os.path.join(output, f'{split}-{{000000..{len(names) - 1:06d}}}.tar' if len(names) > 1
+                                     else names[0])
+    return result
+
+
 def _summary(result: Dict, output: str) -> str:
     lines = [f"written: {len(result['written'])}, done before: {len(result['done_before'])}, "
              f"unreadable: {len(result['unreadable'])}, skipped: {len(result['skipped'])} (frame folders: nothing "
@@ -348,6 +534,15 @@ def _summary(result: Dict, output: str) -> str:
             lines.append(f"  ... and {len(result['unreadable']) - _SHOWN_UNREADABLE} more (see the warnings above)")
     if result['skipped']:
         lines.append(f"frame folders are not in the list: read them from the data root, e.g. {result['skipped'][0]}")
+    if 'shards' in result:  # tar shards
+        if result['info'] is None:
+            lines.append('this part\'s tar shards are written; once every part is done, write _info.json with the '
+                         'same command and --merge in place of --shard-index' if result.get('part') else
+                         'no video could be read or re-encoded: no shards were written')
+            return '\n'.join(lines)
+        lines.append(f"tar shards: {result['pattern']}, described by {result['info']}")
+        lines.append(f"train with: --dataset wds/{result['pattern']} (--val-dataset for the validation split)")
+        return '\n'.join(lines)
     if result.get('shard_record'):
         lines.append(f"this part is recorded in {result['shard_record']}; once every part is done, write the list "
                      f"with the same command and --merge in place of --shard-index")
@@ -389,6 +584,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help='the number of parts the split is prepared in (by as many runs, on any machines)')
     parser.add_argument('--merge', action='store_true',
                         help='write the list of a split whose --num-shards parts are all done (encodes nothing)')
+    parser.add_argument('--format', default='files', choices=('files', 'wds'),
+                        help='files: one video file per source and a list; wds: WebDataset tar shards and _info.json')
+    parser.add_argument('--shard-size', type=positive_int, default=1000, metavar='N',
+                        help='videos per tar shard (--format wds; ~1000 re-encoded Kinetics videos make ~1 GB)')
+    parser.add_argument('--split', default=None, metavar='NAME',
+                        help='--format wds: the split name in _info.json and the shards\' prefix (default: the stem '
+                             'of --list)')
+    parser.add_argument('--copy', action='store_true',
+                        help='--format wds: put the sources in the shards as they are (no re-encoding)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
@@ -422,15 +626,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not any(os.path.exists(path) for path, _ in videos.samples):  # prepare reads them all: check them all
         parser.error(f'--list {args.list}: none of its {len(videos.samples)} videos exists under --data-root '
                      f'{args.data_root} (e.g. {videos.samples[0][0]})')
+    if args.copy and args.format != 'wds':
+        parser.error('--copy puts the sources into tar shards as they are: it needs --format wds')
     list_name = Path(args.list).stem + '.txt'
+    split = args.split or Path(args.list).stem
+    wds = args.format == 'wds'
     try:
-        _record_settings(args.output, dict(short_side=args.short_side, gop=args.gop, crf=args.crf,
-                                           preset=args.preset, tune=tune))
+        _record_settings(args.output, _encoding_settings(args.short_side, args.gop, args.crf, args.preset, tune,
+                                                         args.shard_size if wds else None, args.copy))
         if args.merge:
-            result = merge_shards(videos, args.data_root, args.output, args.num_shards, list_name)
+            result = merge_tar_shards(videos, args.output, args.shard_size, split, args.num_shards) if wds else \
+                merge_shards(videos, args.data_root, args.output, args.num_shards, list_name)
     except ValueError as e:
         parser.error(str(e))
-    if not args.merge:
+    if not args.merge and wds:
+        result = prepare_tar_shards(videos, args.data_root, args.output, args.shard_size, split, args.copy,
+                                    args.short_side, args.gop, args.workers, not args.no_progress, args.crf,
+                                    args.preset, tune, args.shard_index or 0, args.num_shards)
+        result['part'] = args.num_shards > 1
+    elif not args.merge:
         result = prepare_dataset(videos, args.data_root, args.output, args.short_side, args.gop, args.workers,
                                  not args.no_progress, args.crf, args.preset, list_name, tune,
                                  args.shard_index or 0, args.num_shards)

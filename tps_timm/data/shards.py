@@ -1,0 +1,450 @@
+"""Videos in WebDataset tar shards (``--dataset wds/PATTERN``): the shard list, its ``_info.json``, and the training
+and evaluation datasets that stream the shards through the same sampling and transforms as a list's videos.
+
+A sample is the files of one key in a tar: the video (``KEY.mp4``, ``KEY.webm``, ...) and its label, ``KEY.cls``
+(the integer as text) or ``KEY.json`` (``{"label": int}`` and/or ``{"label_name": str}``). ``_info.json`` beside the
+shards, in timm's layout (``{"splits": {"train": {"filenames": [...], "shard_lengths": [...], "num_samples": N}}}``,
+plus our ``class_names``), gives an epoch's length; ``python -m tps_timm.data.prepare --format wds`` writes both.
+
+Training (:class:`ShardedTrainClips`): every epoch the shards are shuffled from (seed, epoch), the same on every
+rank, and dealt to the loader workers of all ranks by global worker id (samples are dealt instead when there are
+fewer shards than workers); a shuffle buffer mixes samples within a worker; and each sample's augmentation is
+seeded from (seed, epoch, key), so a sample gets the same clip whatever the worker count. Every rank yields the
+same number of batches (workers cycle through their shards until their share is full), so no rank waits at the
+end of an epoch. Evaluation (:class:`ShardedEvalClips`) reads every sample exactly once across all ranks and
+workers. Samples that cannot be used (undecodable, no label, a label out of range, a shard that cannot be read)
+are named by shard and key and counted, as unreadable list videos are.
+"""
+import hashlib
+import json
+import logging
+import multiprocessing
+import os
+import random
+import tarfile
+import time
+from dataclasses import dataclass, field
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from .annotations import VIDEO_EXTENSIONS
+from .dataset import ClipItems, item_seed, unreadable_line
+from .video_io import VideoReadError
+
+__all__ = ['INFO_FILE', 'WDS_PREFIX', 'ShardSource', 'SampleError', 'ShardedEvalClips', 'ShardedTrainClips',
+           'expand_shards', 'open_shards', 'sample_video', 'write_info']
+
+_logger = logging.getLogger(__name__)
+
+WDS_PREFIX = 'wds/'
+INFO_FILE = '_info.json'
+VIDEO_SUFFIXES = tuple(ext[1:] for ext in VIDEO_EXTENSIONS)
+
+
+class SampleError(ValueError):
+    """A shard sample that cannot be used: no video, no label, or a label that is not a class."""
+
+
+def _webdataset():
+    """The webdataset package, or an ImportError that says how to install it."""
+    try:
+        import webdataset
+    except ImportError:
+        raise ImportError('wds/ sources need the webdataset package: pip install "tps-timm[wds]"') from None
+    return webdataset
+
+
+def _is_local(url: str) -> bool:
+    return '://' not in url and not url.startswith('pipe:')
+
+
+def expand_shards(pattern: str) -> List[str]:
+    """The shards of ``pattern``: a brace pattern (``train-{000000..000255}.tar``), WebDataset's ``::``-separated
+    list, a folder (its ``.tar`` files, sorted), one ``.tar``, or URLs WebDataset opens (``pipe:``, ``https://``,
+    ``s3://`` via a pipe).
+
+    Raises:
+        ValueError: No shards, or local shards that do not exist (all of them named, up to 10).
+    """
+    expand_urls = _webdataset().shardlists.expand_urls
+    if _is_local(pattern) and os.path.isdir(pattern):
+        urls = sorted(os.path.join(pattern, f) for f in os.listdir(pattern) if f.endswith('.tar'))
+        if not urls:
+            raise ValueError(f'{pattern}: a folder without .tar shards')
+        return urls
+    urls = list(expand_urls(pattern))
+    if not urls:
+        raise ValueError(f'{pattern}: no shards')
+    missing = [url for url in urls if _is_local(url) and not os.path.isfile(url)]
+    if missing:
+        shown = ', '.join(missing[:10]) + (f' and {len(missing) - 10} more' if len(missing) > 10 else '')
+        raise ValueError(f'{pattern}: {len(missing)} of its {len(urls)} shards do not exist: {shown}')
+    return urls
+
+
+@dataclass
+class ShardSource:
+    """A ``wds/`` source: its shards, the samples an epoch holds, per-shard counts when known, and class names."""
+    spec: str
+    urls: List[str]
+    num_samples: Optional[int]  # None: not known (evaluation reads the shards to their end)
+    shard_lengths: Dict[str, int] = field(default_factory=dict)  # by shard URL
+    class_names: List[str] = field(default_factory=list)
+    info: Optional[str] = None  # the _info.json it was described by
+
+    @property
+    def num_classes(self) -> int:
+        """The classes its names give (0 without names: the model's count then applies)."""
+        return len(self.class_names)
+
+    @property
+    def num_videos(self) -> Optional[int]:
+        return self.num_samples
+
+    def check_labels(self, num_classes: int) -> None:
+        """Nothing to check before reading: each sample's label is checked as it is read (counted if bad)."""
+
+    def describe(self) -> str:
+        counted = f'from {self.info}' if self.info else 'given or counted' if self.num_samples else 'not known'
+        return f'{self.spec}: {len(self.urls)} shards, {self.num_samples or "?"} samples ({counted})'
+
+
+def _read_json(url: str) -> Optional[dict]:
+    """A JSON file by path or URL (via WebDataset's ``gopen``), or None when there is none."""
+    try:
+        if _is_local(url):
+            if not os.path.isfile(url):
+                return None
+            with open(url, encoding='utf-8') as f:
+                return json.load(f)
+        from webdataset import gopen
+        with gopen(url) as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f'{url}: not valid JSON ({e})') from None
+    except Exception:  # e.g. no such object behind a URL: as if there were no info file
+        return None
+
+
+def _split_of(info: dict, urls: Sequence[str], path: str) -> Tuple[str, Dict[str, int]]:
+    """The split of ``info`` that lists every shard of ``urls`` (by file name), and the shards' lengths."""
+    names = [os.path.basename(url) for url in urls]
+    splits = info.get('splits')
+    if not isinstance(splits, dict):
+        raise ValueError(f'{path}: no "splits" mapping (timm\'s layout: {{"splits": {{"train": {{"filenames": [...], '
+                         f'"shard_lengths": [...], "num_samples": N}}}}}})')
+    for split, entry in splits.items():
+        try:
+            lengths = dict(zip(entry['filenames'], (int(n) for n in entry['shard_lengths']), strict=True))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f'{path}: split {split!r} needs "filenames" and "shard_lengths" of the same length '
+                             f'({type(e).__name__}: {e})') from None
+        if all(name in lengths for name in names):
+            return split, {url: lengths[name] for url, name in zip(urls, names)}
+    unlisted = [n for n in names if not any(n in (e.get('filenames') or ()) for e in splits.values())]
+    raise ValueError(f'{path}: no split lists all {len(names)} shards (not listed: {", ".join(unlisted[:5])}'
+                     f'{" ..." if len(unlisted) > 5 else ""}): write it again with prepare --merge, or give the '
+                     f'epoch length with --train-num-samples / --val-num-samples')
+
+
+def _count_samples(url: str) -> int:
+    """The videos in one shard, from its tar headers (no member is read)."""
+    keys = set()
+    if _is_local(url):
+        with tarfile.open(url) as tar:
+            names = [m.name for m in tar.getmembers() if m.isfile()]
+    else:
+        from webdataset import gopen
+        with gopen(url) as stream, tarfile.open(fileobj=stream, mode='r|*') as tar:
+            names = [m.name for m in tar if m.isfile()]
+    for name in names:
+        key, _, suffix = os.path.basename(name).partition('.')
+        if suffix.lower() in VIDEO_SUFFIXES:
+            keys.add(os.path.join(os.path.dirname(name), key))
+    return len(keys)
+
+
+def open_shards(spec: str, num_samples: Optional[int] = None, class_names: Sequence[str] = (),
+                scan: bool = True) -> ShardSource:
+    """The :class:`ShardSource` of ``spec`` (``wds/PATTERN`` or the pattern itself).
+
+    The epoch length is ``num_samples`` when given, else the shards' ``_info.json`` (beside the first shard), else,
+    with ``scan`` (training needs it), a count of the shards' tar headers (logged with its time: an ``_info.json``
+    saves it), else not known.
+
+    Raises:
+        ValueError: Missing shards, an ``_info.json`` that does not describe them, or no epoch length.
+    """
+    pattern = spec[len(WDS_PREFIX):] if spec.startswith(WDS_PREFIX) else spec
+    urls = expand_shards(pattern)
+    folder = pattern if _is_local(pattern) and os.path.isdir(pattern) else os.path.dirname(urls[0])
+    info_path = os.path.join(folder, INFO_FILE) if _is_local(folder) else f'{folder}/{INFO_FILE}'
+    info = _read_json(info_path) if not urls[0].startswith('pipe:') else None
+    lengths: Dict[str, int] = {}
+    if info is not None:
+        _, lengths = _split_of(info, urls, info_path)
+        class_names = list(class_names) or list(info.get('class_names') or [])
+    if num_samples is None and lengths:
+        num_samples = sum(lengths.values())
+    elif num_samples is None and scan:
+        start = time.perf_counter()
+        lengths = {url: _count_samples(url) for url in urls}
+        num_samples = sum(lengths.values())
+        _logger.warning(f'{pattern}: no {INFO_FILE}: counted {num_samples} samples in {len(urls)} shards in '
+                        f'{time.perf_counter() - start:.1f} s (prepare --format wds writes the file that saves this)')
+    if num_samples is not None and num_samples < 1:
+        raise ValueError(f'{pattern}: the shards hold no samples')
+    return ShardSource(spec, urls, num_samples, lengths, list(class_names), info_path if info else None)
+
+
+def write_info(folder: str, split: str, lengths: Dict[str, int], class_names: Sequence[str] = ()) -> str:
+    """Write (or update the ``split`` of) ``folder/_info.json`` for shards ``{file name: samples}``, atomically."""
+    path = os.path.join(folder, INFO_FILE)
+    info = _read_json(path) or {}
+    info.setdefault('splits', {})[split] = dict(name=split, filenames=list(lengths),
+                                                shard_lengths=list(lengths.values()),
+                                                num_samples=sum(lengths.values()))
+    if class_names:
+        info['class_names'] = list(class_names)
+    tmp = f'{path}.tmp-{os.getpid()}'
+    with open(tmp, 'w', encoding='utf-8') as f:
+        json.dump(info, f, indent=1)
+    os.replace(tmp, path)
+    return path
+
+
+def sample_video(sample: Dict, class_names: Sequence[str] = (), num_classes: Optional[int] = None
+                 ) -> Tuple[bytes, int]:
+    """The video bytes and label of a WebDataset sample (a dict of suffix -> bytes).
+
+    Raises:
+        SampleError: No video member, no label, an unknown label name, or a label that is not a class.
+    """
+    suffix = next((s for s in sample if s in VIDEO_SUFFIXES), None)
+    if suffix is None:
+        raise SampleError(f'no video ({", ".join("." + s for s in VIDEO_SUFFIXES[:4])}, ...) among '
+                          f'{", ".join("." + s for s in sample if not s.startswith("__"))}')
+    if 'cls' in sample:
+        text = sample['cls'].decode('utf-8', 'replace').strip()
+        if not text.lstrip('-').isdigit():
+            raise SampleError(f'.cls holds {text[:20]!r}, not a class index')
+        label = int(text)
+    elif 'json' in sample:
+        try:
+            meta = json.loads(sample['json'])
+        except ValueError as e:
+            raise SampleError(f'.json is not valid JSON ({e})') from None
+        if isinstance(meta, dict) and isinstance(meta.get('label'), int):
+            label = meta['label']
+        elif isinstance(meta, dict) and meta.get('label_name') is not None:
+            if meta['label_name'] not in class_names:
+                raise SampleError(f'label_name {meta["label_name"]!r} is not among the {len(class_names)} class '
+                                  f'names')
+            label = list(class_names).index(meta['label_name'])
+        else:
+            raise SampleError('.json has neither "label" (int) nor "label_name"')
+    else:
+        raise SampleError('no label (KEY.cls or KEY.json)')
+    if num_classes is not None and not 0 <= label < num_classes:
+        raise SampleError(f'label {label} is not a class of the model (0..{num_classes - 1})')
+    return sample[suffix], label
+
+
+def _key_hash(key: str) -> int:
+    return int.from_bytes(hashlib.blake2b(key.encode('utf-8'), digest_size=8).digest(), 'little') >> 2
+
+
+def _worker() -> Tuple[int, int]:
+    info = get_worker_info()
+    return (info.id, info.num_workers) if info is not None else (0, 1)
+
+
+class _ShardStream(IterableDataset):
+    """What the two shard datasets share: the source, the clip items, this rank, the samples of a worker's share."""
+
+    def __init__(self, source: ShardSource, items: ClipItems, rank: int = 0, world_size: int = 1,
+                 num_classes: Optional[int] = None):
+        if not 0 <= rank < world_size:
+            raise ValueError(f'rank {rank} is not in 0..{world_size - 1}')
+        self.source = source
+        self.items = items
+        self.rank = rank
+        self.world_size = world_size
+        self.num_classes = num_classes
+        self._shard_errors: List[str] = []
+
+    @property
+    def class_names(self) -> List[str]:
+        return self.source.class_names
+
+    @property
+    def max_retries(self) -> int:
+        return self.items.max_retries
+
+    def _handler(self, exn: Exception) -> bool:
+        """WebDataset's error handler: a shard that cannot be opened or read is recorded and skipped."""
+        where = next((a for a in reversed(exn.args) if isinstance(a, str) and a), 'a shard')
+        message = str(exn.args[0]) if exn.args else type(exn).__name__
+        self._shard_errors.append(f'{where}: {type(exn).__name__}: {" ".join(message.split())[:200]}')
+        _logger.warning(f'unreadable shard data: {self._shard_errors[-1]}')
+        return True
+
+    def _samples(self, shard_order: Sequence[int], global_id: int, global_workers: int) -> Iterator[Tuple]:
+        """``(name, sample, shard position, position in shard)`` of one pass over this worker's share: whole shards
+        dealt by global worker id, or every ``global_workers``-th sample when there are fewer shards than workers."""
+        tarfile_samples = _webdataset().tariterators.tarfile_samples
+        urls = self.source.urls
+        by_shard = len(urls) >= global_workers
+        mine = shard_order[global_id::global_workers] if by_shard else shard_order
+        dealt = 0
+        for shard in mine:
+            url = urls[shard]
+            count = 0
+            for sample in tarfile_samples([dict(url=url)], handler=self._handler):
+                count += 1
+                if not by_shard:
+                    dealt += 1
+                    if (dealt - 1) % global_workers != global_id:
+                        continue
+                yield f'{os.path.basename(url)}:{sample["__key__"]}', sample, shard, count - 1
+            expected = self.source.shard_lengths.get(url)
+            if expected is not None and count != expected:
+                _logger.warning(f'{url} holds {count} samples, {INFO_FILE} says {expected}: the epoch length it '
+                                f'gives is off by the difference')
+
+    def _video(self, name: str, sample: Dict) -> Tuple[bytes, int]:
+        try:
+            return sample_video(sample, self.source.class_names, self.num_classes)
+        except SampleError as e:
+            raise VideoReadError(name, str(e)) from None
+
+    def _drain_shard_errors(self) -> List[str]:
+        errors, self._shard_errors[:] = list(self._shard_errors), []
+        return errors
+
+
+class ShardedTrainClips(_ShardStream):
+    """Training items (those of :class:`~tps_timm.data.dataset.ClipItems`) from shards, ``videos_per_batch`` videos
+    per batch, the same number of batches on every rank: ``len(self)`` videos of this rank per epoch.
+
+    Args:
+        source: The shards.
+        items: How a video becomes an item (a training ``ClipItems``).
+        videos_per_batch: Videos per batch on each rank (the batch size / ``repeated_aug``).
+        seed: Seed of the shard order, the shuffle buffer and every sample's augmentation.
+        rank: This process's rank.
+        world_size: The number of processes.
+        shuffle: Samples in the shuffle buffer of each worker (0: shard order only).
+        num_classes: The model's classes (samples with other labels are counted as unreadable).
+    """
+
+    def __init__(self, source: ShardSource, items: ClipItems, videos_per_batch: int, seed: int = 0, rank: int = 0,
+                 world_size: int = 1, shuffle: int = 0, num_classes: Optional[int] = None):
+        super().__init__(source, items, rank, world_size, num_classes)
+        if source.num_samples is None:
+            raise ValueError(f'{source.spec}: training needs the number of samples (an _info.json, or a count)')
+        self.videos_per_batch = videos_per_batch
+        self.seed = seed
+        self.shuffle = shuffle
+        self._epoch = multiprocessing.Value('i', 0)  # persistent workers see set_epoch through shared memory
+        if self.steps_per_epoch < 1:
+            raise ValueError(f'{source.num_samples} samples make no full batch of {videos_per_batch} videos on each '
+                             f'of {world_size} processes')
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Batches per epoch on every rank: an epoch draws ``num_samples / repeated_aug`` videos, as for a list."""
+        return self.source.num_samples // self.items.repeated_aug // (self.videos_per_batch * self.world_size)
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch * self.videos_per_batch
+
+    def set_epoch(self, epoch: int) -> None:
+        self._epoch.value = epoch
+
+    def shard_order(self, epoch: int, repeat: int = 0) -> List[int]:
+        """The shards in epoch ``epoch``'s order (pass ``repeat`` of a worker that cycles): the same on every rank
+        and worker."""
+        order = list(range(len(self.source.urls)))
+        random.Random(item_seed(self.seed, epoch, repeat)).shuffle(order)
+        return order
+
+    def sample_seed(self, epoch: int, name: str) -> int:
+        """The seed of every random choice for sample ``name`` (``shard:key``; the key alone counts) in ``epoch``."""
+        return item_seed(self.seed, epoch, _key_hash(name.rpartition(':')[2]))
+
+    def __iter__(self) -> Iterator[Tuple]:
+        wds = _webdataset()
+        epoch = self._epoch.value
+        worker, workers = _worker()
+        global_id, global_workers = self.rank * workers + worker, self.world_size * workers
+        steps = self.steps_per_epoch
+        quota = (steps // workers + (worker < steps % workers)) * self.videos_per_batch
+
+        def passes():  # a worker cycles through its share until its quota is full
+            for repeat in range(1 << 30):
+                empty = True
+                for sample in self._samples(self.shard_order(epoch, repeat), global_id, global_workers):
+                    empty = False
+                    yield sample
+                if empty:
+                    raise RuntimeError(f'loader worker {global_id} of {global_workers} found no samples in its '
+                                       f'share of {self.source.spec}: ' + '; '.join(self._drain_shard_errors()[:3]))
+        stream = passes()
+        if self.shuffle > 1:
+            stream = wds.filters._shuffle(stream, bufsize=self.shuffle, initial=self.shuffle,
+                                          rng=random.Random(item_seed(self.seed, epoch, global_id)))
+        produced, unreadable = 0, []
+        for name, sample, _, _ in stream:
+            if produced >= quota:
+                break
+            seed = self.sample_seed(epoch, name)
+            try:
+                data, label = self._video(name, sample)
+                clip = self.items.decode(name, np.random.default_rng(seed), data)[0]
+            except VideoReadError as e:
+                unreadable += self._drain_shard_errors() + [unreadable_line(e)]
+                if len(unreadable) > self.items.max_retries:
+                    produced += 1
+                    yield self.items.failed_train_item(unreadable)
+                    unreadable = []
+                continue
+            unreadable += self._drain_shard_errors()
+            produced += 1
+            yield (*self.items.augment(clip, label, random.Random(seed)), '\n'.join(unreadable))
+            unreadable = []
+
+
+class ShardedEvalClips(_ShardStream):
+    """Evaluation items (dicts of :class:`~tps_timm.data.dataset.ClipItems`, with ``name`` = ``shard:key``) of every
+    sample once across all ranks and workers, in shard order within a worker; ``index`` orders them as the shards
+    do (shard position x 2**32 + position in the shard). It has no length: a rank's share is known only once read
+    (progress bars count batches)."""
+
+    def __iter__(self) -> Iterator[Dict]:
+        worker, workers = _worker()
+        global_id, global_workers = self.rank * workers + worker, self.world_size * workers
+        for name, sample, shard, position in self._samples(range(len(self.source.urls)), global_id, global_workers):
+            for error in self._drain_shard_errors():
+                yield self._unreadable_item(error.partition(': ')[0], error.partition(': ')[2], shard)
+            index = shard << 32 | position
+            try:
+                data, label = self._video(name, sample)
+            except VideoReadError as e:
+                yield self._unreadable_item(name, e.reason, shard, index)
+                continue
+            yield dict(self.items.eval_item(name, label, index, data), name=name)
+        for error in self._drain_shard_errors():  # e.g. the last shard was truncated
+            yield self._unreadable_item(error.partition(': ')[0], error.partition(': ')[2], len(self.source.urls))
+
+    def _unreadable_item(self, name: str, reason: str, shard: int, index: Optional[int] = None) -> Dict:
+        _logger.warning(f'unreadable sample {name}: {reason}')
+        size, sampler = self.items.transform.size, self.items.sampler
+        views = torch.zeros(sampler.num_clips * self.items.transform.num_crops, 3, sampler.num_frames, size, size,
+                            dtype=torch.uint8)
+        return dict(video=views, label=-1, index=(shard << 32 | 0xFFFFFFFF) if index is None else index,
+                    readable=False, error=reason, name=name)
+
