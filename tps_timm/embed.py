@@ -3,24 +3,28 @@
     python -m tps_timm.embed --model MODEL --input FOLDER_OR_LIST [...] --output OUT.npy|OUT.parquet
         [--num-clips N] [--batch-size B] [--workers N] [--normalize]
 
-A row per video: its path and the pooled embedding (the classifier's input), averaged over ``--num-clips`` clips of one
-centre crop, L2-normalised with ``--normalize``. ``.npy`` files hold a structured array (fields ``path`` and
-``embedding``; ``np.load`` reads it); ``.parquet`` files (pyarrow) the columns ``path`` and ``embedding``. A run on a
-large folder is resumable: rows already in OUT are kept and their videos skipped; every ``--save-every`` videos
-go to a shard beside OUT, merged into it at the end. Unreadable videos are listed (and written to
-``OUT.unreadable.txt``); past ``--max-unreadable`` of the videos the command exits non-zero, after writing OUT.
-Under torchrun / accelerate launch each process embeds its share, and OUT is the file one process writes.
+A row per video (``--dataset wds/PATTERN``: per ``shard:key``): its path and the pooled embedding (the classifier's
+input), averaged over ``--num-clips`` clips of one centre crop, L2-normalised with ``--normalize``. ``.npy`` files
+hold a structured array (fields ``path`` and ``embedding``; ``np.load`` reads it); ``.parquet`` files (pyarrow) the
+columns ``path`` and ``embedding``. A run on a large folder is resumable: rows already in OUT are kept and their
+videos skipped; every ``--save-every`` videos go to a shard beside OUT, merged into it at the end. Unreadable
+videos are listed (and written to ``OUT.unreadable.txt``); past ``--max-unreadable`` of the videos the command
+exits non-zero, after writing OUT. Under torchrun / accelerate launch each process embeds its share, and OUT is the
+file one process writes.
 MODEL is any model ``predict`` takes; an exported one must have been exported with ``--features``.
 """
 import glob
 import os
 import sys
-from typing import Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
 from .clip import ClipConfig
+
+if TYPE_CHECKING:
+    from .data import ShardSource
 
 __all__ = ['read_embeddings', 'write_embeddings', 'embed_videos', 'main']
 
@@ -65,30 +69,43 @@ def write_embeddings(path: str, rows: Dict[str, np.ndarray]) -> None:
     os.replace(tmp, path)
 
 
-def embed_videos(model, paths: Sequence[str], clip: ClipConfig, output: str, batch_size: int = 1, workers: int = 0,
-                 normalize: bool = False, save_every: int = 256, backend: Optional[str] = None,
-                 progress: bool = True, accelerator=None) -> Dict[str, object]:
-    """Embed the videos of ``paths`` not yet in ``output`` into it; returns counts and the unreadable videos.
+def embed_videos(model, paths: Union[Sequence[str], 'ShardSource'], clip: ClipConfig, output: str,
+                 batch_size: int = 1, workers: int = 0, normalize: bool = False, save_every: int = 256,
+                 backend: Optional[str] = None, progress: bool = True, accelerator=None) -> Dict[str, object]:
+    """Embed the videos of ``paths`` (or of shards: a row per ``shard:key``) not yet in ``output`` into it; returns
+    counts and the unreadable videos.
 
     Every ``save_every`` new rows go to a shard beside ``output`` (``OUT.partPPP-NNNNN.npy``), so that an interrupted
     run loses at most that many and the I/O stays linear; the shards are merged into ``output`` at the end, with the
-    rows of ``paths`` in their order (rows of other videos already there follow). With an ``accelerator`` of several
-    processes, each embeds its share of the videos to do, and the main process merges: the same file as one process
-    writes.
+    rows of ``paths`` in their order (of shards: in the shards' order; rows of other videos already there follow).
+    With an ``accelerator`` of several processes, each embeds its share of the videos to do, and the main process
+    merges: the same file as one process writes.
     """
+    from .data import ShardSource
     from .evaluate import video_outputs
     index, processes = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     done = read_embeddings(output)
-    todo = [p for p in paths if p not in done]
-    share = todo[len(todo) * index // processes:len(todo) * (index + 1) // processes]
+    sharded = isinstance(paths, ShardSource)
+    if sharded:  # each process reads its share of the shards; the rows done before are not decoded again
+        todo, share, order = None, paths, {}
+        rows_out = video_outputs(model, paths, clip, batch_size, workers, backend, features=True,
+                                 progress=progress and index == 0, desc='embed', rank=index, world_size=processes,
+                                 skip=done)
+    else:
+        todo = [p for p in paths if p not in done]
+        share = todo[len(todo) * index // processes:len(todo) * (index + 1) // processes]
+        rows_out = video_outputs(model, share, clip, batch_size, workers, backend, features=True,
+                                 progress=progress and index == 0, desc='embed')
     unreadable: List[str] = []
     pending: Dict[str, np.ndarray] = {}
     prefix = f'{output}.part{index:03d}-'
     next_shard = len(glob.glob(glob.escape(prefix) + '*.npy'))
-    for path, embedding, error in video_outputs(model, share, clip, batch_size, workers, backend, features=True,
-                                                progress=progress and index == 0, desc='embed'):
+    for path, embedding, error, position in rows_out:
+        if sharded:
+            order[path] = position
         if embedding is None:
-            unreadable.append(f'{path}\t{" ".join(error.split())}')
+            if error is not None:  # None: embedded before
+                unreadable.append(f'{path}\t{" ".join(error.split())}')
             continue
         if normalize:
             embedding = torch.nn.functional.normalize(embedding, dim=0)
@@ -100,10 +117,15 @@ def embed_videos(model, paths: Sequence[str], clip: ClipConfig, output: str, bat
         write_embeddings(f'{prefix}{next_shard:05d}.npy', pending)
     if accelerator is not None and processes > 1:
         from accelerate.utils import gather_object
-        unreadable = gather_object([unreadable])  # every process's list, in process order
-        unreadable = [line for part in unreadable for line in part]
+        gathered = gather_object([(unreadable, order if sharded else {})])  # every process's, in process order
+        unreadable = [line for part, _ in gathered for line in part]
+        order = {name: position for _, part in gathered for name, position in part.items()}
         accelerator.wait_for_everyone()  # every shard written before the merge
-    rows = len(done) + len(todo) - len(unreadable)
+    if sharded:  # the samples in the shards' order, unreadable ones left out
+        bad = {line.split('\t')[0] for line in unreadable}
+        paths = [name for name in sorted(order, key=order.get) if name not in bad]
+        todo = [name for name in paths if name not in done]
+    rows = len(done) + len(todo) - (0 if sharded else len(unreadable))
     if index == 0:
         found = read_embeddings(output)
         order = [p for p in paths if p in found] + [p for p in found if p not in set(paths)]
@@ -114,19 +136,20 @@ def embed_videos(model, paths: Sequence[str], clip: ClipConfig, output: str, bat
         if unreadable:
             with open(f'{output}.unreadable.txt', 'w', encoding='utf-8') as f:
                 f.write('\n'.join(unreadable) + '\n')
-    return dict(embedded=len(todo) - len(unreadable), skipped=len(paths) - len(todo), unreadable=unreadable,
-                rows=rows, videos=len(paths))
+    return dict(embedded=len(todo) - (0 if sharded else len(unreadable)), skipped=len(paths) - len(todo),
+                unreadable=unreadable, rows=rows, videos=len(paths) + (len(unreadable) if sharded else 0))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    from .cli import ArgumentParser, add_clip_args, add_model_args, add_unreadable_arg, check_launch, \
-        create_model_and_clip, find_videos_or_exit, make_accelerator, non_negative_int, parse_with_hparams, \
-        positive_int
+    from .cli import ArgumentParser, add_clip_args, add_dataset_arg, add_model_args, add_unreadable_arg, check_launch, \
+        create_model_and_clip, find_videos_or_exit, load_source, make_accelerator, non_negative_int, \
+        parse_with_hparams, positive_int
     from .data import TooManyUnreadable, check_unreadable
     from .onnx_model import ExportedVideoModel
     parser = ArgumentParser(prog='python -m tps_timm.embed', description=__doc__.split('\n\n')[0])
     add_model_args(parser)
-    parser.add_argument('--input', nargs='+', required=True, help='video files, folders of videos or list files')
+    parser.add_argument('--input', nargs='+', default=None, help='video files, folders of videos or list files')
+    add_dataset_arg(parser, '--dataset', 'the videos, in place of --input (a row per shard:key)')
     parser.add_argument('--data-root', default='', help='folder the paths of list files are relative to')
     parser.add_argument('--output', required=True, help='embeddings file: .npy or .parquet')
     add_clip_args(parser)
@@ -147,7 +170,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             import pyarrow  # noqa: F401
         except ImportError:
             parser.error('--output .parquet needs pyarrow: pip install "tps-timm[export]" (or write .npy)')
-    paths = find_videos_or_exit(parser, args.input, args.data_root, '--input ')
+    if bool(args.input) == bool(args.dataset):
+        parser.error('give --input or --dataset, one of them')
+    paths = load_source(parser, '--dataset', args.dataset) if args.dataset else \
+        find_videos_or_exit(parser, args.input, args.data_root, '--input ')
     accelerator = make_accelerator(parser.prog)
     model, clip = create_model_and_clip(parser, args)
     if isinstance(model, ExportedVideoModel) and model.metadata['output'] != 'features':
@@ -165,7 +191,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     print(f"{args.output}: {result['rows']} videos ({result['embedded']} embedded now, {result['skipped']} already "
           f"there, {len(result['unreadable'])} unreadable)")
     try:
-        check_unreadable(len(result['unreadable']), len(paths), args.max_unreadable, 'videos',  # embedded earlier too
+        check_unreadable(len(result['unreadable']), result['videos'], args.max_unreadable, 'videos',  # earlier ones too
                          [line.split('\t')[0] for line in result['unreadable']])
     except TooManyUnreadable as e:
         sys.exit(f'{parser.prog}: error: {e}')

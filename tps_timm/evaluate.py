@@ -1,7 +1,7 @@
 """Multi-view video inference, shared by validate.py, train.py, predict and embed: outputs averaged over clips x
 crops, per video."""
 import time
-from typing import Dict, Iterator, Optional, Sequence, Tuple, Union
+from typing import Collection, Dict, Iterator, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -14,14 +14,17 @@ __all__ = ['eval_dataset', 'video_metrics', 'evaluate', 'video_outputs']
 
 def eval_dataset(videos: Union[VideoList, ShardSource], clip: ClipConfig, short_side: Optional[int] = None,
                  backend: Optional[str] = None, rank: int = 0, world_size: int = 1,
-                 num_classes: Optional[int] = None) -> Union[VideoDataset, ShardedEvalClips]:
+                 num_classes: Optional[int] = None, skip: Collection[str] = ()
+                 ) -> Union[VideoDataset, ShardedEvalClips]:
     """The test views of ``clip`` (``num_clips`` clips x ``num_crops`` crops) of every video, after a short-side
     resize to ``short_side`` (default: the crop size, the authors' test protocol). Shards are read by each rank
-    (``rank`` of ``world_size``) for its share; a list's dataset is sharded by Accelerate."""
+    (``rank`` of ``world_size``) for its share, leaving the samples named in ``skip`` undecoded; a list's dataset is
+    sharded by Accelerate."""
     sampler = ClipSampler.for_clip(clip, clip.num_clips)
     transform = ClipEvalTransform(clip.img_size, short_side, clip.num_crops)
     if isinstance(videos, ShardSource):
-        return ShardedEvalClips(videos, ClipItems(sampler, transform, backend=backend), rank, world_size, num_classes)
+        return ShardedEvalClips(videos, ClipItems(sampler, transform, backend=backend), rank, world_size, num_classes,
+                                skip)
     return VideoDataset(videos, sampler, transform, backend=backend)
 
 
@@ -93,23 +96,38 @@ def evaluate(model: torch.nn.Module, loader, accelerator, mean: Sequence[float],
 
 
 @torch.no_grad()
-def video_outputs(model: torch.nn.Module, paths: Sequence[str], clip: ClipConfig, batch_size: int = 1,
-                  workers: int = 0, backend: Optional[str] = None, features: bool = False, progress: bool = True,
-                  desc: str = 'videos') -> Iterator[Tuple[str, Optional[torch.Tensor], str]]:
-    """``(path, output, error)`` per video, in order, read by a batched loader: the softmax (or, with ``features``, the
-    pooled embedding) averaged over the clips x crops of ``clip``; ``output`` is None and ``error`` says why for
-    an unreadable video. ``model`` may also be an exported model (``tps_timm.onnx_model``)."""
+def video_outputs(model: torch.nn.Module, videos: Union[Sequence[str], ShardSource], clip: ClipConfig,
+                  batch_size: int = 1, workers: int = 0, backend: Optional[str] = None, features: bool = False,
+                  progress: bool = True, desc: str = 'videos', rank: int = 0, world_size: int = 1,
+                  skip: Collection[str] = ()) -> Iterator[Tuple[str, Optional[torch.Tensor], Optional[str], int]]:
+    """``(name, output, error, index)`` per video, in order, read by a batched loader: the softmax (or, with
+    ``features``, the pooled embedding) averaged over the clips x crops of ``clip``; ``output`` is None and ``error``
+    says why for an unreadable video.
+
+    ``videos`` are paths (``index``: the position; the caller splits them across processes), or shards, of which
+    rank ``rank`` of ``world_size`` reads its share (``index`` orders the samples as the shards do; ``skip`` names
+    samples not to decode, which come back with neither output nor error). ``model`` may also be an exported model
+    (``tps_timm.onnx_model``).
+    """
     from tqdm import tqdm
 
-    from .data import VideoList
-    if not paths:  # e.g. a process whose share is empty, or nothing left to embed
+    from .data import VideoList, collate_eval_items
+    sharded = isinstance(videos, ShardSource)
+    if not sharded and not videos:  # e.g. a process whose share is empty, or nothing left to embed
         return
-    dataset = eval_dataset(VideoList([(path, 0) for path in paths]), clip, backend=backend)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers, shuffle=False)
+    dataset = eval_dataset(videos if sharded else VideoList([(path, 0) for path in videos]), clip, backend=backend,
+                           rank=rank, world_size=world_size, skip=skip)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers, shuffle=False,
+                                         collate_fn=collate_eval_items)
     model.eval()
     device = next(iter(model.parameters()), torch.empty(0)).device
-    with tqdm(total=len(paths), desc=desc, disable=not progress, leave=False) as bar:
+    names = (lambda batch: batch['name']) if sharded else (lambda batch: [videos[i] for i in batch['index']])
+    with tqdm(total=None if sharded else len(videos), desc=desc, disable=not progress, leave=False) as bar:
         for batch in loader:
+            for name, index in batch['skipped']:
+                yield name, None, None, index
+            if 'video' not in batch:
+                continue
             video = batch['video']
             num_videos, num_views = video.shape[:2]
             clips = normalize_clip(video.flatten(0, 1).to(device), clip.mean, clip.std)
@@ -119,7 +137,7 @@ def video_outputs(model: torch.nn.Module, paths: Sequence[str], clip: ClipConfig
                 out = model(clips)
                 out = out if features else out.float().softmax(-1)
             out = out.float().view(num_videos, num_views, -1).mean(1).cpu()
-            for i, index in enumerate(batch['index'].tolist()):
+            for i, (name, index) in enumerate(zip(names(batch), batch['index'].tolist())):
                 readable = bool(batch['readable'][i])
-                yield paths[index], out[i] if readable else None, '' if readable else batch['error'][i]
+                yield name, out[i] if readable else None, '' if readable else batch['error'][i], index
             bar.update(num_videos)

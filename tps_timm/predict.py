@@ -1,42 +1,55 @@
 """Classify videos: ``python -m tps_timm.predict VIDEO|FOLDER|LIST [...] --model MODEL [--output top5.csv]``.
 
 Prints the top-k classes with probabilities per video (or writes them as CSV / JSON), using the model's config for
-frames, sampling, size, mean/std and label names. Folders are searched for videos; list files name one per line.
+frames, sampling, size, mean/std and label names. Folders are searched for videos; list files name one per line;
+``--dataset wds/PATTERN`` reads WebDataset shards (a video per ``shard:key``). Under torchrun / accelerate launch each
+process predicts its share, and the output is the file one process writes.
 MODEL is a timm name, ``hf-hub:``/``local-dir:`` (weights included), a ``model/`` folder, or an exported ``.onnx`` /
 ``.pt2`` file.
 """
+import contextlib
 import csv
 import json
 import os
 import sys
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
-from .cli import ArgumentParser, add_clip_args, add_model_args, add_test_view_args, add_unreadable_arg, check_launch, \
-    compile_from_args, create_model_and_clip, find_videos_or_exit, label_names_for, make_accelerator, \
-    model_brings_weights, non_negative_int, parse_with_hparams, positive_int
+from .cli import ArgumentParser, add_clip_args, add_dataset_arg, add_model_args, add_test_view_args, \
+    add_unreadable_arg, check_launch, compile_from_args, create_model_and_clip, find_videos_or_exit, label_names_for, \
+    load_source, make_accelerator, model_brings_weights, non_negative_int, parse_with_hparams, positive_int
 from .clip import ClipConfig
-from .data import TooManyUnreadable, check_unreadable, read_class_names
+from .data import ShardSource, TooManyUnreadable, check_unreadable, read_class_names
 from .evaluate import video_outputs
 
 Prediction = Union[List, str]  # [(class name, probability), ...] or the reason a video is unreadable
 
 
 @torch.no_grad()
-def predict(model, paths: Sequence[str], clip: ClipConfig, class_names: List[str], top_k: int = 5,
-            backend: Optional[str] = None, batch_size: int = 1, workers: int = 0,
-            progress: bool = False) -> Dict[str, Prediction]:
-    """Top-k (name, probability) per video, in order; an unreadable video maps to its error message."""
-    out = {}
-    for path, probs, error in video_outputs(model, paths, clip, batch_size, workers, backend, progress=progress,
-                                            desc='predict'):
+def predict_rows(model, videos: Union[Sequence[str], ShardSource], clip: ClipConfig, class_names: List[str],
+                 top_k: int = 5, backend: Optional[str] = None, batch_size: int = 1, workers: int = 0,
+                 progress: bool = False, rank: int = 0, world_size: int = 1) -> List[Tuple[int, str, Prediction]]:
+    """``(index, video, prediction)`` per video, in order: the top-k (name, probability), or for an unreadable
+    video its error message. Of shards, rank ``rank`` of ``world_size`` predicts its share (``index`` orders all)."""
+    rows = []
+    for name, probs, error, index in video_outputs(model, videos, clip, batch_size, workers, backend,
+                                                   progress=progress, desc='predict', rank=rank,
+                                                   world_size=world_size):
         if probs is None:
-            out[path] = error
+            rows.append((index, name, error))
             continue
         top = probs.topk(min(top_k, probs.numel()))
-        out[path] = [(class_names[i], p) for p, i in zip(top.values.tolist(), top.indices.tolist())]
-    return out
+        rows.append((index, name, [(class_names[i], p) for p, i in zip(top.values.tolist(), top.indices.tolist())]))
+    return rows
+
+
+def predict(model, videos: Union[Sequence[str], ShardSource], clip: ClipConfig, class_names: List[str],
+            top_k: int = 5, backend: Optional[str] = None, batch_size: int = 1, workers: int = 0,
+            progress: bool = False) -> Dict[str, Prediction]:
+    """Top-k (name, probability) per video, in order; an unreadable video maps to its error message."""
+    return {name: prediction for _, name, prediction in predict_rows(model, videos, clip, class_names, top_k, backend,
+                                                                     batch_size, workers, progress)}
 
 
 def write_predictions(path: str, results: Dict[str, Prediction]) -> None:
@@ -63,7 +76,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
     from .onnx_model import ExportedVideoModel
     parser = ArgumentParser(prog='python -m tps_timm.predict', description=__doc__.split('\n\n')[0])
-    parser.add_argument('videos', nargs='+', help='video files, frame folders, folders of videos or list files')
+    parser.add_argument('videos', nargs='*', help='video files, frame folders, folders of videos or list files')
+    add_dataset_arg(parser, '--dataset', 'the videos, in place of files and folders')
     add_model_args(parser)
     parser.add_argument('--class-names', default=None, help='class names file (default: the model config)')
     parser.add_argument('--data-root', default='', help='folder the paths of list files are relative to')
@@ -76,11 +90,17 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     add_unreadable_arg(parser)
     args = parse_with_hparams(parser, argv)
     check_launch(parser.prog)  # before any work: a launch that cannot give the processes asked for
+    if bool(args.videos) == bool(args.dataset):
+        parser.error('give the videos (files, folders, lists) or --dataset, one of them')
     try:
         names = read_class_names(args.class_names) if args.class_names else []
     except OSError as e:
         parser.error(f'--class-names {args.class_names}: {e.strerror or e}')
-    paths = find_videos_or_exit(parser, args.videos, args.data_root)
+    if args.dataset:
+        videos = load_source(parser, '--dataset', args.dataset)
+        names = names or videos.class_names
+    else:
+        videos = find_videos_or_exit(parser, args.videos, args.data_root)
     accelerator = make_accelerator(parser.prog)
     model, clip = create_model_and_clip(parser, args, None if model_brings_weights(args) else len(names) or None)
     if not model.num_classes:
@@ -88,12 +108,18 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                      f'python -m tps_timm.embed')
     if not isinstance(model, ExportedVideoModel):
         model = model.to(accelerator.device)
-    with accelerator.split_between_processes(paths) as share:  # in order: process i takes the i-th part
-        results = predict(compile_from_args(args, model), share, clip, label_names_for(model, names),
-                          args.top_k, args.video_backend, args.batch_size, args.workers,
-                          progress=args.output is not None and accelerator.is_main_process)
+    model = compile_from_args(args, model)
+    sharded = isinstance(videos, ShardSource)
+    # in order: process i takes the i-th part of a list, or its share of the shards
+    with contextlib.nullcontext(videos) if sharded else accelerator.split_between_processes(videos) as share:
+        rows = predict_rows(model, share, clip, label_names_for(model, names), args.top_k, args.video_backend,
+                            args.batch_size, args.workers, args.output is not None and accelerator.is_main_process,
+                            accelerator.process_index, accelerator.num_processes)
     if accelerator.num_processes > 1:
-        results = {path: r for part in gather_object([results]) for path, r in part.items()}
+        rows = [row for part in gather_object([rows]) for row in part]  # in process order
+    if sharded:
+        rows.sort(key=lambda row: row[0])  # the shards' order, however they were dealt
+    results = {name: prediction for _, name, prediction in rows}
     accelerator.end_training()
     if not accelerator.is_main_process:
         return

@@ -2,7 +2,8 @@
 from .annotations import DATASET_FORMATS, VIDEO_EXTENSIONS, VideoList, find_videos, load_video_list, missing_videos, \
     read_class_names, read_diving48, read_kinetics_csv, read_list_file, read_sthv1, read_sthv2
 from .dataset import ClipItems, TooManyUnreadable, VideoDataset, check_unreadable
-from .shards import INFO_FILE, WDS_PREFIX, ShardedEvalClips, ShardedTrainClips, ShardSource, open_shards
+from .shards import INFO_FILE, WDS_PREFIX, ShardedEvalClips, ShardedTrainClips, ShardSource, collate_eval_items, \
+    open_shards
 from .flips import BUILTIN_FLIP_PAIRS, FLIP_SPECS, flip_label_map, resolve_flip_pairs
 from .loader import SeededRandomSampler, batch_rand_augment, build_train_loader, collate_clips, default_workers
 from .sampling import ClipSampler, dense_indices, uniform_indices

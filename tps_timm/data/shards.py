@@ -24,7 +24,7 @@ import random
 import tarfile
 import time
 from dataclasses import dataclass, field
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Collection, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -35,7 +35,7 @@ from .dataset import ClipItems, item_seed, unreadable_line
 from .video_io import VideoReadError
 
 __all__ = ['INFO_FILE', 'WDS_PREFIX', 'ShardSource', 'SampleError', 'ShardedEvalClips', 'ShardedTrainClips',
-           'expand_shards', 'open_shards', 'sample_video', 'write_info']
+           'collate_eval_items', 'expand_shards', 'open_shards', 'sample_video', 'write_info']
 
 _logger = logging.getLogger(__name__)
 
@@ -253,6 +253,17 @@ def sample_video(sample: Dict, class_names: Sequence[str] = (), num_classes: Opt
     return sample[suffix], label
 
 
+def collate_eval_items(items: List[Dict]) -> Dict:
+    """Batch evaluation items as ``default_collate`` does; the ``skipped`` ones (name and index only) are listed
+    under ``skipped`` as ``(name, index)`` pairs and left out of the tensors (a batch may hold only them)."""
+    from torch.utils.data import default_collate
+    skipped = [(item['name'], item['index']) for item in items if item.get('skipped')]
+    kept = [item for item in items if not item.get('skipped')]
+    batch = default_collate(kept) if kept else {}
+    batch['skipped'] = skipped
+    return batch
+
+
 def _key_hash(key: str) -> int:
     return int.from_bytes(hashlib.blake2b(key.encode('utf-8'), digest_size=8).digest(), 'little') >> 2
 
@@ -422,7 +433,16 @@ class ShardedEvalClips(_ShardStream):
     """Evaluation items (dicts of :class:`~tps_timm.data.dataset.ClipItems`, with ``name`` = ``shard:key``) of every
     sample once across all ranks and workers, in shard order within a worker; ``index`` orders them as the shards
     do (shard position x 2**32 + position in the shard). It has no length: a rank's share is known only once read
-    (progress bars count batches)."""
+    (progress bars count batches).
+
+    Samples named in ``skip`` (e.g. embedded by an earlier run) are not decoded: their items hold only ``name``,
+    ``index`` and ``skipped=True`` (:func:`collate_eval_items` keeps them out of the batch).
+    """
+
+    def __init__(self, source: ShardSource, items: ClipItems, rank: int = 0, world_size: int = 1,
+                 num_classes: Optional[int] = None, skip: Collection[str] = ()):
+        super().__init__(source, items, rank, world_size, num_classes)
+        self.skip = frozenset(skip)
 
     def __iter__(self) -> Iterator[Dict]:
         worker, workers = _worker()
@@ -431,6 +451,9 @@ class ShardedEvalClips(_ShardStream):
             for error in self._drain_shard_errors():
                 yield self._unreadable_item(error.partition(': ')[0], error.partition(': ')[2], shard)
             index = shard << 32 | position
+            if name in self.skip:
+                yield dict(name=name, index=index, skipped=True)
+                continue
             try:
                 data, label = self._video(name, sample)
             except VideoReadError as e:
