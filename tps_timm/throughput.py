@@ -2,6 +2,7 @@
 
     python -m tps_timm.throughput --hparams hparams/k400.yaml --data-root /data/k400 \\
         --train-list /data/k400/train.csv [--workers N] [--clips N] [--repeated-aug N] [--json OUT]
+    python -m tps_timm.throughput --hparams hparams/k400.yaml --dataset 'wds/k400/train-{000000..000239}.tar'
 
 The loader is train.py's, built from the same flags and recipe (``--workers 0``: in this process). It prints the
 clips/s of the whole loader and per worker, and where one clip's time goes in one process: decoding, augmentation
@@ -16,9 +17,10 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from .cli import build_train_parser, command_line_dests, create_model_and_clip, parse_with_hparams, positive_int, \
-    resolve_demo_data, train_loader_from_args
-from .data import ClipRandAugment, VideoReadError, batch_rand_augment, load_video_list, resolve_flip_pairs
+from .cli import build_train_parser, command_line_dests, create_model_and_clip, load_source, parse_with_hparams, \
+    positive_int, resolve_demo_data, train_loader_from_args
+from .data import ClipRandAugment, ShardedTrainClips, VideoReadError, batch_rand_augment, load_video_list, \
+    resolve_flip_pairs
 
 __all__ = ['measure_loader', 'measure_split', 'main']
 
@@ -32,9 +34,10 @@ def measure_loader(loader, clips: int, progress: bool = True) -> Dict[str, float
     from tqdm import tqdm
     start = time.perf_counter()
     first, seen, epoch = None, 0, 0
+    epochs = loader.dataset if isinstance(loader.dataset, ShardedTrainClips) else loader.sampler
     with tqdm(total=clips, desc='loading', unit='clip', disable=not progress) as bar:
         while seen < clips:
-            loader.sampler.set_epoch(epoch)
+            epochs.set_epoch(epoch)
             for batch, *_ in loader:
                 if first is None:
                     first = time.perf_counter()
@@ -53,23 +56,27 @@ def measure_split(dataset, collate, count: int, seed: int = 0, rand_augment: Opt
     """Milliseconds per clip spent decoding, augmenting and collating, over ``count`` items in this process
     (unreadable videos among them are counted, as ``split_unreadable``, and left out)."""
     rng = np.random.default_rng(seed)
-    indices, seeds = rng.integers(len(dataset), size=count), rng.integers(2 ** 62, size=count)
-    items = [(int(i), int(s)) for i, s in zip(indices, seeds)]
+    if isinstance(dataset, ShardedTrainClips):  # the first samples of the shards, decoded from their bytes
+        videos, items = dataset.first_samples(count), dataset.items
+    else:
+        drawn = (dataset.videos.samples[int(i)] for i in rng.integers(len(dataset), size=count))
+        videos, items = [(path, None, label) for path, label in drawn], dataset
+    seeds = rng.integers(2 ** 62, size=len(videos))
     decode = augment = 0.0
     outputs, unreadable = [], 0
     try:  # untimed: the first decode loads the decoder's libraries
-        dataset.load(items[0][0], np.random.default_rng(0))
-    except VideoReadError:
+        items.decode(videos[0][0], np.random.default_rng(0), videos[0][1])
+    except (VideoReadError, IndexError):
         pass  # counted below
-    for index, item_seed in items:
+    for (name, data, label), item_seed in zip(videos, seeds.tolist()):
         start = time.perf_counter()
         try:
-            clip = dataset.load(index, np.random.default_rng(item_seed))[0]
+            clip = items.decode(name, np.random.default_rng(item_seed), data)[0]
         except VideoReadError:  # the loader replaces such a video; here it is left out of the timing
             unreadable += 1
             continue
         decoded = time.perf_counter()
-        outputs.append(dataset.augment(clip, dataset.videos.samples[index][1], random.Random(item_seed)))
+        outputs.append(items.augment(clip, label, random.Random(item_seed)))
         augment += time.perf_counter() - decoded
         decode += decoded - start
     if not outputs:
@@ -77,7 +84,7 @@ def measure_split(dataset, collate, count: int, seed: int = 0, rand_augment: Opt
     start = time.perf_counter()
     batch, _ = collate(outputs)
     collate_s = time.perf_counter() - start
-    clips = len(outputs) * dataset.repeated_aug
+    clips = len(outputs) * items.repeated_aug
     result = dict(decode_ms=1e3 * decode / clips, augment_ms=1e3 * augment / clips, collate_ms=1e3 * collate_s / clips,
                   split_unreadable=unreadable)
     if rand_augment is not None:  # --aa-on-batch: what the training loop adds, measured here on this CPU
@@ -101,21 +108,27 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     parser = build_parser()
     args = parse_with_hparams(parser, argv)
     given = command_line_dests(parser, argv)
-    if given & {'data_root', 'train_list'} and 'demo_data' not in given:
+    if given & {'data_root', 'train_list', 'dataset'} and 'demo_data' not in given:
         args.demo_data = None  # the user's data on the command line wins over a recipe's demo switch
+    if 'dataset' in given and 'train_list' not in given:
+        args.train_list = None  # shards on the command line replace a recipe's list
     resolve_demo_data(args, progress=not args.no_progress)
-    if not args.train_list:
-        parser.error('--train-list (or --demo-data) is required')
+    if not (args.train_list or args.dataset):
+        parser.error('--train-list or --dataset (or --demo-data) is required')
     try:
-        videos = load_video_list(args.train_list, args.data_root, args.dataset_format, args.class_names)
-        _, clip = create_model_and_clip(parser, args, videos.num_classes, weights=False)  # only its clip settings
+        if args.dataset:
+            videos = load_source(parser, '--dataset', args.dataset, args.train_num_samples, args.class_names, True)
+        else:
+            videos = load_video_list(args.train_list, args.data_root, args.dataset_format, args.class_names)
+        num_classes = videos.num_classes or args.num_classes or 1  # the classes only check labels here
+        _, clip = create_model_and_clip(parser, args, num_classes, weights=False)  # only its clip settings
         flip_pairs = resolve_flip_pairs(args.flip_label_map, videos.class_names) if args.hflip > 0 else []
-        loader = train_loader_from_args(args, clip, videos, flip_pairs)
+        loader = train_loader_from_args(args, clip, videos, flip_pairs, num_classes=videos.num_classes or None)
     except (OSError, RuntimeError, ValueError) as e:
         parser.error(str(e))
     rand_augment = batch_rand_augment(args.aa, args.aa_on_batch, clip.img_size)
-    print(f'{len(videos.samples)} videos; clips of {clip.num_frames} frames ({clip.sampling}, '
-          f'{clip.img_size} px); batch {args.batch_size}; {args.workers} workers; '
+    print(f'{videos.num_videos} videos{" in shards" if args.dataset else ""}; clips of {clip.num_frames} frames '
+          f'({clip.sampling}, {clip.img_size} px); batch {args.batch_size}; {args.workers} workers; '
           f'repeated-aug {args.repeated_aug}; RandAugment {args.aa or "off"}{" on the batch" if rand_augment else ""}')
     result = dict(workers=args.workers, batch_size=args.batch_size, repeated_aug=args.repeated_aug,
                   aa=args.aa, aa_on_batch=bool(rand_augment),

@@ -403,15 +403,15 @@ def prepare_tar_shards(
     videos each (in the split's order), re-encoded as :func:`prepare_dataset` does or, with ``copy``, as they are,
     and ``output/_info.json`` (timm's layout, with the class names).
 
-    Each sample is ``KEY.mp4`` (the source's extension with ``copy``), ``KEY.cls`` (the label) and ``KEY.json``
-    (``label``, ``label_name``, ``source``: the path relative to ``data_root``). A shard is written under a temporary
-    name and renamed whole, and a rerun skips the shards that are done. With ``num_shards`` > 1 this run writes the
+    Each sample is ``KEY.mp4`` (the source's extension with ``copy``) and ``KEY.cls`` (the label), KEY being the
+    source's path relative to ``data_root`` without its extension (no more members: each costs a header to read).
+    A shard is written under a temporary name and renamed whole, and a rerun skips the shards that are done. With ``num_shards`` > 1 this run writes the
     tar shards ``j`` with ``j % num_shards == shard_index`` and no ``_info.json``: :func:`merge_tar_shards` writes it
     once every part is done.
 
     Returns:
-        What :func:`prepare_dataset` returns, with ``shards`` (the tar shards of this run and ``info`` (the
-        ``_info.json`` written, or None).
+        What :func:`prepare_dataset` returns, with ``shards`` (the tar shards this run wrote), ``info`` (the
+        ``_info.json`` written, or None) and ``pattern`` (the shards' brace pattern, with ``info``).
     """
     from webdataset import TarWriter
     if not 0 <= shard_index < num_shards:
@@ -455,11 +455,7 @@ def prepare_tar_shards(
                             _logger.warning('unreadable: %s: %s', src, reason)
                             record['unreadable'].append((src, reason))
                             continue
-                        meta = dict(label=label, source=os.path.relpath(src, data_root))
-                        if label < len(videos.class_names):
-                            meta['label_name'] = videos.class_names[label]
-                        writer.write({'__key__': keys[src], suffix: data, 'cls': str(label).encode(),
-                                      'json': json.dumps(meta).encode()})
+                        writer.write({'__key__': keys[src], suffix: data, 'cls': str(label).encode()})
                         record['written'].append(src)
                 record['samples'] = len(record['written'])
                 os.replace(tmp, tar_path)

@@ -387,6 +387,18 @@ class ShardedTrainClips(_ShardStream):
         """The seed of every random choice for sample ``name`` (``shard:key``; the key alone counts) in ``epoch``."""
         return item_seed(self.seed, epoch, _key_hash(name.rpartition(':')[2]))
 
+    def first_samples(self, count: int) -> List[Tuple[str, bytes, int]]:
+        """``(name, video bytes, label)`` of the first ``count`` usable samples in shard order (for measurements)."""
+        found = []
+        for name, sample, _, _ in self._samples(range(len(self.source.urls)), 0, 1):
+            try:
+                found.append((name, *self._video(name, sample)))
+            except VideoReadError:
+                continue
+            if len(found) == count:
+                break
+        return found
+
     def __iter__(self) -> Iterator[Tuple]:
         wds = _webdataset()
         epoch = self._epoch.value
@@ -394,20 +406,22 @@ class ShardedTrainClips(_ShardStream):
         global_id, global_workers = self.rank * workers + worker, self.world_size * workers
         steps = self.steps_per_epoch
         quota = (steps // workers + (worker < steps % workers)) * self.videos_per_batch
+        shuffle_rng = random.Random(item_seed(self.seed, epoch, global_id))
 
         def passes():  # a worker cycles through its share until its quota is full
             for repeat in range(1 << 30):
                 empty = True
-                for sample in self._samples(self.shard_order(epoch, repeat), global_id, global_workers):
+                one_pass = self._samples(self.shard_order(epoch, repeat), global_id, global_workers)
+                if self.shuffle > 1:  # within a pass: each pass gives every sample of the share once
+                    one_pass = wds.filters._shuffle(one_pass, bufsize=self.shuffle, initial=self.shuffle,
+                                                    rng=shuffle_rng)
+                for sample in one_pass:
                     empty = False
                     yield sample
                 if empty:
                     raise RuntimeError(f'loader worker {global_id} of {global_workers} found no samples in its '
                                        f'share of {self.source.spec}: ' + '; '.join(self._drain_shard_errors()[:3]))
         stream = passes()
-        if self.shuffle > 1:
-            stream = wds.filters._shuffle(stream, bufsize=self.shuffle, initial=self.shuffle,
-                                          rng=random.Random(item_seed(self.seed, epoch, global_id)))
         produced, unreadable = 0, []
         for name, sample, _, _ in stream:
             if produced >= quota:
