@@ -405,9 +405,9 @@ def prepare_tar_shards(
 
     Each sample is ``KEY.mp4`` (the source's extension with ``copy``) and ``KEY.cls`` (the label), KEY being the
     source's path relative to ``data_root`` without its extension (no more members: each costs a header to read).
-    A shard is written under a temporary name and renamed whole, and a rerun skips the shards that are done. With ``num_shards`` > 1 this run writes the
-    tar shards ``j`` with ``j % num_shards == shard_index`` and no ``_info.json``: :func:`merge_tar_shards` writes it
-    once every part is done.
+    A shard is written under a temporary name and renamed whole, and a rerun skips the shards that are done. With
+    ``num_shards`` > 1 this run writes the tar shards ``j`` with ``j % num_shards == shard_index`` and no
+    ``_info.json``: :func:`merge_tar_shards` writes it once every part is done.
 
     Returns:
         What :func:`prepare_dataset` returns, with ``shards`` (the tar shards this run wrote), ``info`` (the
