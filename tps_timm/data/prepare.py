@@ -147,10 +147,11 @@ def _encoding_settings(short_side: int, gop: int, crf: int, preset: str, tune: O
     return settings if shard_size is None else dict(format='wds', shard_size=shard_size, copy=copy, **settings)
 
 
-def _record_settings(output: str, settings: Dict) -> None:
-    """Write the encoding settings to ``output/prepare.json``, or check them against a previous run's: a resumed run
-    must not mix files of two encodings under one list."""
-    path = os.path.join(output, SETTINGS_FILE)
+def _record_settings(output: str, settings: Dict, name: str = SETTINGS_FILE) -> None:
+    """Write the encoding settings to ``output/prepare.json`` (tar shards: ``output/.prepare/SPLIT.json``, so that
+    the splits in one folder may differ), or check them against a previous run's: a resumed run must not mix files
+    of two encodings under one list."""
+    path = os.path.join(output, name)
     if os.path.exists(path):
         with open(path, encoding='utf-8') as f:
             before = json.load(f)
@@ -159,7 +160,7 @@ def _record_settings(output: str, settings: Dict) -> None:
             raise ValueError(f'{output} holds videos encoded with other settings ({changed}); resume with the same '
                              f'settings, or write to another --output')
         return
-    os.makedirs(output, exist_ok=True)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = f'{path}.tmp-{os.getpid()}'  # the parts of a sharded run may all start at once
     with open(tmp, 'w', encoding='utf-8') as f:
         json.dump(settings, f, indent=2)
@@ -358,6 +359,10 @@ def tar_shard_names(prefix: str, num_videos: int, shard_size: int) -> List[str]:
     return [f'{prefix}-{j:06d}.tar' for j in range(max(1, math.ceil(num_videos / shard_size)))]
 
 
+def _split_settings_file(split: str) -> str:
+    return os.path.join('.prepare', f'{split}.json')
+
+
 def _tar_record_path(output: str, shard: str) -> str:
     """Where the record of a finished tar shard is kept (its samples and unreadable sources): the shard is done
     only when its record is there, written after it."""
@@ -420,7 +425,8 @@ def prepare_tar_shards(
         raise ValueError(f'shard_size must be at least 1, got {shard_size}')
     targets = output_paths(videos, data_root, output)  # checks the sources are under the root and do not clash
     keys = {src: _tar_key(os.path.relpath(dst, output)) for src, dst in targets.items()}
-    _record_settings(output, _encoding_settings(short_side, gop, crf, preset, tune, shard_size, copy))
+    _record_settings(output, _encoding_settings(short_side, gop, crf, preset, tune, shard_size, copy),
+                     _split_settings_file(split))
     samples = [s for s in videos.samples if not os.path.isdir(s[0])]
     names = tar_shard_names(split, len(samples), shard_size)
     result: Dict = dict(written=[], done_before=[], skipped=[s for s, _ in videos.samples if os.path.isdir(s)],
@@ -629,7 +635,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     wds = args.format == 'wds'
     try:
         _record_settings(args.output, _encoding_settings(args.short_side, args.gop, args.crf, args.preset, tune,
-                                                         args.shard_size if wds else None, args.copy))
+                                                         args.shard_size if wds else None, args.copy),
+                         _split_settings_file(split) if wds else SETTINGS_FILE)
         if args.merge:
             result = merge_tar_shards(videos, args.output, args.shard_size, split, args.num_shards) if wds else \
                 merge_shards(videos, args.data_root, args.output, args.num_shards, list_name)
