@@ -24,7 +24,7 @@ import random
 import tarfile
 import time
 from dataclasses import dataclass, field
-from typing import Collection, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Collection, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -110,6 +110,28 @@ class ShardSource:
     def describe(self) -> str:
         counted = f'from {self.info}' if self.info else 'given or counted' if self.num_samples else 'not known'
         return f'{self.spec}: {len(self.urls)} shards, {self.num_samples or "?"} samples ({counted})'
+
+    @property
+    def num_shards(self) -> int:
+        return len(self.urls)
+
+    def shard_samples(self, shard: int, handler: Callable[[Exception], bool]) -> Iterator[Tuple[str, Dict]]:
+        """``(name, sample)`` of one shard, ``name`` being ``shard file:key``; ``handler`` gets the errors of a shard
+        that cannot be opened or read (and lets the stream go on)."""
+        url = self.urls[shard]
+        count = 0
+        for sample in _webdataset().tariterators.tarfile_samples([dict(url=url)], handler=handler):
+            count += 1
+            yield f'{os.path.basename(url)}:{sample["__key__"]}', sample
+        expected = self.shard_lengths.get(url)
+        if expected is not None and count != expected:
+            _logger.warning(f'{url} holds {count} samples, {INFO_FILE} says {expected}: the epoch length it gives is '
+                            f'off by the difference')
+
+    def sample_video(self, name: str, sample: Dict, num_classes: Optional[int] = None
+                     ) -> Tuple[str, Optional[bytes], int]:
+        """``(name to decode, video bytes, label)`` of a sample (:func:`sample_video`)."""
+        return (name, *sample_video(sample, self.class_names, num_classes))
 
 
 def _read_json(url: str) -> Optional[dict]:
@@ -306,29 +328,21 @@ class _ShardStream(IterableDataset):
     def _samples(self, shard_order: Sequence[int], global_id: int, global_workers: int) -> Iterator[Tuple]:
         """``(name, sample, shard position, position in shard)`` of one pass over this worker's share: whole shards
         dealt by global worker id, or every ``global_workers``-th sample when there are fewer shards than workers."""
-        tarfile_samples = _webdataset().tariterators.tarfile_samples
-        urls = self.source.urls
-        by_shard = len(urls) >= global_workers
+        by_shard = self.source.num_shards >= global_workers
         mine = shard_order[global_id::global_workers] if by_shard else shard_order
         dealt = 0
         for shard in mine:
-            url = urls[shard]
-            count = 0
-            for sample in tarfile_samples([dict(url=url)], handler=self._handler):
-                count += 1
+            for position, (name, sample) in enumerate(self.source.shard_samples(shard, self._handler)):
                 if not by_shard:
                     dealt += 1
                     if (dealt - 1) % global_workers != global_id:
                         continue
-                yield f'{os.path.basename(url)}:{sample["__key__"]}', sample, shard, count - 1
-            expected = self.source.shard_lengths.get(url)
-            if expected is not None and count != expected:
-                _logger.warning(f'{url} holds {count} samples, {INFO_FILE} says {expected}: the epoch length it '
-                                f'gives is off by the difference')
+                yield name, sample, shard, position
 
-    def _video(self, name: str, sample: Dict) -> Tuple[bytes, int]:
+    def _video(self, name: str, sample: Dict) -> Tuple[str, Optional[bytes], int]:
+        """``(name to decode, bytes or None, label)``; an unusable sample raises a VideoReadError naming it."""
         try:
-            return sample_video(sample, self.source.class_names, self.num_classes)
+            return self.source.sample_video(name, sample, self.num_classes)
         except SampleError as e:
             raise VideoReadError(name, str(e)) from None
 
@@ -379,7 +393,7 @@ class ShardedTrainClips(_ShardStream):
     def shard_order(self, epoch: int, repeat: int = 0) -> List[int]:
         """The shards in epoch ``epoch``'s order (pass ``repeat`` of a worker that cycles): the same on every rank
         and worker."""
-        order = list(range(len(self.source.urls)))
+        order = list(range(self.source.num_shards))
         random.Random(item_seed(self.seed, epoch, repeat)).shuffle(order)
         return order
 
@@ -387,12 +401,13 @@ class ShardedTrainClips(_ShardStream):
         """The seed of every random choice for sample ``name`` (``shard:key``; the key alone counts) in ``epoch``."""
         return item_seed(self.seed, epoch, _key_hash(name.rpartition(':')[2]))
 
-    def first_samples(self, count: int) -> List[Tuple[str, bytes, int]]:
-        """``(name, video bytes, label)`` of the first ``count`` usable samples in shard order (for measurements)."""
+    def first_samples(self, count: int) -> List[Tuple[str, Optional[bytes], int]]:
+        """``(name to decode, video bytes or None, label)`` of the first ``count`` usable samples in shard order (for
+        measurements)."""
         found = []
-        for name, sample, _, _ in self._samples(range(len(self.source.urls)), 0, 1):
+        for name, sample, _, _ in self._samples(range(self.source.num_shards), 0, 1):
             try:
-                found.append((name, *self._video(name, sample)))
+                found.append(self._video(name, sample))
             except VideoReadError:
                 continue
             if len(found) == count:
@@ -428,8 +443,8 @@ class ShardedTrainClips(_ShardStream):
                 break
             seed = self.sample_seed(epoch, name)
             try:
-                data, label = self._video(name, sample)
-                clip = self.items.decode(name, np.random.default_rng(seed), data)[0]
+                video, data, label = self._video(name, sample)
+                clip = self.items.decode(video, np.random.default_rng(seed), data)[0]
             except VideoReadError as e:
                 unreadable += self._drain_shard_errors() + [unreadable_line(e)]
                 if len(unreadable) > self.items.max_retries:
@@ -461,7 +476,7 @@ class ShardedEvalClips(_ShardStream):
     def __iter__(self) -> Iterator[Dict]:
         worker, workers = _worker()
         global_id, global_workers = self.rank * workers + worker, self.world_size * workers
-        for name, sample, shard, position in self._samples(range(len(self.source.urls)), global_id, global_workers):
+        for name, sample, shard, position in self._samples(range(self.source.num_shards), global_id, global_workers):
             for error in self._drain_shard_errors():
                 yield self._unreadable_item(error.partition(': ')[0], error.partition(': ')[2], shard)
             index = shard << 32 | position
@@ -469,13 +484,13 @@ class ShardedEvalClips(_ShardStream):
                 yield dict(name=name, index=index, skipped=True)
                 continue
             try:
-                data, label = self._video(name, sample)
+                video, data, label = self._video(name, sample)
             except VideoReadError as e:
                 yield self._unreadable_item(name, e.reason, shard, index)
                 continue
-            yield dict(self.items.eval_item(name, label, index, data), name=name)
+            yield dict(self.items.eval_item(video, label, index, data), name=name)
         for error in self._drain_shard_errors():  # e.g. the last shard was truncated
-            yield self._unreadable_item(error.partition(': ')[0], error.partition(': ')[2], len(self.source.urls))
+            yield self._unreadable_item(error.partition(': ')[0], error.partition(': ')[2], self.source.num_shards)
 
     def _unreadable_item(self, name: str, reason: str, shard: int, index: Optional[int] = None) -> Dict:
         _logger.warning(f'unreadable sample {name}: {reason}')
