@@ -27,8 +27,8 @@ from tps_timm.cli import build_train_parser, check_launch, command_line_dests, c
     create_model_and_clip, load_source, make_accelerator, parse_with_hparams, resolve_demo_data, source_num_classes, \
     train_loader_from_args
 from tps_timm.clip import ClipConfig
-from tps_timm.data import ClipRandomErasing, ShardSource, TooManyUnreadable, VideoList, batch_rand_augment, \
-    check_unreadable, load_video_list, missing_videos, normalize_clip, resolve_flip_pairs
+from tps_timm.data import ClipRandomErasing, HfStreamSource, HfVideoTable, ShardSource, TooManyUnreadable, VideoList, \
+    batch_rand_augment, check_unreadable, load_video_list, missing_videos, normalize_clip, resolve_flip_pairs
 from tps_timm.data.loader import loader_kwargs
 from tps_timm.evaluate import eval_dataset, evaluate
 from tps_timm.hub import HubPushError, check_push_access, push_folder
@@ -39,7 +39,7 @@ from tps_timm.training import TrainState, UnreadableCounter, VideoMixup, append_
 ROOT = Path(__file__).resolve().parent
 DEMO_HPARAMS = ROOT / 'hparams' / 'demo.yaml'
 _logger = logging.getLogger('train')
-Source = Union[VideoList, ShardSource]  # an annotation list, or WebDataset shards (--dataset wds/...)
+Source = Union[VideoList, ShardSource, HfVideoTable, HfStreamSource]  # a list, or --dataset wds/, hfds/, hfids/
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,11 +161,12 @@ def load_splits(parser, args) -> Tuple[Source, Optional[Source]]:
         parser.error('--train-list or --dataset (or --demo-data) is required')
     check_args(parser, args)  # after the demo set filled --val-list
     try:
+        columns = dict(input_key=args.input_key, target_key=args.target_key)
         train_videos = load_source(parser, '--dataset', args.dataset, args.train_num_samples, args.class_names,
-                                   train=True) if args.dataset else \
+                                   train=True, split=args.train_split, **columns) if args.dataset else \
             load_video_list(args.train_list, args.data_root, args.dataset_format, args.class_names)
         val_videos = load_source(parser, '--val-dataset', args.val_dataset, args.val_num_samples,
-                                 args.class_names) if args.val_dataset else \
+                                 args.class_names, split=args.val_split, **columns) if args.val_dataset else \
             load_video_list(args.val_list, args.data_root, args.dataset_format, args.class_names) \
             if args.val_list else None
     except (FileNotFoundError, ValueError) as e:

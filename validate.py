@@ -16,7 +16,7 @@ from typing import Optional, Sequence
 import torch
 
 import tps_timm  # noqa: F401  (registers the models)
-from tps_timm.cli import ArgumentParser, add_data_args, add_dataset_arg, add_demo_args, add_model_args, \
+from tps_timm.cli import ArgumentParser, add_data_args, add_dataset_arg, add_demo_args, add_hf_args, add_model_args, \
     add_test_view_args, add_unreadable_arg, build_train_parser, check_launch, command_line_dests, compile_from_args, \
     create_model_and_clip, load_source, make_accelerator, model_brings_weights, parse_with_hparams, positive_int, \
     resolve_demo_data, use_model_folder
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataset_arg(parser, '--dataset', 'the videos to evaluate, in place of --val-list')
     parser.add_argument('--val-num-samples', type=positive_int, default=None, metavar='N',
                         help='samples in the --dataset shards (default: their _info.json), checked after the pass')
+    add_hf_args(parser)
     add_demo_args(parser)
     add_unreadable_arg(parser)
     add_test_view_args(parser)
@@ -75,7 +76,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     if not (args.val_list or args.dataset):
         parser.error('--val-list or --dataset is required (in the command line or the --hparams file)')
     if args.dataset:
-        videos = load_source(parser, '--dataset', args.dataset, args.val_num_samples, args.class_names)
+        videos = load_source(parser, '--dataset', args.dataset, args.val_num_samples, args.class_names,
+                             split=args.split, input_key=args.input_key, target_key=args.target_key)
     else:
         try:
             videos = load_video_list(args.val_list, args.data_root, args.dataset_format, args.class_names)
@@ -108,9 +110,10 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     num_clips, num_crops = clip.num_clips, clip.num_crops
     metrics.update(model=args.model, num_frames=clip.num_frames, num_clips=num_clips, num_crops=num_crops)
     if accelerator.is_main_process:
-        if args.dataset and videos.num_samples is not None and metrics['num_videos'] != videos.num_samples:
+        expected = getattr(videos, 'num_samples', None) if args.dataset else None
+        if expected is not None and metrics['num_videos'] != expected:
             print(f"warning: --dataset {args.dataset}: {metrics['num_videos']} samples read, but "
-                  f"{videos.info or '--val-num-samples'} gives {videos.num_samples}", file=sys.stderr)
+                  f"{getattr(videos, 'info', None) or 'the dataset'} gives {expected}", file=sys.stderr)
         print(f"top-1 {metrics['top1']:.2f}  top-5 {metrics['top5']:.2f}  mean class {metrics['mean_class_acc']:.2f}"
               f"  videos {metrics['num_videos']} (unreadable {metrics['unreadable']})  views {num_clips}x{num_crops}"
               f"  {metrics['clips_per_s']:.1f} clips/s")

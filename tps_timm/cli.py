@@ -22,8 +22,8 @@ __all__ = ['ArgumentParser', 'positive_int', 'non_negative_int', 'fraction', 'co
            'add_test_view_args', 'add_model_args', 'model_brings_weights', 'create_model_from_args',
            'create_model_or_exit', 'compile_from_args', 'set_clip_size', 'clip_config_from_args',
            'create_model_and_clip', 'train_loader_from_args', 'add_demo_args',
-           'resolve_demo_data', 'add_dataset_arg', 'load_source', 'source_num_classes', 'add_unreadable_arg',
-           'find_videos_or_exit', 'check_launch', 'make_accelerator',
+           'resolve_demo_data', 'add_dataset_arg', 'add_hf_args', 'load_source', 'source_num_classes',
+           'add_unreadable_arg', 'find_videos_or_exit', 'check_launch', 'make_accelerator',
            'use_model_folder']
 
 
@@ -138,6 +138,7 @@ def build_train_parser(description: Optional[str] = None, prog: Optional[str] = 
     g.add_argument('--val-list', default=None, help='validation split annotation file (evaluated during training)')
     add_dataset_arg(g, '--dataset', 'the training videos, in place of --train-list')
     add_dataset_arg(g, '--val-dataset', 'the validation videos, in place of --val-list')
+    add_hf_args(g, (('--train-split', 'train'), ('--val-split', 'validation')))
     g.add_argument('--train-num-samples', type=positive_int, default=None, metavar='N',
                    help='samples in the --dataset shards (default: their _info.json, else a count of the shards)')
     g.add_argument('--val-num-samples', type=positive_int, default=None, metavar='N',
@@ -266,23 +267,40 @@ def resolve_demo_data(args: argparse.Namespace, progress: bool = True) -> None:
 
 
 def add_dataset_arg(parser, flag: str = '--dataset', what: str = 'the videos, in place of a list') -> None:
-    """A dataset source flag: ``wds/PATTERN`` (WebDataset tar shards), as timm's ``--dataset`` names them."""
-    parser.add_argument(flag, default=None, metavar='wds/PATTERN',
-                        help=f'{what}: WebDataset tar shards, as a brace pattern (wds/DIR/train-{{000000..000099}}.tar)'
-                             f', a folder of .tar files, or URLs WebDataset opens (pipe:..., ::-separated)')
+    """A dataset source flag, as timm's ``--dataset`` names them: ``wds/PATTERN`` (WebDataset tar shards),
+    ``hfds/NAME_OR_PATH`` and ``hfids/NAME_OR_PATH`` (a Hugging Face dataset, map-style or streaming)."""
+    parser.add_argument(flag, default=None, metavar='SOURCE',
+                        help=f'{what}: wds/PATTERN (WebDataset tar shards: a brace pattern wds/DIR/train-{{000000..'
+                             f'000099}}.tar, a folder of .tar files, or URLs WebDataset opens), or hfds/NAME_OR_PATH /'
+                             f' hfids/NAME_OR_PATH (a Hugging Face dataset on the Hub, saved with save_to_disk, or a '
+                             f'local folder; hfids streams it)')
+
+
+def add_hf_args(parser, splits: Sequence[Tuple[str, str]] = (('--split', 'validation'),)) -> None:
+    """The columns and splits of a Hugging Face dataset source (timm's names)."""
+    parser.add_argument('--input-key', default=None, metavar='COLUMN',
+                        help='hfds/hfids: the video column (default: the first Video feature, else "video")')
+    parser.add_argument('--target-key', default='label', metavar='COLUMN', help='hfds/hfids: the label column')
+    for flag, default in splits:
+        parser.add_argument(flag, default=default, metavar='SPLIT', help=f'hfds/hfids: the split (default: {default})')
 
 
 def load_source(parser: argparse.ArgumentParser, flag: str, spec: str, num_samples: Optional[int] = None,
-                class_names: Optional[str] = None, train: bool = False):
-    """The :class:`tps_timm.data.ShardSource` of a ``--dataset``-like flag, with bad specs, missing shards and bad
-    ``_info.json`` files as one-line errors. Training needs the epoch length (else the shards are counted)."""
-    from .data import WDS_PREFIX, open_shards, read_class_names
-    if not spec.startswith(WDS_PREFIX):
-        parser.error(f'{flag} {spec}: expected {WDS_PREFIX}PATTERN (WebDataset shards); a list of files goes to the '
-                     f'list flags')
+                class_names: Optional[str] = None, train: bool = False, split: str = 'validation',
+                input_key: Optional[str] = None, target_key: str = 'label', streaming: bool = False):
+    """The source of a ``--dataset``-like flag: WebDataset shards (:class:`tps_timm.data.ShardSource`) or a Hugging
+    Face split (map-style, or streaming for ``hfids/`` and with ``streaming``), with bad specs, missing shards, bad
+    ``_info.json`` files and unknown datasets, splits or columns as one-line errors. Training needs the epoch length
+    of shards (else they are counted)."""
+    from .data import HF_PREFIXES, WDS_PREFIX, open_hf_dataset, open_shards, read_class_names
+    if not spec.startswith((WDS_PREFIX, *HF_PREFIXES)):
+        parser.error(f'{flag} {spec}: expected {WDS_PREFIX}PATTERN (WebDataset shards) or {HF_PREFIXES[0]}NAME / '
+                     f'{HF_PREFIXES[1]}NAME (a Hugging Face dataset); a list of files goes to the list flags')
     try:
         names = read_class_names(class_names) if class_names else ()
-        return open_shards(spec, num_samples, names, scan=train)
+        if spec.startswith(WDS_PREFIX):
+            return open_shards(spec, num_samples, names, scan=train)
+        return open_hf_dataset(spec, split, input_key, target_key, names, num_samples, streaming)
     except (OSError, ValueError, ImportError, tarfile.TarError) as e:
         parser.error(f'{flag} {spec}: {" ".join(str(e).split())}')
 

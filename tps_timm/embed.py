@@ -81,11 +81,11 @@ def embed_videos(model, paths: Union[Sequence[str], 'ShardSource'], clip: ClipCo
     With an ``accelerator`` of several processes, each embeds its share of the videos to do, and the main process
     merges: the same file as one process writes.
     """
-    from .data import ShardSource
+    from .data import is_sharded
     from .evaluate import video_outputs
     index, processes = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     done = read_embeddings(output)
-    sharded = isinstance(paths, ShardSource)
+    sharded = is_sharded(paths)
     if sharded:  # each process reads its share of the shards; the rows done before are not decoded again
         todo, share, order = None, paths, {}
         rows_out = video_outputs(model, paths, clip, batch_size, workers, backend, features=True,
@@ -141,8 +141,8 @@ def embed_videos(model, paths: Union[Sequence[str], 'ShardSource'], clip: ClipCo
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    from .cli import ArgumentParser, add_clip_args, add_dataset_arg, add_model_args, add_unreadable_arg, check_launch, \
-        create_model_and_clip, find_videos_or_exit, load_source, make_accelerator, non_negative_int, \
+    from .cli import ArgumentParser, add_clip_args, add_dataset_arg, add_hf_args, add_model_args, add_unreadable_arg, \
+        check_launch, create_model_and_clip, find_videos_or_exit, load_source, make_accelerator, non_negative_int, \
         parse_with_hparams, positive_int
     from .data import TooManyUnreadable, check_unreadable
     from .onnx_model import ExportedVideoModel
@@ -150,6 +150,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     add_model_args(parser)
     parser.add_argument('--input', nargs='+', default=None, help='video files, folders of videos or list files')
     add_dataset_arg(parser, '--dataset', 'the videos, in place of --input (a row per shard:key)')
+    add_hf_args(parser)
     parser.add_argument('--data-root', default='', help='folder the paths of list files are relative to')
     parser.add_argument('--output', required=True, help='embeddings file: .npy or .parquet')
     add_clip_args(parser)
@@ -172,7 +173,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             parser.error('--output .parquet needs pyarrow: pip install "tps-timm[export]" (or write .npy)')
     if bool(args.input) == bool(args.dataset):
         parser.error('give --input or --dataset, one of them')
-    paths = load_source(parser, '--dataset', args.dataset) if args.dataset else \
+    paths = load_source(parser, '--dataset', args.dataset, split=args.split, input_key=args.input_key,
+                        target_key=args.target_key, streaming=True) if args.dataset else \
         find_videos_or_exit(parser, args.input, args.data_root, '--input ')
     accelerator = make_accelerator(parser.prog)
     model, clip = create_model_and_clip(parser, args)

@@ -7,7 +7,7 @@ import torch
 
 from .clip import ClipConfig
 from .data import ClipEvalTransform, ClipItems, ClipSampler, ShardedEvalClips, ShardSource, VideoDataset, VideoList, \
-    normalize_clip
+    is_sharded, normalize_clip
 
 __all__ = ['eval_dataset', 'video_metrics', 'evaluate', 'video_outputs']
 
@@ -22,7 +22,7 @@ def eval_dataset(videos: Union[VideoList, ShardSource], clip: ClipConfig, short_
     sharded by Accelerate."""
     sampler = ClipSampler.for_clip(clip, clip.num_clips)
     transform = ClipEvalTransform(clip.img_size, short_side, clip.num_crops)
-    if isinstance(videos, ShardSource):
+    if is_sharded(videos):
         return ShardedEvalClips(videos, ClipItems(sampler, transform, backend=backend), rank, world_size, num_classes,
                                 skip)
     return VideoDataset(videos, sampler, transform, backend=backend)
@@ -91,7 +91,7 @@ def evaluate(model: torch.nn.Module, loader, accelerator, mean: Sequence[float],
     metrics['clips_per_s'] = views_seen / max(elapsed, 1e-9)
     metrics['views'] = num_views
     metrics['unreadable_videos'] = sorted(unreadable) if sharded else \
-        [loader.dataset.videos.samples[i][0] for i in sorted(unreadable)]  # in the list's order
+        [loader.dataset.videos.name(i) for i in sorted(unreadable)]  # in the list's order
     return metrics
 
 
@@ -112,7 +112,7 @@ def video_outputs(model: torch.nn.Module, videos: Union[Sequence[str], ShardSour
     from tqdm import tqdm
 
     from .data import VideoList, collate_eval_items
-    sharded = isinstance(videos, ShardSource)
+    sharded = is_sharded(videos)
     if not sharded and not videos:  # e.g. a process whose share is empty, or nothing left to embed
         return
     dataset = eval_dataset(videos if sharded else VideoList([(path, 0) for path in videos]), clip, backend=backend,

@@ -16,11 +16,11 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 
-from .cli import ArgumentParser, add_clip_args, add_dataset_arg, add_model_args, add_test_view_args, \
+from .cli import ArgumentParser, add_clip_args, add_dataset_arg, add_hf_args, add_model_args, add_test_view_args, \
     add_unreadable_arg, check_launch, compile_from_args, create_model_and_clip, find_videos_or_exit, label_names_for, \
     load_source, make_accelerator, model_brings_weights, non_negative_int, parse_with_hparams, positive_int
 from .clip import ClipConfig
-from .data import ShardSource, TooManyUnreadable, check_unreadable, read_class_names
+from .data import ShardSource, TooManyUnreadable, check_unreadable, is_sharded, read_class_names
 from .evaluate import video_outputs
 
 Prediction = Union[List, str]  # [(class name, probability), ...] or the reason a video is unreadable
@@ -78,6 +78,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = ArgumentParser(prog='python -m tps_timm.predict', description=__doc__.split('\n\n')[0])
     parser.add_argument('videos', nargs='*', help='video files, frame folders, folders of videos or list files')
     add_dataset_arg(parser, '--dataset', 'the videos, in place of files and folders')
+    add_hf_args(parser)
     add_model_args(parser)
     parser.add_argument('--class-names', default=None, help='class names file (default: the model config)')
     parser.add_argument('--data-root', default='', help='folder the paths of list files are relative to')
@@ -97,7 +98,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     except OSError as e:
         parser.error(f'--class-names {args.class_names}: {e.strerror or e}')
     if args.dataset:
-        videos = load_source(parser, '--dataset', args.dataset)
+        videos = load_source(parser, '--dataset', args.dataset, split=args.split, input_key=args.input_key,
+                             target_key=args.target_key, streaming=True)  # each process streams its shards
         names = names or videos.class_names
     else:
         videos = find_videos_or_exit(parser, args.videos, args.data_root)
@@ -109,7 +111,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if not isinstance(model, ExportedVideoModel):
         model = model.to(accelerator.device)
     model = compile_from_args(args, model)
-    sharded = isinstance(videos, ShardSource)
+    sharded = is_sharded(videos)
     # in order: process i takes the i-th part of a list, or its share of the shards
     with contextlib.nullcontext(videos) if sharded else accelerator.split_between_processes(videos) as share:
         rows = predict_rows(model, share, clip, label_names_for(model, names), args.top_k, args.video_backend,

@@ -59,8 +59,8 @@ def measure_split(dataset, collate, count: int, seed: int = 0, rand_augment: Opt
     if isinstance(dataset, ShardedTrainClips):  # the first samples of the shards, decoded from their bytes
         videos, items = dataset.first_samples(count), dataset.items
     else:
-        drawn = (dataset.videos.samples[int(i)] for i in rng.integers(len(dataset), size=count))
-        videos, items = [(path, None, label) for path, label in drawn], dataset
+        videos = [dataset.videos.video(int(i)) for i in rng.integers(len(dataset), size=count)]
+        items = dataset
     seeds = rng.integers(2 ** 62, size=len(videos))
     decode = augment = 0.0
     outputs, unreadable = [], 0
@@ -117,7 +117,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         parser.error('--train-list or --dataset (or --demo-data) is required')
     try:
         if args.dataset:
-            videos = load_source(parser, '--dataset', args.dataset, args.train_num_samples, args.class_names, True)
+            videos = load_source(parser, '--dataset', args.dataset, args.train_num_samples, args.class_names, True,
+                                 args.train_split, args.input_key, args.target_key)
         else:
             videos = load_video_list(args.train_list, args.data_root, args.dataset_format, args.class_names)
         num_classes = videos.num_classes or args.num_classes or 1  # the classes only check labels here

@@ -3,7 +3,8 @@ from .annotations import DATASET_FORMATS, VIDEO_EXTENSIONS, VideoList, find_vide
     read_class_names, read_diving48, read_kinetics_csv, read_list_file, read_sthv1, read_sthv2
 from .dataset import ClipItems, TooManyUnreadable, VideoDataset, check_unreadable
 from .shards import INFO_FILE, WDS_PREFIX, ShardedEvalClips, ShardedTrainClips, ShardSource, collate_eval_items, \
-    open_shards
+    is_sharded, open_shards
+from .hf import HF_PREFIXES, HfStreamSource, HfVideoTable, open_hf_dataset
 from .flips import BUILTIN_FLIP_PAIRS, FLIP_SPECS, flip_label_map, resolve_flip_pairs
 from .loader import SeededRandomSampler, batch_rand_augment, build_train_loader, collate_clips, default_workers
 from .sampling import ClipSampler, dense_indices, uniform_indices

@@ -27,6 +27,17 @@ class VideoList:
     def num_videos(self) -> int:
         return len(self.samples)
 
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def video(self, index: int) -> Tuple[str, Optional[bytes], int]:
+        """``(path, None, label)``: what a video table gives a dataset (a Hugging Face table may give bytes)."""
+        path, label = self.samples[index]
+        return path, None, label
+
+    def name(self, index: int) -> str:
+        return self.samples[index][0]
+
     @property
     def num_classes(self) -> int:
         return len(self.class_names) if self.class_names else 1 + max((label for _, label in self.samples), default=-1)

@@ -125,7 +125,9 @@ def item_seed(*parts) -> int:
 
 
 class VideoDataset(ClipItems, Dataset):
-    """Clips of the videos in a :class:`VideoList` (the items of :class:`ClipItems`).
+    """Clips of the videos in a :class:`VideoList`, or any table of videos with its ``__len__``, ``video(index) ->
+    (name, bytes or None, label)``, ``name(index)`` and ``class_names`` (e.g. a Hugging Face dataset,
+    :class:`tps_timm.data.hf.HfVideoTable`): the items of :class:`ClipItems`.
 
     An item may be asked for as ``(index, seed)`` (:class:`tps_timm.data.SeededRandomSampler`): the seed, drawn in the
     main process, fixes every random choice, so the clips do not depend on the worker count. An unreadable training
@@ -144,7 +146,7 @@ class VideoDataset(ClipItems, Dataset):
             repeated_aug: int = 1,
     ):
         super().__init__(sampler, transform, train, backend, max_retries, repeated_aug)
-        if not videos.samples:
+        if not len(videos):
             raise ValueError('the video list is empty')
         self.videos = videos
 
@@ -153,24 +155,26 @@ class VideoDataset(ClipItems, Dataset):
         return self.videos.class_names
 
     def __len__(self) -> int:
-        return len(self.videos.samples)
+        return len(self.videos)
 
-    def load(self, index: int, rng: np.random.Generator) -> torch.Tensor:
-        """uint8 ``(clips, T, C, H, W)`` of video ``index``."""
-        return self.decode(self.videos.samples[index][0], rng)
+    def load(self, index: int, rng: np.random.Generator) -> Tuple[torch.Tensor, int]:
+        """uint8 ``(clips, T, C, H, W)`` of video ``index``, and its label."""
+        name, data, label = self.videos.video(index)
+        return self.decode(name, rng, data), label
 
     def __getitem__(self, item: Union[int, Tuple[int, int]]):
         index, seed = item if isinstance(item, tuple) else (item, None)
         if not self.train:
-            path, label = self.videos.samples[index]
-            return self.eval_item(path, label, index)
+            name, data, label = self.videos.video(index)
+            return self.eval_item(name, label, index, data)
         if seed is None:  # no seed from the sampler: the worker's torch seeding drives all randomness
             seed = int(torch.randint(2 ** 62, ()).item())
         rng = np.random.default_rng(seed)
         unreadable = []
         for _ in range(self.max_retries + 1):
             try:
-                clip = self.load(index, rng)[0]
+                clips, label = self.load(index, rng)
+                clip = clips[0]
                 break
             except VideoReadError as e:
                 _logger.debug(f'replacing unreadable video {e.path}: {e.reason}')  # the training loop reports them
@@ -178,4 +182,4 @@ class VideoDataset(ClipItems, Dataset):
                 index = int(rng.integers(len(self)))
         else:  # not one readable video in a row of draws
             return self.failed_train_item(unreadable)
-        return (*self.augment(clip, self.videos.samples[index][1], random.Random(seed)), '\n'.join(unreadable))
+        return (*self.augment(clip, label, random.Random(seed)), '\n'.join(unreadable))

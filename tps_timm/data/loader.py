@@ -6,7 +6,7 @@ Every item carries a seed drawn in the main process, so the clips depend on the 
 number of workers. ``repeated_aug=N`` decodes a video once and makes N differently augmented clips of it.
 """
 import os
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -19,8 +19,11 @@ from .dataset import ClipItems, VideoDataset
 from .flips import flip_label_map
 from .rand_augment import ClipRandAugment
 from .sampling import ClipSampler
-from .shards import ShardedTrainClips, ShardSource
+from .shards import ShardedTrainClips, ShardSource, is_sharded
 from .transforms import ClipTrainTransform, rand_augment_hparams
+
+if TYPE_CHECKING:
+    from .hf import HfStreamSource, HfVideoTable
 
 __all__ = ['SeededRandomSampler', 'available_cpus', 'batch_rand_augment', 'build_train_loader', 'collate_clips',
            'default_workers']
@@ -95,7 +98,7 @@ def batch_rand_augment(aa: Optional[str], on_batch: bool, img_size: int) -> Opti
 
 
 def build_train_loader(
-        videos: Union[VideoList, ShardSource],
+        videos: Union[VideoList, ShardSource, 'HfVideoTable', 'HfStreamSource'],
         clip: ClipConfig,
         batch_size: int,
         scale: Tuple[float, float] = (0.08, 1.0),
@@ -119,7 +122,9 @@ def build_train_loader(
     shuffled and augmented by ``seed`` and the epoch.
 
     Args:
-        videos: The training videos and labels.
+        videos: The training videos and labels: a list or a map-style table, read by random access in an order
+            drawn per epoch, or a sharded source (WebDataset, a streaming Hugging Face split) that each rank and
+            worker streams its share of.
         clip: Frames, sampling and crop size.
         batch_size: Clips per batch. With ``repeated_aug=N`` a batch holds ``batch_size / N`` videos, N clips each,
             and an epoch draws ``len(videos) / N`` videos: the same clips and steps per epoch as without, so epochs,
@@ -151,7 +156,7 @@ def build_train_loader(
                                    flip_label_map(flip_pairs, videos.class_names), None if aa_on_batch else aa)
     collate = collate_clips if repeated_aug > 1 else default_collate
     kwargs = loader_kwargs(workers, pin_memory, prefetch_factor)
-    if isinstance(videos, ShardSource):  # each rank and worker reads its own shards, seeded by the sample keys
+    if is_sharded(videos):  # each rank and worker reads its own shards, seeded by the sample keys
         items = ClipItems(ClipSampler.for_clip(clip), transform, train=True, backend=backend, repeated_aug=repeated_aug)
         dataset = ShardedTrainClips(videos, items, batch_size // repeated_aug, seed, rank, world_size, shuffle,
                                     num_classes)

@@ -34,8 +34,8 @@ from .annotations import VIDEO_EXTENSIONS
 from .dataset import ClipItems, item_seed, unreadable_line
 from .video_io import VideoReadError
 
-__all__ = ['INFO_FILE', 'WDS_PREFIX', 'ShardSource', 'SampleError', 'ShardedEvalClips', 'ShardedTrainClips',
-           'collate_eval_items', 'expand_shards', 'open_shards', 'sample_video', 'write_info']
+__all__ = ['INFO_FILE', 'WDS_PREFIX', 'ShardSource', 'is_sharded', 'SampleError', 'ShardedEvalClips',
+           'ShardedTrainClips', 'collate_eval_items', 'expand_shards', 'open_shards', 'sample_video', 'write_info']
 
 _logger = logging.getLogger(__name__)
 
@@ -59,6 +59,11 @@ def _webdataset():
 
 def _is_local(url: str) -> bool:
     return '://' not in url and not url.startswith('pipe:')
+
+
+def is_sharded(source) -> bool:
+    """Whether ``source`` is read as shards (WebDataset, a streaming Hugging Face split), not by random access."""
+    return hasattr(source, 'shard_samples')
 
 
 def expand_shards(pattern: str) -> List[str]:
