@@ -140,6 +140,9 @@ def test_training_clips_depend_on_seed_epoch_and_key_not_on_workers_or_ranks(dat
     # 4 shards over 3 ranks: the ranks still take the same number of steps (no rank waits at the epoch's end)
     _, batches = _epoch_clips([_train_stream(data, rank, 3) for rank in range(3)], epoch=0, workers=2)
     assert batches == [3, 3, 3] and len(_train_stream(data, 0, 3)) == 6
+    # 6 workers in all for 4 shards: samples dealt one by one, the batches where the samples are (one drawn twice)
+    clips, _ = _epoch_clips([_train_stream(data, rank, 2) for rank in range(2)], epoch=0, workers=3)
+    assert len(clips) == 20 and len(set(clips)) == 19
 
 
 def test_train_and_validate_on_shards_match_the_lists(data, tmp_path):
@@ -257,3 +260,60 @@ def test_list_and_shards_together_are_refused(data, tmp_path, capsys):
     with pytest.raises(SystemExit):
         validate.main([*SMALL_MODEL, '--dataset', data['val']])
     assert 'expected wds/PATTERN' in capsys.readouterr().err
+
+
+@pytest.fixture(scope='module')
+def hf_data(data, tmp_path_factory):
+    """The demo splits as a Hugging Face DatasetDict saved to disk: a Video feature and a ClassLabel; and the
+    validation videos as a plain table of bytes with other column names."""
+    datasets = pytest.importorskip('datasets')
+    tmp = tmp_path_factory.mktemp('hf')
+    names = Path(data['classes']).read_text().split()
+    names = [line for line in Path(data['classes']).read_text().splitlines() if line]
+
+    def split(name: str):
+        videos = load_video_list(data[name], data['root'])
+        return datasets.Dataset.from_dict(
+            {'video': [p for p, _ in videos.samples], 'label': [y for _, y in videos.samples]},
+            features=datasets.Features(video=datasets.Video(), label=datasets.ClassLabel(names=names)))
+    datasets.DatasetDict(train=split('train'), validation=split('val')).save_to_disk(str(tmp / 'dict'))
+    videos = load_video_list(data['val'], data['root'])
+    datasets.Dataset.from_dict({'clip': [Path(p).read_bytes() for p, _ in videos.samples],
+                                'y': [y for _, y in videos.samples]}).save_to_disk(str(tmp / 'bytes'))
+    return dict(dict=tmp / 'dict', bytes=tmp / 'bytes', names=names)
+
+
+def test_hf_datasets_give_the_lists_clips_and_results(data, hf_data, monkeypatch, capsys):
+    """hfds/ (map-style) and hfids/ (streaming) read the same videos through the same sampling and transforms."""
+    from tps_timm.data import VideoDataset, open_hf_dataset
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+    table = open_hf_dataset(f'hfds/{hf_data["dict"]}', 'train')
+    assert table.class_names == hf_data['names'] and len(table) == 20
+    videos = load_video_list(data['train'], data['root'])
+    transform = ClipTrainTransform(48, 48, (0.5, 1.0))
+    from_list = VideoDataset(videos, ClipSampler.for_clip(CLIP), transform, train=True)
+    from_table = VideoDataset(table, ClipSampler.for_clip(CLIP), transform, train=True)
+    for index, seed in ((0, 1), (7, 2)):
+        (a, la, _), (b, lb, _) = from_list[(index, seed)], from_table[(index, seed)]
+        assert torch.equal(a, b) and la == lb
+    stream = open_hf_dataset(f'hfids/{hf_data["dict"]}', 'train')
+    assert stream.num_samples == 20 and stream.num_shards > 1
+    items = ClipItems(ClipSampler.for_clip(CLIP), transform, train=True)
+    clips, batches = _epoch_clips([ShardedTrainClips(stream, items, 2, seed=3, rank=r, world_size=2)
+                                   for r in range(2)], epoch=0)
+    assert batches == [5, 5] and len(set(clips)) == 20
+
+    model = [*SMALL_MODEL, '--num-classes', '8', '--batch-size', '3', '--workers', '2']
+    expected = validate.main([*model, '--data-root', data['root'], '--val-list', data['val']])
+    for spec, extra in ((f'hfds/{hf_data["dict"]}', []), (f'hfids/{hf_data["dict"]}', []),
+                        (f'hfds/{hf_data["bytes"]}', ['--input-key', 'clip', '--target-key', 'y'])):
+        metrics = validate.main([*model, '--dataset', spec, *extra])
+        assert metrics['num_videos'] == 10 and abs(metrics['loss'] - expected['loss']) < 1e-4, spec
+    for extra, message in (([], "no column 'video' (--input-key); the columns are clip, y"),
+                           (['--input-key', 'clip', '--target-key', 'label'], "no column 'label' (--target-key)")):
+        with pytest.raises(SystemExit):
+            validate.main([*model, '--dataset', f'hfds/{hf_data["bytes"]}', *extra])
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        validate.main([*model, '--dataset', f'hfds/{hf_data["dict"]}', '--split', 'test'])
+    assert "no split 'test' (it has train, validation)" in capsys.readouterr().err

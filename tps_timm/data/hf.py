@@ -163,6 +163,10 @@ class HfStreamSource(_HfSource):
     def num_shards(self) -> int:
         return self.dataset.n_shards
 
+    def shard_length(self, shard: int) -> Optional[int]:
+        """Not known before reading (a stream's shards are data files)."""
+        return None
+
     def check_labels(self, num_classes: int) -> None:
         """Nothing to check before reading: each row's label is checked as it is read (counted if bad)."""
 

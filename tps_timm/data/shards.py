@@ -120,6 +120,10 @@ class ShardSource:
     def num_shards(self) -> int:
         return len(self.urls)
 
+    def shard_length(self, shard: int) -> Optional[int]:
+        """The samples of a shard, when ``_info.json`` or a count gave them."""
+        return self.shard_lengths.get(self.urls[shard])
+
     def shard_samples(self, shard: int, handler: Callable[[Exception], bool]) -> Iterator[Tuple[str, Dict]]:
         """``(name, sample)`` of one shard, ``name`` being ``shard file:key``; ``handler`` gets the errors of a shard
         that cannot be opened or read (and lets the stream go on)."""
@@ -358,7 +362,9 @@ class _ShardStream(IterableDataset):
 
 class ShardedTrainClips(_ShardStream):
     """Training items (those of :class:`~tps_timm.data.dataset.ClipItems`) from shards, ``videos_per_batch`` videos
-    per batch, the same number of batches on every rank: ``len(self)`` videos of this rank per epoch.
+    per batch, the same number of batches on every rank: ``len(self)`` videos of this rank per epoch. A worker whose
+    share ends before its quota starts it again; one whose share holds more leaves the rest for the next epoch (a few
+    samples of an epoch, with known shard lengths less than a batch per worker).
 
     Args:
         source: The shards.
@@ -402,6 +408,30 @@ class ShardedTrainClips(_ShardStream):
         random.Random(item_seed(self.seed, epoch, repeat)).shuffle(order)
         return order
 
+    def worker_quotas(self, order: Sequence[int], workers: int) -> List[int]:
+        """The samples each loader worker of this rank yields in an epoch whose shards come in ``order``: the rank's
+        ``steps_per_epoch`` batches dealt to its workers by the samples their shares hold when the shard lengths are
+        known (so that few samples repeat or go unseen), else evenly."""
+        steps, per_batch = self.steps_per_epoch, self.videos_per_batch
+        even = [(steps // workers + (w < steps % workers)) * per_batch for w in range(workers)]
+        lengths = [self.source.shard_length(shard) for shard in order]
+        if None in lengths:
+            return even
+        global_workers = self.world_size * workers
+        mine = range(self.rank * workers, (self.rank + 1) * workers)
+        if len(order) >= global_workers:
+            shares = [sum(lengths[g::global_workers]) for g in mine]
+        else:  # samples dealt one by one
+            total = sum(lengths)
+            shares = [total // global_workers + (g < total % global_workers) for g in mine]
+        batches = [share // per_batch for share in shares]
+        while sum(batches) < steps:  # the fullest partial batches first: the fewest samples drawn twice
+            w = max(range(workers), key=lambda i: (shares[i] - batches[i] * per_batch, -i))
+            batches[w] += 1
+        while sum(batches) > steps:
+            batches[max(range(workers), key=lambda i: (batches[i], -i))] -= 1
+        return [b * per_batch for b in batches]
+
     def sample_seed(self, epoch: int, name: str) -> int:
         """The seed of every random choice for sample ``name`` (``shard:key``; the key alone counts) in ``epoch``."""
         return item_seed(self.seed, epoch, _key_hash(name.rpartition(':')[2]))
@@ -424,8 +454,7 @@ class ShardedTrainClips(_ShardStream):
         epoch = self._epoch.value
         worker, workers = _worker()
         global_id, global_workers = self.rank * workers + worker, self.world_size * workers
-        steps = self.steps_per_epoch
-        quota = (steps // workers + (worker < steps % workers)) * self.videos_per_batch
+        quota = self.worker_quotas(self.shard_order(epoch), workers)[worker]
         shuffle_rng = random.Random(item_seed(self.seed, epoch, global_id))
 
         def passes():  # a worker cycles through its share until its quota is full
