@@ -25,6 +25,8 @@
    empty inductor cache folder, the warm one with the folder the cold one filled.
 7. export: ONNX export of TPS-Swin-T/S/B at 32x224 and 8x112 with a dynamic batch; onnxruntime logits vs eager
    PyTorch at batch 1 and 3, the latency ratio, export time and file size.
+9. sources: the training loader (one worker) on prepared videos as a list of files vs WebDataset shards of the same
+   bytes, K400 and SSv2 recipes, --repeated-aug 1 and 2; embed and predict on the demo set in one vs two processes.
 8. vit: the TPS-ViT-B training step on a 16x224 clip vs timm's ViT-B on its 8 frames (time, peak memory), and the
    parameters and MACs of TPS-ViT-S/B/L at 16x224 and 32x224 against the 2D ViT on the same frames.
 
@@ -657,6 +659,91 @@ def bench_loading(reps: int) -> Dict:
     })
 
 
+def _as_list_and_shards(paths: List[str], folder: str, repeat: int, per_shard: int):
+    """The same videos (each ``repeat`` times) as a list and as WebDataset shards of ``per_shard`` (their bytes as
+    they are, one ``.cls`` each, as ``prepare --format wds --copy`` writes them), with ``_info.json``."""
+    from webdataset import TarWriter
+
+    from tps_timm.data import VideoList, open_shards
+    from tps_timm.data.shards import write_info
+    samples = [(path, i % 8) for i, path in enumerate(paths * repeat)]
+    lengths = {}
+    for j in range(0, len(samples), per_shard):
+        name = f'train-{j // per_shard:06d}.tar'
+        with open(os.path.join(folder, name), 'wb') as f, TarWriter(f, encoder=False) as writer:
+            for n, (path, label) in enumerate(samples[j:j + per_shard], j):
+                writer.write({'__key__': f'{n:06d}', 'mp4': Path(path).read_bytes(), 'cls': str(label).encode()})
+        lengths[name] = len(samples[j:j + per_shard])
+    write_info(folder, 'train', lengths)
+    return VideoList(samples), open_shards(f'wds/{folder}')
+
+
+def bench_sources(reps: int) -> Dict:
+    """The training loader with one worker on prepared videos read as a list of files and as WebDataset shards of
+    the same bytes (K400 and SSv2 recipes, --repeated-aug 1 and 2), epochs interleaved; and embed / predict on the
+    demo set in one and two CPU processes (one thread each)."""
+    from tps_timm.clip import ClipConfig
+    from tps_timm.data import build_train_loader
+    clips = dict(k400=ClipConfig(num_frames=32, frame_interval=2, sampling='dense', img_size=224, short_side=256),
+                 ssv2=ClipConfig(num_frames=32, frame_interval=2, sampling='uniform', img_size=224, short_side=256))
+    seconds: Dict[str, float] = {}
+    counts: Dict[str, int] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        sources = _loading_sources(tmp)
+        loaders = {}
+        for kind in ('k400', 'ssv2'):
+            folder = os.path.join(tmp, f'{kind}_shards')
+            os.makedirs(folder)
+            videos, shards = _as_list_and_shards(sources[f'{kind} prepared'], folder, repeat=6, per_shard=4)
+            for ra in (1, 2):
+                for name, source in (('list', videos), ('wds', shards)):
+                    loaders[f'{kind.upper()} {name}, repeated-aug {ra}'] = build_train_loader(
+                        source, clips[kind], 4, repeated_aug=ra, workers=1, shuffle=256, seed=0)
+        for rep in range(reps + 1):  # epoch 0 warms the workers up
+            for name, loader in loaders.items():
+                (loader.dataset if hasattr(loader.dataset, 'set_epoch') else loader.sampler).set_epoch(rep)
+                start = time.perf_counter()
+                count = sum(len(batch[0]) for batch in loader)
+                if rep:
+                    seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - start
+                    counts[name] = counts.get(name, 0) + count
+    rates = {name: counts[name] / seconds[name] for name in loaders}
+    ratios = {f'{kind} wds / list, repeated-aug {ra} (target >= 1.0)':
+              rates[f'{kind} wds, repeated-aug {ra}'] / rates[f'{kind} list, repeated-aug {ra}']
+              for kind in ('K400', 'SSV2') for ra in (1, 2)}
+    jobs = bench_batch_jobs()
+    return dict(clips_per_s=rates, ratios={**ratios, **jobs['ratios']}, batch_jobs=jobs['videos_per_s'])
+
+
+def bench_batch_jobs(videos: int = 160) -> Dict:
+    """``embed`` and ``predict`` of the demo set's validation videos (the demo model's size, random weights) in one
+    process and under torchrun with two, one thread each: videos/s as each reports it (the work, not the start)."""
+    import re
+
+    from tps_timm.data import make_demo_dataset
+    model = ['--model', 'tps_swin_tiny', '--model-kwargs', 'embed_dim=32', 'depths=(2,2,2,2)', 'num_heads=(1,2,4,8)',
+             'patch_size=(1,4,4)', '--num-frames', '8', '--sampling', 'uniform', '--img-size', '48',
+             '--batch-size', '8']
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    rates = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        demo = make_demo_dataset(os.path.join(tmp, 'demo'), num_train=8, num_val=videos, progress=False)
+        inputs = os.path.join(demo['root'], 'videos')
+        for tool, extra in (('embed', ['--input', inputs, '--no-progress']), ('predict', [inputs])):
+            for processes in (1, 2):
+                launch = [sys.executable, '-m'] if processes == 1 else \
+                    [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', '-m']
+                out = os.path.join(tmp, f'{tool}{processes}.{"npy" if tool == "embed" else "json"}')
+                proc = subprocess.run([*launch, f'tps_timm.{tool}', *model, *extra, '--output', out],
+                                      capture_output=True, text=True, env=env, timeout=900)
+                if proc.returncode:
+                    raise RuntimeError(f'{tool} in {processes} processes failed: {proc.stderr[-2000:]}')
+                rates[f'{tool}, {processes} process{"es" if processes > 1 else ""}'] = float(
+                    re.findall(r'([0-9.]+) videos/s', proc.stdout)[-1])
+    return dict(videos_per_s=rates, ratios={f'{tool} 2 processes / 1': rates[f'{tool}, 2 processes'] /
+                                            rates[f'{tool}, 1 process'] for tool in ('embed', 'predict')})
+
+
 def print_shifts(shifts: Dict, batch: int) -> None:
     print(f'\n## shift ops on {batch} clips of 16 frames, ratios (lower is better)')
     columns = (  # (header, numerator, denominator, pass)
@@ -721,7 +808,7 @@ def print_compile(compiled: Dict, size_name: str, batch: int, frames: int, size:
                                      for p in phases) + f" {r['graph_breaks']:7d} {first / floor:10.2f} {step}")
 
 
-PARTS = ('shifts', 'attention', 'models', 'base', 'loading', 'compile', 'export', 'vit')
+PARTS = ('shifts', 'attention', 'models', 'base', 'loading', 'sources', 'compile', 'export', 'vit')
 
 
 def main() -> None:
@@ -768,7 +855,8 @@ def main() -> None:
     print(f"# {env['device']}, torch {env['torch']}, {env['date']}, compile={args.compile}, {dtype}", flush=True)
     results = dict(env=env)
     durations = dict(shifts='~1 min', attention='~1 min', models='~10 min on CPU', base='~2 min on CPU',
-                     loading='~1 min', compile='~35 min on CPU', export='~10 min on CPU', vit='~5 min on CPU')
+                     loading='~1 min', sources='~5 min', compile='~35 min on CPU', export='~10 min on CPU',
+                     vit='~5 min on CPU')
     for part in parts:  # each part prints its table when done; say first what is coming
         print(f'# will measure {part} ({durations[part]}{", less with --quick" if args.quick else ""})', flush=True)
     if 'shifts' in parts:  # milliseconds each: more repetitions
@@ -791,6 +879,16 @@ def main() -> None:
         for name, rate in results['loading']['clips_per_s'].items():
             print(f'{name:44} {rate:8.1f}')
         for name, ratio in results['loading']['ratios'].items():
+            print(f'{name:56} {ratio:6.2f}x')
+    if 'sources' in parts:
+        results['sources'] = bench_sources(max(reps, 3))
+        print('\n## data sources: the training loader, one worker, clips/s (prepared videos)')
+        for name, rate in results['sources']['clips_per_s'].items():
+            print(f'{name:44} {rate:8.1f}')
+        print('## batch jobs on the demo set, videos/s (one thread per process)')
+        for name, rate in results['sources']['batch_jobs'].items():
+            print(f'{name:44} {rate:8.1f}')
+        for name, ratio in results['sources']['ratios'].items():
             print(f'{name:56} {ratio:6.2f}x')
     if 'compile' in parts:
         size_name = args.compile_model or ('base' if args.device == 'cuda' else 'tiny')

@@ -16,6 +16,7 @@ MODEL is any model ``predict`` takes; an exported one must have been exported wi
 import glob
 import os
 import sys
+import time
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Union
 
 import numpy as np
@@ -83,6 +84,7 @@ def embed_videos(model, paths: Union[Sequence[str], 'ShardSource'], clip: ClipCo
     """
     from .data import is_sharded
     from .evaluate import video_outputs
+    start = time.perf_counter()
     index, processes = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     done = read_embeddings(output)
     sharded = is_sharded(paths)
@@ -137,7 +139,8 @@ def embed_videos(model, paths: Union[Sequence[str], 'ShardSource'], clip: ClipCo
             with open(f'{output}.unreadable.txt', 'w', encoding='utf-8') as f:
                 f.write('\n'.join(unreadable) + '\n')
     return dict(embedded=len(todo) - (0 if sharded else len(unreadable)), skipped=len(paths) - len(todo),
-                unreadable=unreadable, rows=rows, videos=len(paths) + (len(unreadable) if sharded else 0))
+                unreadable=unreadable, rows=rows, videos=len(paths) + (len(unreadable) if sharded else 0),
+                seconds=time.perf_counter() - start)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -190,8 +193,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         return
     for line in result['unreadable']:
         print(f'unreadable: {line}', file=sys.stderr)
+    rate = result['embedded'] / max(result['seconds'], 1e-9)
     print(f"{args.output}: {result['rows']} videos ({result['embedded']} embedded now, {result['skipped']} already "
-          f"there, {len(result['unreadable'])} unreadable)")
+          f"there, {len(result['unreadable'])} unreadable) in {result['seconds']:.1f} s ({rate:.1f} videos/s)")
     try:
         check_unreadable(len(result['unreadable']), result['videos'], args.max_unreadable, 'videos',  # earlier ones too
                          [line.split('\t')[0] for line in result['unreadable']])

@@ -12,6 +12,7 @@ import csv
 import json
 import os
 import sys
+import time
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -112,6 +113,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         model = model.to(accelerator.device)
     model = compile_from_args(args, model)
     sharded = is_sharded(videos)
+    start = time.perf_counter()
     # in order: process i takes the i-th part of a list, or its share of the shards
     with contextlib.nullcontext(videos) if sharded else accelerator.split_between_processes(videos) as share:
         rows = predict_rows(model, share, clip, label_names_for(model, names), args.top_k, args.video_backend,
@@ -122,13 +124,15 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if sharded:
         rows.sort(key=lambda row: row[0])  # the shards' order, however they were dealt
     results = {name: prediction for _, name, prediction in rows}
+    seconds = time.perf_counter() - start
     accelerator.end_training()
     if not accelerator.is_main_process:
         return
     failed = [path for path, r in results.items() if isinstance(r, str)]
     if args.output:
         write_predictions(args.output, results)
-        print(f'wrote the top-{args.top_k} of {len(results)} videos to {args.output} ({len(failed)} unreadable)')
+        print(f'wrote the top-{args.top_k} of {len(results)} videos to {args.output} ({len(failed)} unreadable) in '
+              f'{seconds:.1f} s ({len(results) / max(seconds, 1e-9):.1f} videos/s)')
     else:
         for path, result in results.items():
             print(path)
