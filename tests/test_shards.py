@@ -223,6 +223,9 @@ def test_bad_shards_give_one_clear_line_each_counted(data, tmp_path, capsys, cap
     assert 'bad-000001.tar' in names  # the truncated shard, named
     assert metrics['evaluated'] >= 2 and metrics['unreadable'] == metrics['num_videos'] - metrics['evaluated'] >= 5
 
+    # no _info.json: training counts the samples from the tar headers, and says how long that took
+    assert open_shards(f'wds/{bad}/bad-000000.tar', scan=True).num_samples == 5
+    assert any('no _info.json: counted 5 samples in 1 shards' in r.message for r in caplog.records)
     # a missing shard stops before any work, naming it
     with pytest.raises(SystemExit) as exit_info:
         validate.main([*model, '--dataset', f'wds/{bad}/bad-{{000000..000002}}.tar'])
