@@ -694,7 +694,7 @@ def bench_sources(reps: int) -> Dict:
         for kind in ('k400', 'ssv2'):
             folder = os.path.join(tmp, f'{kind}_shards')
             os.makedirs(folder)
-            videos, shards = _as_list_and_shards(sources[f'{kind} prepared'], folder, repeat=6, per_shard=4)
+            videos, shards = _as_list_and_shards(sources[f'{kind} prepared'], folder, repeat=12, per_shard=4)
             for ra in (1, 2):
                 for name, source in (('list', videos), ('wds', shards)):
                     loaders[f'{kind.upper()} {name}, repeated-aug {ra}'] = build_train_loader(
@@ -881,7 +881,7 @@ def main() -> None:
         for name, ratio in results['loading']['ratios'].items():
             print(f'{name:56} {ratio:6.2f}x')
     if 'sources' in parts:
-        results['sources'] = bench_sources(max(reps, 3))
+        results['sources'] = bench_sources(max(reps, 6))
         print('\n## data sources: the training loader, one worker, clips/s (prepared videos)')
         for name, rate in results['sources']['clips_per_s'].items():
             print(f'{name:44} {rate:8.1f}')
