@@ -144,6 +144,10 @@ def parse_args(argv: Optional[Sequence[str]]) -> Tuple[argparse.ArgumentParser, 
     given = command_line_dests(parser, argv)
     if given & {'data_root', 'train_list', 'val_list', 'dataset', 'val_dataset'} and 'demo_data' not in given:
         args.demo_data = None  # the user's data on the command line wins over a recipe's demo switch
+    for flag, other in (('dataset', 'train_list'), ('val_dataset', 'val_list')):  # and over the recipe's sources
+        for given_dest, dropped in ((flag, other), (other, flag)):
+            if given_dest in given and dropped not in given:
+                setattr(args, dropped, None)
     if args.push_to_hub:  # a run is not wasted on an upload that cannot happen
         try:
             check_push_access(args.push_to_hub)

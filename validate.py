@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--val-num-samples', type=positive_int, default=None, metavar='N',
                         help='samples in the --dataset shards (default: their _info.json), checked after the pass')
     add_hf_args(parser)
+    # a training recipe's validation source and split (its `dataset` is the training source: never evaluated here)
+    parser.add_argument('--val-dataset', default=None, help=argparse.SUPPRESS)
+    parser.add_argument('--val-split', default=None, help=argparse.SUPPRESS)
     add_demo_args(parser)
     add_unreadable_arg(parser)
     add_test_view_args(parser)
@@ -67,8 +70,14 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     given = command_line_dests(parser, argv)
     if given & {'data_root', 'val_list', 'dataset'} and 'demo_data' not in given:
         args.demo_data = None  # the user's data on the command line wins over a recipe's demo switch
+    if 'dataset' not in given:
+        args.dataset = args.val_dataset  # from a recipe: its validation source
+    if 'split' not in given and args.val_split:
+        args.split = args.val_split
     if 'dataset' in given and 'val_list' not in given:
-        args.val_list = None  # a recipe's list gives way to shards on the command line
+        args.val_list = None  # a recipe's list gives way to a source on the command line
+    elif 'val_list' in given and 'dataset' not in given:
+        args.dataset = None
     use_model_folder(args, given)
     resolve_demo_data(args, progress=False)
     if args.val_list and args.dataset:

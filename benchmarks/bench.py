@@ -699,8 +699,9 @@ def bench_sources(reps: int) -> Dict:
                 for name, source in (('list', videos), ('wds', shards)):
                     loaders[f'{kind.upper()} {name}, repeated-aug {ra}'] = build_train_loader(
                         source, clips[kind], 4, repeated_aug=ra, workers=1, shuffle=256, seed=0)
-        for rep in range(reps + 1):  # epoch 0 warms the workers up
-            for name, loader in loaders.items():
+        for rep in range(reps + 1):  # epoch 0 warms up; list or shards first by turns
+            for name, loader in sorted(loaders.items(), key=lambda item: (item[0].split()[0], item[0].split()[-1],
+                                                                          ('list' in item[0]) == rep % 2)):
                 (loader.dataset if hasattr(loader.dataset, 'set_epoch') else loader.sampler).set_epoch(rep)
                 start = time.perf_counter()
                 count = sum(len(batch[0]) for batch in loader)

@@ -320,3 +320,20 @@ def test_hf_datasets_give_the_lists_clips_and_results(data, hf_data, monkeypatch
     with pytest.raises(SystemExit):
         validate.main([*model, '--dataset', f'hfds/{hf_data["dict"]}', '--split', 'test'])
     assert "no split 'test' (it has train, validation)" in capsys.readouterr().err
+
+
+def test_recipe_sources_and_command_line_sources(data, tmp_path):
+    """A recipe's validation source is what validate.py evaluates (never its training source); a source on the
+    command line replaces the recipe's source of the same role."""
+    import yaml
+    recipe = tmp_path / 'recipe.yaml'
+    recipe.write_text(yaml.safe_dump(dict(dataset=data['train_shards'], val_dataset=data['val_shards'],
+                                          train_list=None, epochs=1)))
+    metrics = validate.main([*SMALL_MODEL, '--hparams', str(recipe), '--num-classes', '8', '--workers', '0'])
+    assert metrics['num_videos'] == 10
+    k400_like = tmp_path / 'lists.yaml'
+    k400_like.write_text(yaml.safe_dump(dict(data_root=data['root'], train_list=data['train'], val_list=data['val'],
+                                             class_names=data['classes'])))
+    parser, args = train.parse_args(['--hparams', str(k400_like), '--dataset', data['train_shards']])
+    train_videos, val_videos = train.load_splits(parser, args)
+    assert train_videos.num_samples == 20 and val_videos.num_videos == 10 and args.train_list is None

@@ -111,7 +111,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     if given & {'data_root', 'train_list', 'dataset'} and 'demo_data' not in given:
         args.demo_data = None  # the user's data on the command line wins over a recipe's demo switch
     if 'dataset' in given and 'train_list' not in given:
-        args.train_list = None  # shards on the command line replace a recipe's list
+        args.train_list = None  # a source on the command line replaces a recipe's list
     resolve_demo_data(args, progress=not args.no_progress)
     if not (args.train_list or args.dataset):
         parser.error('--train-list or --dataset (or --demo-data) is required')
