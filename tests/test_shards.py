@@ -337,3 +337,17 @@ def test_recipe_sources_and_command_line_sources(data, tmp_path):
     parser, args = train.parse_args(['--hparams', str(k400_like), '--dataset', data['train_shards']])
     train_videos, val_videos = train.load_splits(parser, args)
     assert train_videos.num_samples == 20 and val_videos.num_videos == 10 and args.train_list is None
+
+
+def test_shard_info_describes_existing_shards_as_prepare_does(data, tmp_path, capsys):
+    import shutil
+
+    from tps_timm.data.shard_info import main as shard_info_main
+    for shard in data['wds'].glob('val-*.tar'):
+        shutil.copy(shard, tmp_path)
+    assert shard_info_main([f'wds/{tmp_path}/val-{{000000..000002}}.tar', '--split', 'val', '--class-names',
+                            data['classes']]) == 0
+    assert '3 shards, 10 samples' in capsys.readouterr().out
+    ours, prepared = (json.loads((folder / INFO_FILE).read_text()) for folder in (tmp_path, data['wds']))
+    assert ours['splits']['val'] == prepared['splits']['val'] and ours['class_names'] == prepared['class_names']
+    assert open_shards(f'wds/{tmp_path}').num_samples == 10

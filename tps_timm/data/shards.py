@@ -58,7 +58,7 @@ def _webdataset():
     return webdataset
 
 
-def _is_local(url: str) -> bool:
+def is_local(url: str) -> bool:
     return '://' not in url and not url.startswith('pipe:')
 
 
@@ -76,7 +76,7 @@ def expand_shards(pattern: str) -> List[str]:
         ValueError: No shards, or local shards that do not exist (all of them named, up to 10).
     """
     expand_urls = _webdataset().shardlists.expand_urls
-    if _is_local(pattern) and os.path.isdir(pattern):
+    if is_local(pattern) and os.path.isdir(pattern):
         urls = sorted(os.path.join(pattern, f) for f in os.listdir(pattern) if f.endswith('.tar'))
         if not urls:
             raise ValueError(f'{pattern}: a folder without .tar shards')
@@ -84,7 +84,7 @@ def expand_shards(pattern: str) -> List[str]:
     urls = list(expand_urls(pattern))
     if not urls:
         raise ValueError(f'{pattern}: no shards')
-    missing = [url for url in urls if _is_local(url) and not os.path.isfile(url)]
+    missing = [url for url in urls if is_local(url) and not os.path.isfile(url)]
     if missing:
         shown = ', '.join(missing[:10]) + (f' and {len(missing) - 10} more' if len(missing) > 10 else '')
         raise ValueError(f'{pattern}: {len(missing)} of its {len(urls)} shards do not exist: {shown}')
@@ -150,7 +150,7 @@ class ShardSource:
 def _read_json(url: str) -> Optional[dict]:
     """A JSON file by path or URL (via WebDataset's ``gopen``), or None when there is none."""
     try:
-        if _is_local(url):
+        if is_local(url):
             if not os.path.isfile(url):
                 return None
             with open(url, encoding='utf-8') as f:
@@ -185,10 +185,10 @@ def _split_of(info: dict, urls: Sequence[str], path: str) -> Tuple[str, Dict[str
                      f'epoch length with --train-num-samples / --val-num-samples')
 
 
-def _count_samples(url: str) -> int:
+def count_samples(url: str) -> int:
     """The videos in one shard, from its tar headers (no member is read)."""
     keys = set()
-    if _is_local(url):
+    if is_local(url):
         with tarfile.open(url) as tar:
             names = [m.name for m in tar.getmembers() if m.isfile()]
     else:
@@ -215,8 +215,8 @@ def open_shards(spec: str, num_samples: Optional[int] = None, class_names: Seque
     """
     pattern = spec[len(WDS_PREFIX):] if spec.startswith(WDS_PREFIX) else spec
     urls = expand_shards(pattern)
-    folder = pattern if _is_local(pattern) and os.path.isdir(pattern) else os.path.dirname(urls[0])
-    info_path = os.path.join(folder, INFO_FILE) if _is_local(folder) else f'{folder}/{INFO_FILE}'
+    folder = pattern if is_local(pattern) and os.path.isdir(pattern) else os.path.dirname(urls[0])
+    info_path = os.path.join(folder, INFO_FILE) if is_local(folder) else f'{folder}/{INFO_FILE}'
     info = _read_json(info_path) if not urls[0].startswith('pipe:') else None
     lengths: Dict[str, int] = {}
     if info is not None:
@@ -226,7 +226,7 @@ def open_shards(spec: str, num_samples: Optional[int] = None, class_names: Seque
         num_samples = sum(lengths.values())
     elif num_samples is None and scan:
         start = time.perf_counter()
-        lengths = {url: _count_samples(url) for url in urls}
+        lengths = {url: count_samples(url) for url in urls}
         num_samples = sum(lengths.values())
         _logger.warning(f'{pattern}: no {INFO_FILE}: counted {num_samples} samples in {len(urls)} shards in '
                         f'{time.perf_counter() - start:.1f} s (prepare --format wds writes the file that saves this)')
@@ -537,4 +537,5 @@ class ShardedEvalClips(_ShardStream):
                             dtype=torch.uint8)
         return dict(video=views, label=-1, index=(shard << 32 | 0xFFFFFFFF) if index is None else index,
                     readable=False, error=reason, name=name)
+
 
