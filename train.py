@@ -24,13 +24,13 @@ import yaml
 
 import tps_timm  # noqa: F401  (registers the models)
 from tps_timm.cli import build_train_parser, check_launch, command_line_dests, compile_from_args, \
-    create_model_and_clip, load_source, make_accelerator, parse_with_hparams, resolve_demo_data, source_num_classes, \
-    train_loader_from_args
+    create_model_and_clip, load_source, make_accelerator, parse_with_hparams, prefer_command_line_sources, \
+    resolve_demo_data, source_num_classes, train_loader_from_args
 from tps_timm.clip import ClipConfig
 from tps_timm.data import ClipRandomErasing, HfStreamSource, HfVideoTable, ShardSource, TooManyUnreadable, VideoList, \
     batch_rand_augment, check_unreadable, load_video_list, missing_videos, normalize_clip, resolve_flip_pairs
 from tps_timm.data.loader import loader_kwargs
-from tps_timm.evaluate import eval_dataset, evaluate
+from tps_timm.evaluate import eval_dataset, evaluate, warn_sample_count
 from tps_timm.hub import HubPushError, check_push_access, push_folder
 from tps_timm.training import TrainState, UnreadableCounter, VideoMixup, append_summary, copy_checkpoint_atomic, \
     list_checkpoints, new_run_dir, optimizer_param_groups, prepare_loader, prune_checkpoints, replace_folder, \
@@ -144,10 +144,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> Tuple[argparse.ArgumentParser, 
     given = command_line_dests(parser, argv)
     if given & {'data_root', 'train_list', 'val_list', 'dataset', 'val_dataset'} and 'demo_data' not in given:
         args.demo_data = None  # the user's data on the command line wins over a recipe's demo switch
-    for flag, other in (('dataset', 'train_list'), ('val_dataset', 'val_list')):  # and over the recipe's sources
-        for given_dest, dropped in ((flag, other), (other, flag)):
-            if given_dest in given and dropped not in given:
-                setattr(args, dropped, None)
+    prefer_command_line_sources(args, given, (('train_list', 'dataset'), ('val_list', 'val_dataset')))
     if args.push_to_hub:  # a run is not wasted on an upload that cannot happen
         try:
             check_push_access(args.push_to_hub)
@@ -332,6 +329,8 @@ def run_epochs(model, ema, train_loader, val_loader, optimizer, scheduler, crite
                 ema_metrics = evaluate(ema.module, val_loader, accelerator, clip_cfg.mean, clip_cfg.std, 'val ema',
                                        not args.no_progress)
                 eval_metrics.update({f'ema_{k}': v for k, v in ema_metrics.items()})
+            if epoch == state.epoch + 1 or last:  # said once, and at the end
+                warn_sample_count(val_loader.dataset, eval_metrics['num_videos'], '--val-dataset')
             check_unreadable(eval_metrics['unreadable'], eval_metrics['num_videos'], args.max_unreadable,
                              f'validation videos of {args.val_list or args.val_dataset}',
                              eval_metrics['unreadable_videos'])

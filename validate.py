@@ -19,9 +19,9 @@ import tps_timm  # noqa: F401  (registers the models)
 from tps_timm.cli import ArgumentParser, add_data_args, add_dataset_arg, add_demo_args, add_hf_args, add_model_args, \
     add_test_view_args, add_unreadable_arg, build_train_parser, check_launch, command_line_dests, compile_from_args, \
     create_model_and_clip, load_source, make_accelerator, model_brings_weights, parse_with_hparams, positive_int, \
-    resolve_demo_data, use_model_folder
+    prefer_command_line_sources, resolve_demo_data, use_model_folder
 from tps_timm.data import TooManyUnreadable, check_unreadable, load_video_list, missing_videos
-from tps_timm.evaluate import eval_dataset, evaluate
+from tps_timm.evaluate import eval_dataset, evaluate, warn_sample_count
 from tps_timm.onnx_model import ExportedVideoModel
 from tps_timm.training import prepare_loader
 
@@ -74,10 +74,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         args.dataset = args.val_dataset  # from a recipe: its validation source
     if 'split' not in given and args.val_split:
         args.split = args.val_split
-    if 'dataset' in given and 'val_list' not in given:
-        args.val_list = None  # a recipe's list gives way to a source on the command line
-    elif 'val_list' in given and 'dataset' not in given:
-        args.dataset = None
+    prefer_command_line_sources(args, given, (('val_list', 'dataset'),))
     use_model_folder(args, given)
     resolve_demo_data(args, progress=False)
     if args.val_list and args.dataset:
@@ -119,10 +116,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     num_clips, num_crops = clip.num_clips, clip.num_crops
     metrics.update(model=args.model, num_frames=clip.num_frames, num_clips=num_clips, num_crops=num_crops)
     if accelerator.is_main_process:
-        expected = getattr(videos, 'num_samples', None) if args.dataset else None
-        if expected is not None and metrics['num_videos'] != expected:
-            print(f"warning: --dataset {args.dataset}: {metrics['num_videos']} samples read, but "
-                  f"{getattr(videos, 'info', None) or 'the dataset'} gives {expected}", file=sys.stderr)
+        warn_sample_count(dataset, metrics['num_videos'])
         print(f"top-1 {metrics['top1']:.2f}  top-5 {metrics['top5']:.2f}  mean class {metrics['mean_class_acc']:.2f}"
               f"  videos {metrics['num_videos']} (unreadable {metrics['unreadable']})  views {num_clips}x{num_crops}"
               f"  {metrics['clips_per_s']:.1f} clips/s")

@@ -25,10 +25,10 @@
    empty inductor cache folder, the warm one with the folder the cold one filled.
 7. export: ONNX export of TPS-Swin-T/S/B at 32x224 and 8x112 with a dynamic batch; onnxruntime logits vs eager
    PyTorch at batch 1 and 3, the latency ratio, export time and file size.
-9. sources: the training loader (one worker) on prepared videos as a list of files vs WebDataset shards of the same
-   bytes, K400 and SSv2 recipes, --repeated-aug 1 and 2; embed and predict on the demo set in one vs two processes.
 8. vit: the TPS-ViT-B training step on a 16x224 clip vs timm's ViT-B on its 8 frames (time, peak memory), and the
    parameters and MACs of TPS-ViT-S/B/L at 16x224 and 32x224 against the 2D ViT on the same frames.
+9. sources: the training loader (one worker) on prepared videos as a list of files vs WebDataset shards of the same
+   bytes, K400 and SSv2 recipes, --repeated-aug 1 and 2; embed and predict on the demo set in one vs two processes.
 
 Medians of several repetitions after warm-up. ``--dtype bfloat16`` (the default on CUDA) runs the models under
 autocast and the shift and attention ops on bfloat16 tensors.
@@ -698,7 +698,7 @@ def bench_sources(reps: int) -> Dict:
             for ra in (1, 2):
                 for name, source in (('list', videos), ('wds', shards)):
                     loaders[f'{kind.upper()} {name}, repeated-aug {ra}'] = build_train_loader(
-                        source, clips[kind], 4, repeated_aug=ra, workers=1, shuffle=256, seed=0)
+                        source, clips[kind], 4, repeated_aug=ra, workers=1, shuffle_buffer=256, seed=0)
         for rep in range(reps + 1):  # epoch 0 warms up; list or shards first by turns
             for name, loader in sorted(loaders.items(), key=lambda item: (item[0].split()[0], item[0].split()[-1],
                                                                           ('list' in item[0]) == rep % 2)):

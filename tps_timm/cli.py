@@ -22,7 +22,8 @@ __all__ = ['ArgumentParser', 'positive_int', 'non_negative_int', 'fraction', 'co
            'add_test_view_args', 'add_model_args', 'model_brings_weights', 'create_model_from_args',
            'create_model_or_exit', 'compile_from_args', 'set_clip_size', 'clip_config_from_args',
            'create_model_and_clip', 'train_loader_from_args', 'add_demo_args',
-           'resolve_demo_data', 'add_dataset_arg', 'add_hf_args', 'load_source', 'source_num_classes',
+           'resolve_demo_data', 'add_dataset_arg', 'add_hf_args', 'load_source', 'prefer_command_line_sources',
+           'source_num_classes',
            'add_unreadable_arg', 'find_videos_or_exit', 'check_launch', 'make_accelerator',
            'use_model_folder']
 
@@ -142,8 +143,8 @@ def build_train_parser(description: Optional[str] = None, prog: Optional[str] = 
     g.add_argument('--train-num-samples', type=positive_int, default=None, metavar='N',
                    help='samples in the --dataset shards (default: their _info.json, else a count of the shards)')
     g.add_argument('--val-num-samples', type=positive_int, default=None, metavar='N',
-                   help='samples in the --val-dataset shards (default: their _info.json; only for the progress bar '
-                        'and the check that every sample was seen)')
+                   help='samples in the --val-dataset shards (default: their _info.json): a validation that reads '
+                        'another number says so')
     g.add_argument('--wds-shuffle', type=non_negative_int, default=256, metavar='N',
                    help='samples in each loader worker\'s shuffle buffer (--dataset wds/...; encoded bytes: N x the '
                         'mean file size of memory per worker), on top of the per-epoch shard shuffle')
@@ -299,10 +300,23 @@ def load_source(parser: argparse.ArgumentParser, flag: str, spec: str, num_sampl
     try:
         names = read_class_names(class_names) if class_names else ()
         if spec.startswith(WDS_PREFIX):
-            return open_shards(spec, num_samples, names, scan=train)
-        return open_hf_dataset(spec, split, input_key, target_key, names, num_samples, streaming)
+            return open_shards(spec, num_samples, names, scan=train, split=split)
+        source = open_hf_dataset(spec, split, input_key, target_key, names, num_samples, streaming)
     except (OSError, ValueError, ImportError, tarfile.TarError) as e:
         parser.error(f'{flag} {spec}: {" ".join(str(e).split())}')
+    if train and source.num_videos is None:
+        parser.error(f'{flag} {spec}: the stream does not say how many samples it holds: give --train-num-samples')
+    return source
+
+
+def prefer_command_line_sources(args: argparse.Namespace, given: Set[str],
+                                pairs: Sequence[Tuple[str, str]]) -> None:
+    """A source on the command line replaces the recipe's source of the same role: of each (list, dataset) pair of
+    destinations, the one not given is dropped when the other is given."""
+    for list_dest, dataset_dest in pairs:
+        for kept, dropped in ((list_dest, dataset_dest), (dataset_dest, list_dest)):
+            if kept in given and dropped not in given:
+                setattr(args, dropped, None)
 
 
 def source_num_classes(parser: argparse.ArgumentParser, flag: str, source, num_classes: Optional[int]) -> int:
@@ -538,7 +552,7 @@ def train_loader_from_args(args: argparse.Namespace, clip: 'ClipConfig', videos,
         videos, clip, args.batch_size, scale=tuple(args.scale), ratio=tuple(args.ratio), hflip=args.hflip,
         flip_pairs=flip_pairs, aa=args.aa, aa_on_batch=args.aa_on_batch, repeated_aug=args.repeated_aug,
         seed=args.seed, workers=args.workers, prefetch_factor=args.prefetch_factor, pin_memory=pin_memory,
-        backend=args.video_backend, shuffle=args.wds_shuffle, rank=rank, world_size=world_size,
+        backend=args.video_backend, shuffle_buffer=args.wds_shuffle, rank=rank, world_size=world_size,
         num_classes=num_classes)
 
 

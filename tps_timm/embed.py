@@ -89,7 +89,7 @@ def embed_videos(model, paths: Union[Sequence[str], 'ShardSource'], clip: ClipCo
     done = read_embeddings(output)
     sharded = is_sharded(paths)
     if sharded:  # each process reads its share of the shards; the rows done before are not decoded again
-        todo, share, order = None, paths, {}
+        todo, order = None, {}
         rows_out = video_outputs(model, paths, clip, batch_size, workers, backend, features=True,
                                  progress=progress and index == 0, desc='embed', rank=index, world_size=processes,
                                  skip=done)

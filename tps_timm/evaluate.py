@@ -1,5 +1,6 @@
 """Multi-view video inference, shared by validate.py, train.py, predict and embed: outputs averaged over clips x
 crops, per video."""
+import logging
 import time
 from typing import Collection, Dict, Iterator, Optional, Sequence, Tuple, Union
 
@@ -9,7 +10,9 @@ from .clip import ClipConfig
 from .data import ClipEvalTransform, ClipItems, ClipSampler, ShardedEvalClips, ShardSource, VideoDataset, VideoList, \
     is_sharded, normalize_clip
 
-__all__ = ['eval_dataset', 'video_metrics', 'evaluate', 'video_outputs']
+__all__ = ['eval_dataset', 'video_metrics', 'evaluate', 'video_outputs', 'warn_sample_count']
+
+_logger = logging.getLogger(__name__)
 
 
 def eval_dataset(videos: Union[VideoList, ShardSource], clip: ClipConfig, short_side: Optional[int] = None,
@@ -26,6 +29,16 @@ def eval_dataset(videos: Union[VideoList, ShardSource], clip: ClipConfig, short_
         return ShardedEvalClips(videos, ClipItems(sampler, transform, backend=backend), rank, world_size, num_classes,
                                 skip)
     return VideoDataset(videos, sampler, transform, backend=backend)
+
+
+def warn_sample_count(dataset, num_videos: int, flag: str = '--dataset') -> None:
+    """Say when an evaluation of shards read another number of samples than their ``_info.json`` (or
+    ``--val-num-samples``) gives."""
+    source = getattr(dataset, 'source', None)
+    expected = getattr(source, 'num_samples', None)
+    if expected is not None and num_videos != expected:
+        given_by = getattr(source, 'info', None) or 'the given count'
+        _logger.warning(f'{flag} {source.spec}: {num_videos} samples read, but {given_by} gives {expected}')
 
 
 def video_metrics(probs: torch.Tensor, labels: torch.Tensor, readable: torch.Tensor) -> Dict[str, float]:
@@ -87,7 +100,8 @@ def evaluate(model: torch.nn.Module, loader, accelerator, mean: Sequence[float],
         unreadable = [name for g in gathered for name in g[3]]
         views_seen, num_views = sum(g[4] for g in gathered), max(g[5] for g in gathered)
     elapsed = time.perf_counter() - start
-    metrics = video_metrics(parts[0].reshape(len(parts[1]), -1), parts[1].long(), parts[2].bool())
+    probs = parts[0].reshape(len(parts[1]), -1) if len(parts[1]) else torch.zeros(0, 1)  # nothing read: no videos
+    metrics = video_metrics(probs, parts[1].long(), parts[2].bool())
     metrics['clips_per_s'] = views_seen / max(elapsed, 1e-9)
     metrics['views'] = num_views
     metrics['unreadable_videos'] = sorted(unreadable) if sharded else \

@@ -100,18 +100,22 @@ class ClipItems:
 
     def eval_item(self, name: str, label: int, index: int, data: Optional[bytes] = None) -> Dict[str, torch.Tensor]:
         """The test views of one video (deterministic: the test sampling draws nothing)."""
-        error = ''
         try:
             clips = self.decode(name, np.random.default_rng(0), data)
-            views = torch.cat([self.transform(clip) for clip in clips])  # clips x crops, T, C, H, W
         except VideoReadError as e:
-            _logger.warning(f'unreadable video {e.path}: {e.reason}')
-            error = e.reason
-            size = self.transform.size
-            views = torch.zeros(self.sampler.num_clips * self.transform.num_crops, self.sampler.num_frames, 3, size,
-                                size, dtype=torch.uint8)
-        return dict(video=views.permute(0, 2, 1, 3, 4).contiguous(), label=label, index=index, readable=not error,
-                    error=error)
+            return self.unreadable_eval_item(e.path, e.reason, index, label)
+        views = torch.cat([self.transform(clip) for clip in clips])  # clips x crops, T, C, H, W
+        return dict(video=views.permute(0, 2, 1, 3, 4).contiguous(), label=label, index=index, readable=True,
+                    error='')
+
+    def unreadable_eval_item(self, name: str, reason: str, index: int, label: int = -1) -> Dict[str, torch.Tensor]:
+        """A video that cannot be evaluated: zero views, ``readable=False`` and the reason, which evaluation counts
+        and leaves out of the accuracy."""
+        _logger.warning(f'unreadable video {name}: {reason}')
+        size = self.transform.size
+        views = torch.zeros(self.sampler.num_clips * self.transform.num_crops, 3, self.sampler.num_frames, size, size,
+                            dtype=torch.uint8)
+        return dict(video=views, label=label, index=index, readable=False, error=reason)
 
 
 def unreadable_line(e: VideoReadError) -> str:
@@ -165,7 +169,10 @@ class VideoDataset(ClipItems, Dataset):
     def __getitem__(self, item: Union[int, Tuple[int, int]]):
         index, seed = item if isinstance(item, tuple) else (item, None)
         if not self.train:
-            name, data, label = self.videos.video(index)
+            try:  # a table's row may be unusable before any decoding (e.g. no video in it)
+                name, data, label = self.videos.video(index)
+            except VideoReadError as e:
+                return self.unreadable_eval_item(e.path, e.reason, index)
             return self.eval_item(name, label, index, data)
         if seed is None:  # no seed from the sampler: the worker's torch seeding drives all randomness
             seed = int(torch.randint(2 ** 62, ()).item())

@@ -11,7 +11,7 @@ names. The split is ``--train-split`` / ``--val-split`` (``--split`` for the eva
 import os
 from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from .shards import SampleError
+from .shards import SampleError, check_label
 
 __all__ = ['HF_PREFIXES', 'HfStreamSource', 'HfVideoTable', 'open_hf_dataset']
 
@@ -86,8 +86,7 @@ def _row_video(row: Dict, input_key: str, target_key: str, name: str, num_classe
     label = row[target_key]
     if label is None or isinstance(label, bool) or not isinstance(label, int):
         raise SampleError(f'no label (column {target_key!r} holds {label!r})')
-    if num_classes is not None and not 0 <= label < num_classes:
-        raise SampleError(f'label {label} is not a class of the model (0..{num_classes - 1})')
+    check_label(label, num_classes)
     return (*video, label)
 
 
@@ -141,8 +140,6 @@ class HfVideoTable(_HfSource):
                 raise ValueError(f'{self.name(index)}: label {label!r} is not a class of the model, which has '
                                  f'{num_classes} classes (labels 0..{num_classes - 1})')
 
-    def describe(self) -> str:
-        return f'{self.spec} [{self.split}]: {len(self)} videos'
 
 
 class HfStreamSource(_HfSource):
@@ -185,8 +182,6 @@ class HfStreamSource(_HfSource):
                      ) -> Tuple[str, Optional[bytes], int]:
         return self.video_of(row, name, num_classes)
 
-    def describe(self) -> str:
-        return f'{self.spec} [{self.split}]: {self.num_shards} shards, {self.num_samples or "?"} samples'
 
 
 def open_hf_dataset(spec: str, split: str, input_key: Optional[str] = None, target_key: str = 'label',

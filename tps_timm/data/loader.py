@@ -113,7 +113,7 @@ def build_train_loader(
         prefetch_factor: Optional[int] = 2,
         pin_memory: bool = False,
         backend: Optional[str] = None,
-        shuffle: int = 0,
+        shuffle_buffer: int = 0,
         rank: int = 0,
         world_size: int = 1,
         num_classes: Optional[int] = None,
@@ -141,7 +141,7 @@ def build_train_loader(
         prefetch_factor: Batches each worker prepares ahead.
         pin_memory: Pin the batches (for a GPU).
         backend: The video decoder tried first.
-        shuffle: Shard sources: samples in each worker's shuffle buffer.
+        shuffle_buffer: Shard sources: samples in each worker's shuffle buffer.
         rank: Shard sources: this process's rank (a list's loader is sharded by Accelerate instead).
         world_size: Shard sources: the number of processes.
         num_classes: Shard sources: the model's classes (samples with other labels are counted as unreadable).
@@ -150,6 +150,8 @@ def build_train_loader(
         raise ValueError(f'--repeated-aug must be at least 1, got {repeated_aug}')
     if batch_size % repeated_aug:
         raise ValueError(f'--batch-size {batch_size} must be a multiple of --repeated-aug {repeated_aug}')
+    if videos.num_videos is None:
+        raise ValueError('the number of training videos is not known: give --train-num-samples')
     if videos.num_videos < repeated_aug:
         raise ValueError(f'--repeated-aug {repeated_aug} needs at least {repeated_aug} training videos')
     transform = ClipTrainTransform(clip.img_size, clip.train_short_side, tuple(scale), tuple(ratio), hflip,
@@ -158,7 +160,7 @@ def build_train_loader(
     kwargs = loader_kwargs(workers, pin_memory, prefetch_factor)
     if is_sharded(videos):  # each rank and worker reads its own shards, seeded by the sample keys
         items = ClipItems(ClipSampler.for_clip(clip), transform, train=True, backend=backend, repeated_aug=repeated_aug)
-        dataset = ShardedTrainClips(videos, items, batch_size // repeated_aug, seed, rank, world_size, shuffle,
+        dataset = ShardedTrainClips(videos, items, batch_size // repeated_aug, seed, rank, world_size, shuffle_buffer,
                                     num_classes)
         return DataLoader(dataset, batch_size=batch_size // repeated_aug, collate_fn=collate, **kwargs)
     dataset = VideoDataset(videos, ClipSampler.for_clip(clip), transform, train=True, backend=backend,

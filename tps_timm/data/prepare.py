@@ -26,6 +26,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 from ..cli import ArgumentParser, non_negative_int, positive_int
 from .annotations import DATASET_FORMATS, VideoList, load_video_list
 from .loader import available_cpus
+from .shards import write_info, write_json_atomic
 from .video_io import VideoReadError, short_side_size
 
 __all__ = ['encode_video', 'output_paths', 'prepare_dataset', 'merge_shards', 'shard_record_path', 'prepare_tar_shards',
@@ -161,10 +162,7 @@ def _record_settings(output: str, settings: Dict, name: str = SETTINGS_FILE) -> 
                              f'settings, or write to another --output')
         return
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f'{path}.tmp-{os.getpid()}'  # the parts of a sharded run may all start at once
-    with open(tmp, 'w', encoding='utf-8') as f:
-        json.dump(settings, f, indent=2)
-    os.replace(tmp, path)
+    write_json_atomic(path, settings)  # the parts of a sharded run may all start at once
 
 
 def output_paths(videos: VideoList, data_root: str, output: str) -> Dict[str, str]:
@@ -290,9 +288,7 @@ def _write_shard_record(output: str, list_name: str, shard_index: int, num_shard
     path = shard_record_path(output, list_name, shard_index, num_shards)
     record = dict(ready=result['written'] + result['done_before'], skipped=result['skipped'],
                   unreadable=result['unreadable'])
-    with open(path + '.tmp', 'w', encoding='utf-8') as f:
-        json.dump(record, f, indent=1)
-    os.replace(path + '.tmp', path)  # a record is there whole or not at all: merge reads only finished parts
+    write_json_atomic(path, record)  # a record is there whole or not at all: merge reads only finished parts
     return path
 
 
@@ -451,6 +447,8 @@ def prepare_tar_shards(
                 jobs = [(src, copy, os.path.join(output, '.prepare'), short_side, gop, crf, preset, tune)
                         for src, _ in chunk]
                 tar_path = os.path.join(output, names[j])
+                for stale in glob.glob(glob.escape(tar_path) + '.tmp-*'):
+                    os.remove(stale)  # left by an interrupted run
                 tmp = f'{tar_path}.tmp-{os.getpid()}'
                 record: Dict = dict(samples=0, written=[], unreadable=[])
                 with open(tmp, 'wb') as f, TarWriter(f, encoder=False) as writer:
@@ -465,7 +463,7 @@ def prepare_tar_shards(
                         record['written'].append(src)
                 record['samples'] = len(record['written'])
                 os.replace(tmp, tar_path)
-                _write_json_atomic(_tar_record_path(output, names[j]), record)
+                write_json_atomic(_tar_record_path(output, names[j]), record)
                 result['written'] += record['written']
                 result['unreadable'] += [tuple(item) for item in record['unreadable']]
                 result['shards'].append(tar_path)
@@ -486,13 +484,6 @@ def _read_record(path: str) -> Dict:
         return json.load(f)
 
 
-def _write_json_atomic(path: str, value) -> None:
-    tmp = f'{path}.tmp-{os.getpid()}'
-    with open(tmp, 'w', encoding='utf-8') as f:
-        json.dump(value, f, indent=1)
-    os.replace(tmp, path)
-
-
 def merge_tar_shards(videos: VideoList, output: str, shard_size: int, split: str = 'train',
                      num_shards: int = 1) -> Dict:
     """``output/_info.json`` for the tar shards of a split (written by :func:`prepare_tar_shards`, in one run or in
@@ -501,7 +492,6 @@ def merge_tar_shards(videos: VideoList, output: str, shard_size: int, split: str
     Raises:
         ValueError: A tar shard is not finished (its part is named).
     """
-    from .shards import write_info
     samples = [s for s in videos.samples if not os.path.isdir(s[0])]
     names = tar_shard_names(split, len(samples), shard_size)
     missing = [j for j, name in enumerate(names) if not os.path.isfile(_tar_record_path(output, name))]
@@ -512,13 +502,12 @@ def merge_tar_shards(videos: VideoList, output: str, shard_size: int, split: str
     result: Dict = dict(written=[], done_before=[], skipped=[s for s, _ in videos.samples if os.path.isdir(s)],
                         unreadable=[], shards=[], list=None, class_names=None)
     lengths = {}
-    for name in names:
+    for name in names:  # every shard, empty ones too (all their sources unreadable): the pattern names them all
         record = _read_record(_tar_record_path(output, name))
         result['done_before'] += record['written']
         result['unreadable'] += [tuple(item) for item in record['unreadable']]
-        if record['samples']:
-            lengths[name] = record['samples']
-    result['info'] = write_info(output, split, lengths, videos.class_names) if lengths else None
+        lengths[name] = record['samples']
+    result['info'] = write_info(output, split, lengths, videos.class_names) if any(lengths.values()) else None
     result['shards'] = [os.path.join(output, name) for name in lengths]
     result['pattern'] = os.path.join(output, f'{split}-{{000000..{len(names) - 1:06d}}}.tar' if len(names) > 1
                                      else names[0])

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from typing import Callable, Collection, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
-import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from .annotations import VIDEO_EXTENSIONS
@@ -35,7 +34,8 @@ from .dataset import ClipItems, item_seed, unreadable_line
 from .video_io import VideoReadError
 
 __all__ = ['INFO_FILE', 'WDS_PREFIX', 'ShardSource', 'is_sharded', 'SampleError', 'ShardedEvalClips',
-           'ShardedTrainClips', 'collate_eval_items', 'expand_shards', 'open_shards', 'sample_video', 'write_info']
+           'ShardedTrainClips', 'collate_eval_items', 'expand_shards', 'open_shards', 'sample_video', 'write_info',
+           'write_json_atomic']
 
 _logger = logging.getLogger(__name__)
 
@@ -113,10 +113,6 @@ class ShardSource:
     def check_labels(self, num_classes: int) -> None:
         """Nothing to check before reading: each sample's label is checked as it is read (counted if bad)."""
 
-    def describe(self) -> str:
-        counted = f'from {self.info}' if self.info else 'given or counted' if self.num_samples else 'not known'
-        return f'{self.spec}: {len(self.urls)} shards, {self.num_samples or "?"} samples ({counted})'
-
     @property
     def num_shards(self) -> int:
         return len(self.urls)
@@ -164,8 +160,8 @@ def _read_json(url: str) -> Optional[dict]:
         return None
 
 
-def _split_of(info: dict, urls: Sequence[str], path: str) -> Tuple[str, Dict[str, int]]:
-    """The split of ``info`` that lists every shard of ``urls`` (by file name), and the shards' lengths."""
+def _split_of(info: dict, urls: Sequence[str], path: str) -> Dict[str, int]:
+    """The lengths of the shards ``urls`` in the split of ``info`` that lists every one of them (by file name)."""
     names = [os.path.basename(url) for url in urls]
     splits = info.get('splits')
     if not isinstance(splits, dict):
@@ -178,7 +174,7 @@ def _split_of(info: dict, urls: Sequence[str], path: str) -> Tuple[str, Dict[str
             raise ValueError(f'{path}: split {split!r} needs "filenames" and "shard_lengths" of the same length '
                              f'({type(e).__name__}: {e})') from None
         if all(name in lengths for name in names):
-            return split, {url: lengths[name] for url, name in zip(urls, names)}
+            return {url: lengths[name] for url, name in zip(urls, names)}
     unlisted = [n for n in names if not any(n in (e.get('filenames') or ()) for e in splits.values())]
     raise ValueError(f'{path}: no split lists all {len(names)} shards (not listed: {", ".join(unlisted[:5])}'
                      f'{" ..." if len(unlisted) > 5 else ""}): write it again with prepare --merge, or give the '
@@ -203,36 +199,63 @@ def count_samples(url: str) -> int:
 
 
 def open_shards(spec: str, num_samples: Optional[int] = None, class_names: Sequence[str] = (),
-                scan: bool = True) -> ShardSource:
+                scan: bool = True, split: Optional[str] = None) -> ShardSource:
     """The :class:`ShardSource` of ``spec`` (``wds/PATTERN`` or the pattern itself).
 
     The epoch length is ``num_samples`` when given, else the shards' ``_info.json`` (beside the first shard), else,
-    with ``scan`` (training needs it), a count of the shards' tar headers (logged with its time: an ``_info.json``
-    saves it), else not known.
+    with ``scan`` (training needs it), a count of local shards' tar headers (logged with its time: an
+    ``_info.json`` saves it), else not known. A folder holding several splits (as ``prepare`` writes them) gives
+    the shards of ``split`` in its ``_info.json`` (or of its only split).
 
     Raises:
-        ValueError: Missing shards, an ``_info.json`` that does not describe them, or no epoch length.
+        ValueError: Missing shards, an ``_info.json`` that does not describe them, or no epoch length for remote
+            shards.
     """
     pattern = spec[len(WDS_PREFIX):] if spec.startswith(WDS_PREFIX) else spec
     urls = expand_shards(pattern)
-    folder = pattern if is_local(pattern) and os.path.isdir(pattern) else os.path.dirname(urls[0])
+    is_folder = is_local(pattern) and os.path.isdir(pattern)
+    folder = pattern if is_folder else os.path.dirname(urls[0])
     info_path = os.path.join(folder, INFO_FILE) if is_local(folder) else f'{folder}/{INFO_FILE}'
     info = _read_json(info_path) if not urls[0].startswith('pipe:') else None
     lengths: Dict[str, int] = {}
     if info is not None:
-        _, lengths = _split_of(info, urls, info_path)
+        if is_folder:  # the folder's shards of one split
+            urls = [os.path.join(folder, name) for name in _folder_split(info, split, info_path)]
+        try:
+            lengths = _split_of(info, urls, info_path)
+        except ValueError:
+            if num_samples is None:
+                raise
+            _logger.warning(f'{info_path} does not list the shards of {pattern}: its counts are not used')
         class_names = list(class_names) or list(info.get('class_names') or [])
     if num_samples is None and lengths:
         num_samples = sum(lengths.values())
     elif num_samples is None and scan:
+        remote = [url for url in urls if not is_local(url)]
+        if remote:
+            raise ValueError(f'{len(remote)} shards are not local files (e.g. {remote[0]}), and counting them would '
+                             f'read every byte: put an {INFO_FILE} beside them (python -m tps_timm.data.shard_info '
+                             f'writes one for local copies) or give --train-num-samples')
         start = time.perf_counter()
         lengths = {url: count_samples(url) for url in urls}
         num_samples = sum(lengths.values())
         _logger.warning(f'{pattern}: no {INFO_FILE}: counted {num_samples} samples in {len(urls)} shards in '
-                        f'{time.perf_counter() - start:.1f} s (prepare --format wds writes the file that saves this)')
+                        f'{time.perf_counter() - start:.1f} s (python -m tps_timm.data.shard_info writes the file that '
+                        f'saves this)')
     if num_samples is not None and num_samples < 1:
         raise ValueError(f'{pattern}: the shards hold no samples')
     return ShardSource(spec, urls, num_samples, lengths, list(class_names), info_path if info else None)
+
+
+def _folder_split(info: dict, split: Optional[str], path: str) -> List[str]:
+    """The shard files of ``split`` in a folder's ``_info.json`` (of its only split when it has one)."""
+    splits = info.get('splits') or {}
+    if split not in splits and len(splits) == 1:
+        split = next(iter(splits))
+    if split not in splits:
+        raise ValueError(f'{path} holds the splits {", ".join(splits) or "(none)"}: name one '
+                         f'(--train-split / --val-split / --split), or give the shards as a pattern')
+    return list(splits[split].get('filenames') or [])
 
 
 def write_info(folder: str, split: str, lengths: Dict[str, int], class_names: Sequence[str] = ()) -> str:
@@ -244,11 +267,17 @@ def write_info(folder: str, split: str, lengths: Dict[str, int], class_names: Se
                                                 num_samples=sum(lengths.values()))
     if class_names:
         info['class_names'] = list(class_names)
+    write_json_atomic(path, info)
+    return path
+
+
+def write_json_atomic(path: str, value) -> None:
+    """Write ``value`` as JSON to ``path`` through a temporary file of this process and a rename: a reader finds
+    the whole file or the one before, also when several processes write at once."""
     tmp = f'{path}.tmp-{os.getpid()}'
     with open(tmp, 'w', encoding='utf-8') as f:
-        json.dump(info, f, indent=1)
+        json.dump(value, f, indent=1)
     os.replace(tmp, path)
-    return path
 
 
 def sample_video(sample: Dict, class_names: Sequence[str] = (), num_classes: Optional[int] = None
@@ -283,9 +312,14 @@ def sample_video(sample: Dict, class_names: Sequence[str] = (), num_classes: Opt
             raise SampleError('.json has neither "label" (int) nor "label_name"')
     else:
         raise SampleError('no label (KEY.cls or KEY.json)')
+    check_label(label, num_classes)
+    return sample[suffix], label
+
+
+def check_label(label: int, num_classes: Optional[int]) -> None:
+    """Raise a SampleError when ``label`` is not one of ``num_classes`` classes (None: any label)."""
     if num_classes is not None and not 0 <= label < num_classes:
         raise SampleError(f'label {label} is not a class of the model (0..{num_classes - 1})')
-    return sample[suffix], label
 
 
 def collate_eval_items(items: List[Dict]) -> Dict:
@@ -320,7 +354,8 @@ class _ShardStream(IterableDataset):
         self.rank = rank
         self.world_size = world_size
         self.num_classes = num_classes
-        self._shard_errors: List[str] = []
+        self._shard_errors: List[Tuple[int, str]] = []  # (shard, what went wrong), until an item names them
+        self._shard, self._reporting = 0, True
 
     @property
     def class_names(self) -> List[str]:
@@ -331,26 +366,57 @@ class _ShardStream(IterableDataset):
         return self.items.max_retries
 
     def _handler(self, exn: Exception) -> bool:
-        """WebDataset's error handler: a shard that cannot be opened or read is recorded and skipped."""
-        where = next((a for a in reversed(exn.args) if isinstance(a, str) and a), 'a shard')
-        message = str(exn.args[0]) if exn.args else type(exn).__name__
-        self._shard_errors.append(f'{where}: {type(exn).__name__}: {" ".join(message.split())[:200]}')
-        _logger.warning(f'unreadable shard data: {self._shard_errors[-1]}')
+        """WebDataset's error handler: a shard that cannot be opened or read is skipped, and recorded by the one
+        worker that reports it (several may read a shard: see ``_samples``)."""
+        if self._reporting:
+            where = next((a for a in reversed(exn.args) if isinstance(a, str) and a), 'a shard')
+            message = str(exn.args[0]) if exn.args else type(exn).__name__
+            self._shard_errors.append((self._shard, f'{where}: {type(exn).__name__}: '
+                                                    f'{" ".join(message.split())[:200]}'))
+            _logger.warning(f'unreadable shard data: {self._shard_errors[-1][1]}')
         return True
 
-    def _samples(self, shard_order: Sequence[int], global_id: int, global_workers: int) -> Iterator[Tuple]:
-        """``(name, sample, shard position, position in shard)`` of one pass over this worker's share: whole shards
-        dealt by global worker id, or every ``global_workers``-th sample when there are fewer shards than workers."""
-        by_shard = self.source.num_shards >= global_workers
-        mine = shard_order[global_id::global_workers] if by_shard else shard_order
-        dealt = 0
-        for shard in mine:
+    def _samples(self, order: Sequence[int], worker: int, workers: int) -> Iterator[Tuple]:
+        """``(name, sample, shard, position in the shard)`` of one pass over this worker's share of the shards in
+        ``order``. Shards are dealt to the ranks (every ``world_size``-th from the rank's), then to the rank's
+        workers; at a level with fewer shards than takers, each taker reads them all and keeps every n-th sample."""
+        world = self.world_size
+        rank_split = len(order) < world
+        rank_shards = list(order) if rank_split else list(order)[self.rank::world]
+        worker_split = rank_split or len(rank_shards) < workers
+        mine = list(enumerate(rank_shards)) if worker_split else list(enumerate(rank_shards))[worker::workers]
+        seen_all = seen_rank = 0
+        for position_in_rank, shard in mine:
+            self._shard = shard  # a shard read by several takers is reported by one
+            self._reporting = (not rank_split or shard % world == self.rank) and \
+                (not worker_split or position_in_rank % workers == worker)
             for position, (name, sample) in enumerate(self.source.shard_samples(shard, self._handler)):
-                if not by_shard:
-                    dealt += 1
-                    if (dealt - 1) % global_workers != global_id:
+                if rank_split:
+                    seen_all += 1
+                    if (seen_all - 1) % world != self.rank:
+                        continue
+                if worker_split:
+                    seen_rank += 1
+                    if (seen_rank - 1) % workers != worker:
                         continue
                 yield name, sample, shard, position
+
+    def _shares(self, order: Sequence[int], workers: int) -> Optional[List[int]]:
+        """The samples each worker of this rank finds in one pass over ``order`` (None: shard lengths unknown)."""
+        lengths = {shard: self.source.shard_length(shard) for shard in order}
+        if None in lengths.values():
+            return None
+        world = self.world_size
+
+        def split(total: int, parts: int, index: int) -> int:
+            return total // parts + (index < total % parts)
+        if len(order) < world:
+            rank_total = split(sum(lengths.values()), world, self.rank)
+            return [split(rank_total, workers, w) for w in range(workers)]
+        rank_shards = list(order)[self.rank::world]
+        if len(rank_shards) < workers:
+            return [split(sum(lengths[s] for s in rank_shards), workers, w) for w in range(workers)]
+        return [sum(lengths[s] for s in rank_shards[w::workers]) for w in range(workers)]
 
     def _video(self, name: str, sample: Dict) -> Tuple[str, Optional[bytes], int]:
         """``(name to decode, bytes or None, label)``; an unusable sample raises a VideoReadError naming it."""
@@ -359,7 +425,7 @@ class _ShardStream(IterableDataset):
         except SampleError as e:
             raise VideoReadError(name, str(e)) from None
 
-    def _drain_shard_errors(self) -> List[str]:
+    def _drain_shard_errors(self) -> List[Tuple[int, str]]:
         errors, self._shard_errors[:] = list(self._shard_errors), []
         return errors
 
@@ -377,18 +443,18 @@ class ShardedTrainClips(_ShardStream):
         seed: Seed of the shard order, the shuffle buffer and every sample's augmentation.
         rank: This process's rank.
         world_size: The number of processes.
-        shuffle: Samples in the shuffle buffer of each worker (0: shard order only).
+        shuffle_buffer: Samples in the shuffle buffer of each worker (0: shard order only).
         num_classes: The model's classes (samples with other labels are counted as unreadable).
     """
 
     def __init__(self, source: ShardSource, items: ClipItems, videos_per_batch: int, seed: int = 0, rank: int = 0,
-                 world_size: int = 1, shuffle: int = 0, num_classes: Optional[int] = None):
+                 world_size: int = 1, shuffle_buffer: int = 0, num_classes: Optional[int] = None):
         super().__init__(source, items, rank, world_size, num_classes)
         if source.num_samples is None:
-            raise ValueError(f'{source.spec}: training needs the number of samples (an _info.json, or a count)')
+            raise ValueError(f'{source.spec}: training needs the number of samples: give --train-num-samples')
         self.videos_per_batch = videos_per_batch
         self.seed = seed
-        self.shuffle = shuffle
+        self.shuffle_buffer = shuffle_buffer
         self._epoch = multiprocessing.Value('i', 0)  # persistent workers see set_epoch through shared memory
         if self.steps_per_epoch < 1:
             raise ValueError(f'{source.num_samples} samples make no full batch of {videos_per_batch} videos on each '
@@ -417,17 +483,9 @@ class ShardedTrainClips(_ShardStream):
         ``steps_per_epoch`` batches dealt to its workers by the samples their shares hold when the shard lengths are
         known (so that few samples repeat or go unseen), else evenly."""
         steps, per_batch = self.steps_per_epoch, self.videos_per_batch
-        even = [(steps // workers + (w < steps % workers)) * per_batch for w in range(workers)]
-        lengths = [self.source.shard_length(shard) for shard in order]
-        if None in lengths:
-            return even
-        global_workers = self.world_size * workers
-        mine = range(self.rank * workers, (self.rank + 1) * workers)
-        if len(order) >= global_workers:
-            shares = [sum(lengths[g::global_workers]) for g in mine]
-        else:  # samples dealt one by one
-            total = sum(lengths)
-            shares = [total // global_workers + (g < total % global_workers) for g in mine]
+        shares = self._shares(order, workers)
+        if shares is None:
+            return [(steps // workers + (w < steps % workers)) * per_batch for w in range(workers)]
         batches = [share // per_batch for share in shares]
         while sum(batches) < steps:  # the fullest partial batches first: the fewest samples drawn twice
             w = max(range(workers), key=lambda i: (shares[i] - batches[i] * per_batch, -i))
@@ -437,60 +495,60 @@ class ShardedTrainClips(_ShardStream):
         return [b * per_batch for b in batches]
 
     def sample_seed(self, epoch: int, name: str) -> int:
-        """The seed of every random choice for sample ``name`` (``shard:key``; the key alone counts) in ``epoch``."""
-        return item_seed(self.seed, epoch, _key_hash(name.rpartition(':')[2]))
+        """The seed of every random choice for sample ``name`` (``shard:key``) in ``epoch``."""
+        return item_seed(self.seed, epoch, _key_hash(name))
 
     def first_samples(self, count: int) -> List[Tuple[str, Optional[bytes], int]]:
         """``(name to decode, video bytes or None, label)`` of the first ``count`` usable samples in shard order (for
         measurements)."""
         found = []
-        for name, sample, _, _ in self._samples(range(self.source.num_shards), 0, 1):
-            try:
-                found.append(self._video(name, sample))
-            except VideoReadError:
-                continue
-            if len(found) == count:
-                break
+        for shard in range(self.source.num_shards):
+            for name, sample in self.source.shard_samples(shard, self._handler):
+                try:
+                    found.append(self._video(name, sample))
+                except VideoReadError:
+                    continue
+                if len(found) == count:
+                    return found
         return found
 
     def __iter__(self) -> Iterator[Tuple]:
         wds = _webdataset()
         epoch = self._epoch.value
         worker, workers = _worker()
-        global_id, global_workers = self.rank * workers + worker, self.world_size * workers
         quota = self.worker_quotas(self.shard_order(epoch), workers)[worker]
-        shuffle_rng = random.Random(item_seed(self.seed, epoch, global_id))
+        shuffle_rng = random.Random(item_seed(self.seed, epoch, self.rank, worker))
 
         def passes():  # a worker cycles through its share until its quota is full
             for repeat in range(1 << 30):
                 empty = True
-                one_pass = self._samples(self.shard_order(epoch, repeat), global_id, global_workers)
-                if self.shuffle > 1:  # within a pass: each pass gives every sample of the share once
-                    one_pass = wds.filters._shuffle(one_pass, bufsize=self.shuffle, initial=self.shuffle,
-                                                    rng=shuffle_rng)
+                one_pass = self._samples(self.shard_order(epoch, repeat), worker, workers)
+                if self.shuffle_buffer > 1:  # within a pass: each pass gives every sample of the share once
+                    one_pass = wds.shuffle(bufsize=self.shuffle_buffer, initial=self.shuffle_buffer,
+                                           rng=shuffle_rng)(one_pass)
                 for sample in one_pass:
                     empty = False
                     yield sample
                 if empty:
-                    raise RuntimeError(f'loader worker {global_id} of {global_workers} found no samples in its '
-                                       f'share of {self.source.spec}: ' + '; '.join(self._drain_shard_errors()[:3]))
+                    errors = '; '.join(error for _, error in self._drain_shard_errors()[:3])
+                    raise RuntimeError(f'loader worker {worker} of rank {self.rank} found no samples in its share of '
+                                       f'{self.source.spec}' + (f': {errors}' if errors else ''))
         stream = passes()
         produced, unreadable = 0, []
-        for name, sample, _, _ in stream:
-            if produced >= quota:
-                break
+        while produced < quota:  # checked before a sample is taken: no pass is begun only to be left
+            name, sample, _, _ = next(stream)
             seed = self.sample_seed(epoch, name)
             try:
                 video, data, label = self._video(name, sample)
                 clip = self.items.decode(video, np.random.default_rng(seed), data)[0]
             except VideoReadError as e:
-                unreadable += self._drain_shard_errors() + [unreadable_line(e)]
+                unreadable += [error for _, error in self._drain_shard_errors()] + [unreadable_line(e)]
                 if len(unreadable) > self.items.max_retries:
                     produced += 1
                     yield self.items.failed_train_item(unreadable)
                     unreadable = []
                 continue
-            unreadable += self._drain_shard_errors()
+            unreadable += [error for _, error in self._drain_shard_errors()]
             produced += 1
             yield (*self.items.augment(clip, label, random.Random(seed)), '\n'.join(unreadable))
             unreadable = []
@@ -513,10 +571,8 @@ class ShardedEvalClips(_ShardStream):
 
     def __iter__(self) -> Iterator[Dict]:
         worker, workers = _worker()
-        global_id, global_workers = self.rank * workers + worker, self.world_size * workers
-        for name, sample, shard, position in self._samples(range(self.source.num_shards), global_id, global_workers):
-            for error in self._drain_shard_errors():
-                yield self._unreadable_item(error.partition(': ')[0], error.partition(': ')[2], shard)
+        for name, sample, shard, position in self._samples(range(self.source.num_shards), worker, workers):
+            yield from self._shard_error_items()
             index = shard << 32 | position
             if name in self.skip:
                 yield dict(name=name, index=index, skipped=True)
@@ -524,18 +580,13 @@ class ShardedEvalClips(_ShardStream):
             try:
                 video, data, label = self._video(name, sample)
             except VideoReadError as e:
-                yield self._unreadable_item(name, e.reason, shard, index)
+                yield dict(self.items.unreadable_eval_item(name, e.reason, index), name=name)
                 continue
             yield dict(self.items.eval_item(video, label, index, data), name=name)
-        for error in self._drain_shard_errors():  # e.g. the last shard was truncated
-            yield self._unreadable_item(error.partition(': ')[0], error.partition(': ')[2], self.source.num_shards)
+        yield from self._shard_error_items()  # e.g. the last shard was truncated
 
-    def _unreadable_item(self, name: str, reason: str, shard: int, index: Optional[int] = None) -> Dict:
-        _logger.warning(f'unreadable sample {name}: {reason}')
-        size, sampler = self.items.transform.size, self.items.sampler
-        views = torch.zeros(sampler.num_clips * self.items.transform.num_crops, 3, sampler.num_frames, size, size,
-                            dtype=torch.uint8)
-        return dict(video=views, label=-1, index=(shard << 32 | 0xFFFFFFFF) if index is None else index,
-                    readable=False, error=reason, name=name)
-
-
+    def _shard_error_items(self) -> Iterator[Dict]:
+        """An unreadable item for each shard error since the last item, indexed after that shard's samples."""
+        for shard, error in self._drain_shard_errors():
+            name, _, reason = error.partition(': ')
+            yield dict(self.items.unreadable_eval_item(name, reason, shard << 32 | 0xFFFFFFFF), name=name)
