@@ -712,6 +712,9 @@ def bench_sources(reps: int) -> Dict:
     ratios = {f'{kind} wds / list, repeated-aug {ra} (target >= 1.0)':
               rates[f'{kind} wds, repeated-aug {ra}'] / rates[f'{kind} list, repeated-aug {ra}']
               for kind in ('K400', 'SSV2') for ra in (1, 2)}
+    ratios.update({f'{kind} {name} repeated-aug 2 / 1 (target >= 1.5)':
+                   rates[f'{kind} {name}, repeated-aug 2'] / rates[f'{kind} {name}, repeated-aug 1']
+                   for kind in ('K400', 'SSV2') for name in ('list', 'wds')})
     jobs = bench_batch_jobs()
     return dict(clips_per_s=rates, ratios={**ratios, **jobs['ratios']}, batch_jobs=jobs['videos_per_s'])
 

@@ -48,7 +48,7 @@ class ClipItems:
     seed.
 
     Training items are ``(clip uint8 (C, T, H, W), label, unreadable)``, or with ``repeated_aug=N > 1`` N differently
-    augmented clips of one decode, ``(clips (N, C, T, H, W), labels (N,), unreadable)``
+    augmented clips of one decode, ``(N clips (C, T, H, W), labels (N,), unreadable)``
     (:func:`tps_timm.data.collate_clips` makes batches of them); ``unreadable`` names (``name: reason`` lines) the
     unreadable videos the item replaced, so that the training loop counts them. Evaluation items are dicts with
     ``video`` uint8 ``(views, C, T, H, W)`` (clips x crops), ``label``, ``index``, ``readable`` and ``error`` (the
@@ -90,7 +90,8 @@ class ClipItems:
             clip, label = self.transform(clip, label, rng)
             return clip.permute(1, 0, 2, 3), label  # collation copies it into the batch: no copy here
         views = [self.transform(clip, label, rng) for _ in range(self.repeated_aug)]
-        return torch.stack([v.permute(1, 0, 2, 3) for v, _ in views]), torch.tensor([lab for _, lab in views])
+        # the views as they are: collate_clips writes each into the batch once (a stack here would copy them twice)
+        return tuple(v.permute(1, 0, 2, 3) for v, _ in views), torch.tensor([lab for _, lab in views])
 
     def failed_train_item(self, unreadable: Sequence[str]):
         """The item after ``max_retries + 1`` unreadable videos in a row: zeros, which the training loop stops on."""

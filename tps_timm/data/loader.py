@@ -74,13 +74,14 @@ class SeededRandomSampler(Sampler[Tuple[int, int]]):
 
 
 def collate_clips(items: List[Tuple]) -> Tuple:
-    """Batch repeated-augmentation items ``(clips (N, C, T, H, W), labels (N,), ...)`` into ``(B * N, ...)``; what
+    """Batch repeated-augmentation items ``(N clips (C, T, H, W), labels (N,), ...)`` into ``(B * N, ...)``; what
     follows the labels (the unreadable videos an item replaced) is collated as it is.
 
-    ``default_collate`` writes the batch once, into the shared memory a worker hands over; flattening is a view.
+    ``default_collate`` writes each clip once, into the shared memory a worker hands over.
     """
-    clips, labels, *rest = default_collate(items)
-    return (clips.flatten(0, 1), labels.flatten(0, 1), *rest)
+    clips = default_collate([clip for item in items for clip in item[0]])
+    labels = torch.cat([item[1] for item in items])
+    return (clips, labels, *default_collate([item[2:] for item in items]))
 
 
 def loader_kwargs(workers: int, pin_memory: bool, prefetch_factor: Optional[int], persistent: bool = True) -> Dict:
