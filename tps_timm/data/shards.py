@@ -4,12 +4,13 @@ and evaluation datasets that stream the shards through the same sampling and tra
 A sample is the files of one key in a tar: the video (``KEY.mp4``, ``KEY.webm``, ...) and its label, ``KEY.cls``
 (the integer as text) or ``KEY.json`` (``{"label": int}`` and/or ``{"label_name": str}``). ``_info.json`` beside the
 shards, in timm's layout (``{"splits": {"train": {"filenames": [...], "shard_lengths": [...], "num_samples": N}}}``,
-plus our ``class_names``), gives an epoch's length; ``python -m tps_timm.data.prepare --format wds`` writes both.
+plus our ``class_names``), gives an epoch's length; ``python -m tps_timm.data.prepare --format wds`` writes both
+(``python -m tps_timm.data.shard_info`` the file for shards made elsewhere).
 
 Training (:class:`ShardedTrainClips`): every epoch the shards are shuffled from (seed, epoch), the same on every
-rank, and dealt to the loader workers of all ranks by global worker id (samples are dealt instead when there are
-fewer shards than workers); a shuffle buffer mixes samples within a worker; and each sample's augmentation is
-seeded from (seed, epoch, key), so a sample gets the same clip whatever the worker count. Every rank yields the
+rank, dealt to the ranks and then to each rank's loader workers (samples are dealt instead where there are fewer
+shards than takers); a shuffle buffer mixes samples within a worker; and each sample's augmentation is seeded from
+(seed, epoch, ``shard:key``), so a sample gets the same clip whatever the worker count. Every rank yields the
 same number of batches (workers cycle through their shards until their share is full), so no rank waits at the
 end of an epoch. Evaluation (:class:`ShardedEvalClips`) reads every sample exactly once across all ranks and
 workers. Samples that cannot be used (undecodable, no label, a label out of range, a shard that cannot be read)
@@ -125,17 +126,11 @@ class ShardSource:
         """``(name, sample)`` of one shard, ``name`` being ``shard file:key``; ``handler`` gets the errors of a shard
         that cannot be opened or read (and lets the stream go on)."""
         url = self.urls[shard]
-        count = 0
         tariterators = _webdataset().tariterators  # WebDataset's tarfile_samples, with a larger read buffer
         streams = tariterators.url_opener([dict(url=url)], handler=handler, bufsize=_READ_BUFFER)
         files = tariterators.tar_file_expander(streams, handler=handler)
         for sample in tariterators.group_by_keys(files, handler=handler):
-            count += 1
             yield f'{os.path.basename(url)}:{sample["__key__"]}', sample
-        expected = self.shard_lengths.get(url)
-        if expected is not None and count != expected:
-            _logger.warning(f'{url} holds {count} samples, {INFO_FILE} says {expected}: the epoch length it gives is '
-                            f'off by the difference')
 
     def sample_video(self, name: str, sample: Dict, num_classes: Optional[int] = None
                      ) -> Tuple[str, Optional[bytes], int]:
@@ -376,21 +371,29 @@ class _ShardStream(IterableDataset):
             _logger.warning(f'unreadable shard data: {self._shard_errors[-1][1]}')
         return True
 
+    def _rank_share(self, order: Sequence[int], workers: int) -> Tuple[List[int], bool, bool]:
+        """How the shards in ``order`` are dealt: this rank's shards (every ``world_size``-th, or all of them when
+        there are fewer shards than ranks: ``rank_split``, each rank keeps every n-th sample), and whether its workers
+        share them sample by sample (``worker_split``: fewer of them than workers) instead of shard by shard."""
+        rank_split = len(order) < self.world_size
+        rank_shards = list(order) if rank_split else list(order)[self.rank::self.world_size]
+        return rank_shards, rank_split, rank_split or len(rank_shards) < workers
+
     def _samples(self, order: Sequence[int], worker: int, workers: int) -> Iterator[Tuple]:
         """``(name, sample, shard, position in the shard)`` of one pass over this worker's share of the shards in
-        ``order``. Shards are dealt to the ranks (every ``world_size``-th from the rank's), then to the rank's
-        workers; at a level with fewer shards than takers, each taker reads them all and keeps every n-th sample."""
+        ``order`` (:meth:`_rank_share`)."""
         world = self.world_size
-        rank_split = len(order) < world
-        rank_shards = list(order) if rank_split else list(order)[self.rank::world]
-        worker_split = rank_split or len(rank_shards) < workers
-        mine = list(enumerate(rank_shards)) if worker_split else list(enumerate(rank_shards))[worker::workers]
+        rank_shards, rank_split, worker_split = self._rank_share(order, workers)
+        mine = list(enumerate(rank_shards))
+        if not worker_split:
+            mine = mine[worker::workers]
         seen_all = seen_rank = 0
         for position_in_rank, shard in mine:
             self._shard = shard  # a shard read by several takers is reported by one
             self._reporting = (not rank_split or shard % world == self.rank) and \
                 (not worker_split or position_in_rank % workers == worker)
-            for position, (name, sample) in enumerate(self.source.shard_samples(shard, self._handler)):
+            count = 0
+            for count, (name, sample) in enumerate(self.source.shard_samples(shard, self._handler), 1):
                 if rank_split:
                     seen_all += 1
                     if (seen_all - 1) % world != self.rank:
@@ -399,23 +402,25 @@ class _ShardStream(IterableDataset):
                     seen_rank += 1
                     if (seen_rank - 1) % workers != worker:
                         continue
-                yield name, sample, shard, position
+                yield name, sample, shard, count - 1
+            expected = self.source.shard_length(shard)
+            if self._reporting and expected is not None and count != expected:
+                _logger.warning(f'shard {shard} of {self.source.spec} holds {count} samples, {INFO_FILE} says '
+                                f'{expected}: the epoch length it gives is off by the difference')
 
     def _shares(self, order: Sequence[int], workers: int) -> Optional[List[int]]:
         """The samples each worker of this rank finds in one pass over ``order`` (None: shard lengths unknown)."""
         lengths = {shard: self.source.shard_length(shard) for shard in order}
         if None in lengths.values():
             return None
-        world = self.world_size
+        rank_shards, rank_split, worker_split = self._rank_share(order, workers)
 
         def split(total: int, parts: int, index: int) -> int:
             return total // parts + (index < total % parts)
-        if len(order) < world:
-            rank_total = split(sum(lengths.values()), world, self.rank)
+        rank_total = split(sum(lengths.values()), self.world_size, self.rank) if rank_split else \
+            sum(lengths[s] for s in rank_shards)
+        if worker_split:
             return [split(rank_total, workers, w) for w in range(workers)]
-        rank_shards = list(order)[self.rank::world]
-        if len(rank_shards) < workers:
-            return [split(sum(lengths[s] for s in rank_shards), workers, w) for w in range(workers)]
         return [sum(lengths[s] for s in rank_shards[w::workers]) for w in range(workers)]
 
     def _video(self, name: str, sample: Dict) -> Tuple[str, Optional[bytes], int]:
