@@ -25,7 +25,7 @@ import yaml
 import tps_timm  # noqa: F401  (registers the models)
 from tps_timm.cli import build_train_parser, check_launch, command_line_dests, compile_from_args, \
     create_model_and_clip, load_source, make_accelerator, parse_with_hparams, prefer_command_line_sources, \
-    resolve_demo_data, source_num_classes, train_loader_from_args
+    refuse_two_sources, resolve_demo_data, source_num_classes, train_loader_from_args
 from tps_timm.clip import ClipConfig
 from tps_timm.data import ClipRandomErasing, HfStreamSource, HfVideoTable, ShardSource, TooManyUnreadable, VideoList, \
     batch_rand_augment, check_unreadable, load_video_list, missing_videos, normalize_clip, resolve_flip_pairs
@@ -126,10 +126,8 @@ def check_args(parser, args) -> None:
         parser.error('--export-ema needs --model-ema')
     if args.export_best and not (args.val_list or args.val_dataset):
         parser.error('--export-best needs validation videos (--val-list or --val-dataset) to choose the best epoch by')
-    for list_flag, dataset_flag in (('train_list', 'dataset'), ('val_list', 'val_dataset')):
-        if getattr(args, list_flag) and getattr(args, dataset_flag):
-            parser.error(f'--{list_flag.replace("_", "-")} and --{dataset_flag.replace("_", "-")}: give one source '
-                         f'of the {list_flag.split("_")[0]} videos')
+    refuse_two_sources(parser, args, (('train_list', 'dataset', 'the train videos'),
+                                      ('val_list', 'val_dataset', 'the val videos')))
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> Tuple[argparse.ArgumentParser, argparse.Namespace]:

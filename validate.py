@@ -19,7 +19,7 @@ import tps_timm  # noqa: F401  (registers the models)
 from tps_timm.cli import ArgumentParser, add_data_args, add_dataset_arg, add_demo_args, add_hf_args, add_model_args, \
     add_test_view_args, add_unreadable_arg, build_train_parser, check_launch, command_line_dests, compile_from_args, \
     create_model_and_clip, load_source, make_accelerator, model_brings_weights, parse_with_hparams, positive_int, \
-    prefer_command_line_sources, resolve_demo_data, use_model_folder
+    prefer_command_line_sources, refuse_two_sources, resolve_demo_data, use_model_folder
 from tps_timm.data import TooManyUnreadable, check_unreadable, load_video_list, missing_videos
 from tps_timm.evaluate import eval_dataset, evaluate, warn_sample_count
 from tps_timm.onnx_model import ExportedVideoModel
@@ -77,8 +77,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     prefer_command_line_sources(args, given, (('val_list', 'dataset'),))
     use_model_folder(args, given)
     resolve_demo_data(args, progress=False)
-    if args.val_list and args.dataset:
-        parser.error('--val-list and --dataset: give one source of the videos to evaluate')
+    refuse_two_sources(parser, args, (('val_list', 'dataset', 'the videos to evaluate'),))
     if not (args.val_list or args.dataset):
         parser.error('--val-list or --dataset is required (in the command line or the --hparams file)')
     if args.dataset:

@@ -23,6 +23,7 @@ __all__ = ['ArgumentParser', 'positive_int', 'non_negative_int', 'fraction', 'co
            'create_model_or_exit', 'compile_from_args', 'set_clip_size', 'clip_config_from_args',
            'create_model_and_clip', 'train_loader_from_args', 'add_demo_args',
            'resolve_demo_data', 'add_dataset_arg', 'add_hf_args', 'load_source', 'prefer_command_line_sources',
+           'refuse_two_sources',
            'source_num_classes',
            'add_unreadable_arg', 'find_videos_or_exit', 'check_launch', 'make_accelerator',
            'use_model_folder']
@@ -307,6 +308,16 @@ def load_source(parser: argparse.ArgumentParser, flag: str, spec: str, num_sampl
     if train and source.num_videos is None:
         parser.error(f'{flag} {spec}: the stream does not say how many samples it holds: give --train-num-samples')
     return source
+
+
+def refuse_two_sources(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                       pairs: Sequence[Tuple[str, str, str]]) -> None:
+    """One line for a list and a dataset source of the same videos: of each ``(list, dataset, what the videos
+    are)``, both set is an error (after the demo set filled its lists)."""
+    for list_dest, dataset_dest, what in pairs:
+        if getattr(args, list_dest) and getattr(args, dataset_dest):
+            parser.error(f'--{list_dest.replace("_", "-")} and --{dataset_dest.replace("_", "-")}: give one source '
+                         f'of {what}')
 
 
 def prefer_command_line_sources(args: argparse.Namespace, given: Set[str],

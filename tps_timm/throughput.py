@@ -18,7 +18,7 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 
 from .cli import build_train_parser, command_line_dests, create_model_and_clip, load_source, parse_with_hparams, \
-    positive_int, prefer_command_line_sources, resolve_demo_data, train_loader_from_args
+    positive_int, prefer_command_line_sources, refuse_two_sources, resolve_demo_data, train_loader_from_args
 from .data import ClipRandAugment, ShardedTrainClips, VideoReadError, batch_rand_augment, load_video_list, \
     resolve_flip_pairs
 
@@ -111,9 +111,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     if given & {'data_root', 'train_list', 'dataset'} and 'demo_data' not in given:
         args.demo_data = None  # the user's data on the command line wins over a recipe's demo switch
     prefer_command_line_sources(args, given, (('train_list', 'dataset'),))
-    if args.train_list and args.dataset:
-        parser.error('--train-list and --dataset: give one source of the videos')
     resolve_demo_data(args, progress=not args.no_progress)
+    refuse_two_sources(parser, args, (('train_list', 'dataset', 'the videos'),))
     if not (args.train_list or args.dataset):
         parser.error('--train-list or --dataset (or --demo-data) is required')
     try:
