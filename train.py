@@ -32,9 +32,9 @@ from tps_timm.data import ClipRandomErasing, HfStreamSource, HfVideoTable, Shard
 from tps_timm.data.loader import loader_kwargs
 from tps_timm.evaluate import eval_dataset, evaluate, warn_sample_count
 from tps_timm.hub import HubPushError, check_push_access, push_folder
-from tps_timm.training import TrainState, UnreadableCounter, VideoMixup, append_summary, copy_checkpoint_atomic, \
-    list_checkpoints, new_run_dir, optimizer_param_groups, prepare_loader, prune_checkpoints, replace_folder, \
-    save_checkpoint_atomic
+from tps_timm.training import EXIT_PREEMPTED, Preempted, Recovery, StopSignals, TrainState, UnreadableCounter, \
+    VideoMixup, append_summary, clear_preempted, copy_checkpoint_atomic, latest_checkpoint, new_run_dir, \
+    optimizer_param_groups, prepare_loader, prune_checkpoints, replace_folder, save_checkpoint_atomic, write_preempted
 
 ROOT = Path(__file__).resolve().parent
 DEMO_HPARAMS = ROOT / 'hparams' / 'demo.yaml'
@@ -61,16 +61,18 @@ def build_loaders(args, clip_cfg: ClipConfig, train_videos, val_videos, flip_pai
 
 
 def train_one_epoch(epoch, model, loader, optimizer, scheduler, criterion, accelerator, state, clip_cfg, args,
-                    mixup=None, erasing=None, ema=None, rand_augment=None) -> Dict[str, float]:
+                    recovery: Recovery, mixup=None, erasing=None, ema=None, rand_augment=None) -> Dict[str, float]:
     from tqdm import tqdm
     model.train()
-    losses, seen, start = [], 0, time.perf_counter()
+    total_batches = len(loader)
+    loader, start_batch = recovery.epoch_loader(loader, epoch)  # a resumed epoch continues at its next batch
+    seen, start = 0, time.perf_counter()
     videos_per_batch = args.batch_size // args.repeated_aug
-    unreadable = UnreadableCounter(accelerator, len(loader) * videos_per_batch * accelerator.num_processes,
-                                   args.max_unreadable, loader.dataset.max_retries)
+    unreadable = UnreadableCounter(accelerator, total_batches * videos_per_batch * accelerator.num_processes,
+                                   args.max_unreadable, loader.dataset.max_retries, count=state.unreadable)
     bar = tqdm(loader, desc=f'epoch {epoch}', disable=args.no_progress or not accelerator.is_main_process,
-               leave=False)
-    for batch_index, (clips, labels, replaced) in enumerate(bar):
+               leave=False, total=total_batches, initial=start_batch)
+    for batch_index, (clips, labels, replaced, *stream_position) in enumerate(bar, start_batch):
         unreadable.update(replaced)  # before the step: a run past --max-unreadable stops without training on it
         with accelerator.accumulate(model):
             if rand_augment is not None:  # --aa-on-batch: on the accelerator, one draw per clip, its own on each rank
@@ -94,18 +96,21 @@ def train_one_epoch(epoch, model, loader, optimizer, scheduler, criterion, accel
             scheduler.step_update(num_updates=state.step)
             if ema is not None:
                 ema.update(accelerator.unwrap_model(model), step=state.step)
-        losses.append(loss.detach())
         seen += len(clips) * accelerator.num_processes
         lr = optimizer.param_groups[-1]['lr']
         clips_s = seen / (time.perf_counter() - start)
         bar.set_postfix(loss=f'{loss.item():.3f}', lr=f'{lr:.2e}', clips_s=f'{clips_s:.1f}')
         if accelerator.is_main_process and state.step % args.log_interval == 0:
             accelerator.log({'train/loss': loss.item(), 'train/lr': lr}, step=state.step)
+        state.unreadable = unreadable.count  # kept by a recovery checkpoint
+        recovery.after_batch(batch_index, loss.item(), stream_position[0] if stream_position else None,
+                             last=batch_index + 1 == total_batches)  # may checkpoint, or stop the run
+    state.unreadable = 0
     if unreadable.count and accelerator.is_main_process:
         _logger.warning(f'epoch {epoch}: {unreadable.count} unreadable training videos were replaced, e.g. '
                         + '; '.join(unreadable.examples))
-    loss = accelerator.reduce(torch.stack(losses).mean(), reduction='mean').item()
-    return dict(loss=loss, clips_per_s=seen / (time.perf_counter() - start), unreadable=unreadable.count)
+    return dict(loss=recovery.epoch_loss(), clips_per_s=seen / (time.perf_counter() - start),
+                unreadable=unreadable.count)
 
 
 def run_dir(args) -> str:
@@ -222,15 +227,17 @@ def training_parts(args, model, device: torch.device):
 
 
 def resume_from(parser, accelerator, resume: Optional[str], checkpoint_dir: str, state: TrainState) -> None:
-    """Load ``--resume`` (a checkpoint folder, or ``auto``: the latest in this run's, if any)."""
+    """Load ``--resume`` (a checkpoint folder, or ``auto``: the furthest-on whole one of this run's, if any)."""
     if resume == 'auto':
-        found = list_checkpoints(checkpoint_dir)
-        resume = found[-1] if found else None
+        resume, skipped = latest_checkpoint(checkpoint_dir)
+        for line in skipped:
+            accelerator.print(line)
     if resume:
         if not os.path.isdir(resume):
             parser.error(f'--resume: no checkpoint folder {resume}')
         accelerator.load_state(resume)
-        accelerator.print(f'resumed from {resume}: epoch {state.epoch} done, step {state.step}')
+        where = f'epoch {state.epoch + 1} after batch {state.batch}' if state.batch else f'epoch {state.epoch} done'
+        accelerator.print(f'resumed from {resume}: {where}, step {state.step}')
 
 
 def write_run_args(out_dir: str, args, clip_cfg: ClipConfig) -> None:
@@ -288,20 +295,35 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         accelerator.register_for_checkpointing(ema)
     if args.resume:
         resume_from(parser, accelerator, args.resume, checkpoint_dir, state)
+    signals = StopSignals()
+    recovery = Recovery(accelerator, checkpoint_dir, state, args.recovery_interval, args.workers, signals)
+    try:
+        recovery.check_resume(train_loader)
+    except ValueError as e:
+        parser.error(f'--resume: {e}')
     if state.epoch + 1 >= num_epochs and os.path.isfile(os.path.join(model_dir, 'config.json')):
         accelerator.print(f'nothing to train: epoch {state.epoch} was the last; {model_dir} is left as it is')
         accelerator.end_training()
         return finish(accelerator, args, state, out_dir, model_dir)
     if accelerator.is_main_process:
         write_run_args(out_dir, args, clip_cfg)
+        clear_preempted(out_dir)
     accelerator.init_trackers('tensorboard')
 
     try:
-        run_epochs(model, ema, train_loader, val_loader, optimizer, scheduler, criterion, accelerator, state,
-                   clip_cfg, args, mixup, erasing, rand_augment, num_epochs, checkpoint_dir, out_dir)
+        with signals:
+            run_epochs(model, ema, train_loader, val_loader, optimizer, scheduler, criterion, accelerator, state,
+                       clip_cfg, args, mixup, erasing, rand_augment, num_epochs, checkpoint_dir, out_dir, recovery)
     except TooManyUnreadable as e:  # raised on every process at the same step, or after the same validation
         accelerator.end_training()
         sys.exit(f'{parser.prog}: error: epoch {state.epoch + 1}: {e}' if accelerator.is_main_process else 1)
+    except Preempted as e:  # every process, after the same step and the checkpoint
+        accelerator.end_training()
+        if accelerator.is_main_process:
+            write_preempted(out_dir, e)
+            print(f'{parser.prog}: {e}; exit code {EXIT_PREEMPTED}', file=sys.stderr, flush=True)
+        accelerator.wait_for_everyone()  # the file is there before any launcher returns
+        sys.exit(EXIT_PREEMPTED)
     accelerator.end_training()
     if accelerator.is_main_process:
         export_model(accelerator.unwrap_model(model), ema, args, clip_cfg, train_videos, val_videos, state,
@@ -310,14 +332,16 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
 
 
 def run_epochs(model, ema, train_loader, val_loader, optimizer, scheduler, criterion, accelerator, state, clip_cfg,
-               args, mixup, erasing, rand_augment, num_epochs: int, checkpoint_dir: str, out_dir: str) -> None:
+               args, mixup, erasing, rand_augment, num_epochs: int, checkpoint_dir: str, out_dir: str,
+               recovery: Recovery) -> None:
     """The epochs still to train: train, validate, checkpoint, summarise, log."""
     from accelerate.utils import set_seed
     for epoch in range(state.epoch + 1, num_epochs):
-        set_seed(args.seed + epoch)  # each epoch's randomness depends on the epoch only: resumes replay it exactly
+        if not recovery.resumes(epoch):  # a resumed epoch continues the random state its checkpoint saved
+            set_seed(args.seed + epoch)  # each epoch's randomness depends on the epoch only: resumes replay it
         train_loader.set_epoch(epoch)  # the clips: order and augmentation seeds (SeededRandomSampler)
         train_metrics = train_one_epoch(epoch, model, train_loader, optimizer, scheduler, criterion, accelerator,
-                                        state, clip_cfg, args, mixup, erasing, ema, rand_augment)
+                                        state, clip_cfg, args, recovery, mixup, erasing, ema, rand_augment)
         last = epoch == num_epochs - 1
         eval_metrics = {}  # this epoch's only: an epoch without validation records none
         if val_loader is not None and ((epoch + 1) % args.eval_interval == 0 or last):
@@ -354,6 +378,7 @@ def run_epochs(model, ema, train_loader, val_loader, optimizer, scheduler, crite
             if eval_metrics:
                 msg += f", val top-1 {eval_metrics['top1']:.2f} top-5 {eval_metrics['top5']:.2f}"
             accelerator.print(msg)
+        recovery.after_epoch(saved)  # a signal during validation or the checkpoint: stop here
 
 
 def finish(accelerator, args, state: TrainState, out_dir: str, model_dir: str) -> Dict:

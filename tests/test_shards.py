@@ -115,7 +115,7 @@ def _epoch_clips(datasets, epoch: int, workers: int = 0) -> list:
         dataset.set_epoch(epoch)
         loader = torch.utils.data.DataLoader(dataset, batch_size=dataset.videos_per_batch, num_workers=workers)
         count = 0
-        for clip, label, unreadable in loader:
+        for clip, label, unreadable, _ in loader:
             count += 1
             assert not any(unreadable)
             clips += [(hashlib.sha1(c.numpy().tobytes()).hexdigest(), int(y)) for c, y in zip(clip, label)]
@@ -155,6 +155,39 @@ def test_training_clips_depend_on_seed_epoch_and_key_not_on_workers_or_ranks(dat
         epochs.append(sorted((hashlib.sha1(c.numpy().tobytes()).hexdigest(), int(y)) for b in loader
                              for c, y in zip(b[0], b[1])))
     assert epochs[0] == one and epochs[1] == _epoch_clips([_train_stream(data)], epoch=2)[0]
+
+
+def test_a_shard_epoch_resumed_from_a_recovery_checkpoint_gives_every_sample_once(data, tmp_path):
+    """Stopped after 3 of 10 batches (two workers, a shuffle buffer, batches prefetched past the stop), saved,
+    loaded and resumed: the batches still to come hold exactly the samples the first 3 did not."""
+    from accelerate import Accelerator
+
+    from tps_timm.training import Recovery, StopSignals, TrainState, prepare_loader
+    full, _ = _epoch_clips([_train_stream(data)], epoch=1, workers=2)
+    accelerator = Accelerator(cpu=True)
+    state = TrainState(epoch=0, step=3)
+    accelerator.register_for_checkpointing(state)
+
+    def epoch_clips(stop_after=None):
+        loader = prepare_loader(accelerator, torch.utils.data.DataLoader(_train_stream(data), batch_size=2,
+                                                                         num_workers=2))
+        loader.set_epoch(1)  # as train.py does
+        recovery = Recovery(accelerator, str(tmp_path), state, 0, 2, StopSignals())
+        loader, start = recovery.epoch_loader(loader, 1)
+        clips = []
+        for index, (clip, label, _, position) in enumerate(loader, start):
+            clips += [(hashlib.sha1(c.cpu().numpy().tobytes()).hexdigest(), int(y)) for c, y in zip(clip, label)]
+            recovery.after_batch(index, 0.0, position, last=False)
+            if index + 1 == stop_after:
+                return clips, recovery.save(stop_after), start
+        return clips, None, start
+
+    first, checkpoint, _ = epoch_clips(stop_after=3)
+    assert len(first) == 6 and state.batch == 0
+    accelerator.load_state(checkpoint)
+    assert state.batch == 3 and len(state.ranks) == 1
+    rest, _, start = epoch_clips()
+    assert start == 3 and len(rest) == 14 and sorted(first + rest) == full
 
 
 def test_train_and_validate_on_shards_match_the_lists(data, tmp_path):
@@ -263,7 +296,7 @@ def test_bad_shards_give_one_clear_line_each_counted(data, tmp_path, capsys, cap
 
     # training: the unusable samples are named in the items that replace them, for the loop to count
     loader = build_train_loader(open_shards(f'wds/{bad}/bad-000000.tar', num_samples=4), CLIP, 2, num_classes=8)
-    named = [line for _, _, unreadable in loader for item in unreadable for line in item.split('\n') if line]
+    named = [line for _, _, unreadable, _ in loader for item in unreadable for line in item.split('\n') if line]
     assert {line.split(': ')[0] for line in named} <= {f'bad-000000.tar:{k}' for k in
                                                        ('corrupt', 'unlabelled', 'out_of_range', 'named')}
     assert named and all(': ' in line for line in named)

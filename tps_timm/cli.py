@@ -203,6 +203,9 @@ def build_train_parser(description: Optional[str] = None, prog: Optional[str] = 
     g.add_argument('--experiment', default=None, help='sub-folder of --output (default: model name)')
     g.add_argument('--resume', default=None, help="checkpoint folder to continue from, or 'auto' (latest in output)")
     g.add_argument('--checkpoint-hist', type=positive_int, default=2, help='epoch checkpoints to keep (plus the best)')
+    g.add_argument('--recovery-interval', type=non_negative_int, default=0, metavar='N',
+                   help='a recovery checkpoint every N optimizer steps, mid-epoch (the last one is kept; 0: only when '
+                        'SIGTERM, SIGUSR1 or SIGINT stops the run, which exits with code 75)')
     g.add_argument('--eval-interval', type=positive_int, default=1, help='evaluate every N epochs (and after the last)')
     g.add_argument('--log-interval', type=positive_int, default=20)
     g.add_argument('--export-best', action='store_true',

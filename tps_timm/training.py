@@ -1,9 +1,15 @@
 """Training pieces on top of timm: 5D mixup/cutmix, the authors' optimizer groups, run folders, checkpoint
-bookkeeping, and counting the unreadable videos a training loader replaced."""
+bookkeeping (epoch and mid-epoch recovery checkpoints, preemption stops), and counting the unreadable videos a
+training loader replaced."""
 import csv
+import json
+import logging
 import os
 import re
 import shutil
+import signal
+import threading
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -12,7 +18,13 @@ from timm.data import Mixup
 
 __all__ = ['VideoMixup', 'optimizer_param_groups', 'TrainState', 'save_checkpoint_atomic', 'copy_checkpoint_atomic',
            'list_checkpoints', 'prune_checkpoints', 'append_summary', 'replace_folder', 'holds_run', 'new_run_dir',
-           'UnreadableCounter']
+           'UnreadableCounter', 'StopSignals', 'Recovery', 'Preempted', 'EXIT_PREEMPTED', 'latest_checkpoint',
+           'checkpoint_info', 'write_preempted', 'clear_preempted']
+
+_logger = logging.getLogger(__name__)
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL of sysexits.h, "try again": the exit code of a run stopped by a signal
+CHECKPOINT_INFO = 'checkpoint.json'  # written last into a checkpoint: its position and the size of every file
+PREEMPTED_FILE = 'preempted.json'  # left in the run folder by a stopped run (launchers do not pass exit codes on)
 
 
 def _pair_half_apart(x: torch.Tensor) -> torch.Tensor:
@@ -76,6 +88,9 @@ class TrainState:
     best_epoch: int = -1
     last_eval: Dict[str, float] = field(default_factory=dict)  # the last validation (EMA metrics as ema_*)
     best_eval: Dict[str, float] = field(default_factory=dict)  # the validation of the best epoch
+    batch: int = 0  # in a recovery checkpoint: the batches of epoch ``epoch + 1`` trained
+    unreadable: int = 0  # in a recovery checkpoint: the epoch's unreadable videos so far, all processes
+    ranks: List[Dict[str, Any]] = field(default_factory=list)  # in a recovery checkpoint: each rank's loader state
 
     def state_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -86,6 +101,7 @@ class TrainState:
 
 
 _EPOCH_DIR = re.compile(r'^epoch_(\d+)$')
+_RECOVERY_DIR = re.compile(r'^recovery_epoch_(\d+)_batch_(\d+)$')
 
 
 def list_checkpoints(checkpoint_dir: str) -> List[str]:
@@ -122,8 +138,11 @@ def replace_folder(tmp: str, final: str) -> None:
     os.replace(tmp, final)
 
 
-def save_checkpoint_atomic(accelerator, checkpoint_dir: str, name: str) -> str:
-    """``accelerator.save_state`` into a temporary folder, then rename: a killed run never leaves half a checkpoint."""
+def save_checkpoint_atomic(accelerator, checkpoint_dir: str, name: str, info: Optional[Dict[str, Any]] = None) -> str:
+    """``accelerator.save_state`` into a temporary folder, then rename: a killed run never leaves half a checkpoint.
+
+    ``checkpoint.json`` goes in last, with ``info`` and the size of every file, so that a checkpoint damaged after
+    the fact (a copy cut short, a full disk) is recognised too (:func:`latest_checkpoint`)."""
     final = os.path.join(checkpoint_dir, name)
     tmp = final + '.tmp'
     if accelerator.is_main_process:
@@ -132,9 +151,71 @@ def save_checkpoint_atomic(accelerator, checkpoint_dir: str, name: str) -> str:
     accelerator.save_state(tmp)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        files = {os.path.relpath(os.path.join(d, f), tmp): os.path.getsize(os.path.join(d, f))
+                 for d, _, names in os.walk(tmp) for f in names}
+        _write_json(os.path.join(tmp, CHECKPOINT_INFO), dict(info or {}, files=files, time=time.time()))
         replace_folder(tmp, final)
     accelerator.wait_for_everyone()
     return final
+
+
+def _write_json(path: str, value: Any) -> None:
+    from .data.shards import write_json_atomic
+    write_json_atomic(path, value)
+
+
+def checkpoint_position(folder: str) -> Optional[Tuple[int, int]]:
+    """(epoch, batch) a checkpoint folder continues at, from its name (``.tmp`` aside): ``epoch_N`` at (N + 1, 0),
+    ``recovery_epoch_E_batch_B`` at (E, B); None for other folders (``best``)."""
+    name = os.path.basename(folder.rstrip(os.sep)).removesuffix('.tmp')
+    if m := _EPOCH_DIR.match(name):
+        return int(m.group(1)) + 1, 0
+    if m := _RECOVERY_DIR.match(name):
+        return int(m.group(1)), int(m.group(2))
+    return None
+
+
+def checkpoint_info(folder: str) -> Dict[str, Any]:
+    """A checkpoint's ``checkpoint.json`` (empty for one without: written before it existed, or not finished)."""
+    try:
+        with open(os.path.join(folder, CHECKPOINT_INFO)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def checkpoint_problem(folder: str) -> Optional[str]:
+    """Why a checkpoint folder cannot be resumed from, or None."""
+    if folder.endswith('.tmp'):
+        return 'it was being written when the run was stopped'
+    info = checkpoint_info(folder)
+    if not info:  # epoch folders of runs before checkpoint.json are taken as they are
+        if _EPOCH_DIR.match(os.path.basename(folder)) and os.path.isfile(os.path.join(folder, 'model.safetensors')):
+            return None
+        return f'it has no readable {CHECKPOINT_INFO} (not finished)'
+    for relative, size in info.get('files', {}).items():
+        path = os.path.join(folder, relative)
+        if not os.path.isfile(path):
+            return f'{relative} is missing'
+        if os.path.getsize(path) != size:
+            return f'{relative} holds {os.path.getsize(path)} bytes, not {size}'
+    return None
+
+
+def latest_checkpoint(checkpoint_dir: str) -> Tuple[Optional[str], List[str]]:
+    """The checkpoint ``--resume auto`` takes: the one furthest on of the epoch and recovery checkpoints that is
+    whole, and a line for each one further on that is not (killed while being written, or damaged since)."""
+    if not os.path.isdir(checkpoint_dir):
+        return None, []
+    found = [(position, not name.endswith('.tmp'), os.path.join(checkpoint_dir, name))
+             for name in os.listdir(checkpoint_dir) if (position := checkpoint_position(name))]
+    skipped = []
+    for _, _, folder in sorted(found, reverse=True):
+        problem = checkpoint_problem(folder)
+        if problem is None:
+            return folder, skipped
+        skipped.append(f'{folder} was skipped: {problem}')
+    return None, skipped
 
 
 def copy_checkpoint_atomic(src: str, dst: str) -> None:
@@ -180,12 +261,12 @@ class UnreadableCounter:
     found no readable video in ``max_retries + 1`` draws. One small all-reduce per step with several processes.
     """
 
-    def __init__(self, accelerator, epoch_videos: int, max_fraction: float, max_retries: int):
+    def __init__(self, accelerator, epoch_videos: int, max_fraction: float, max_retries: int, count: int = 0):
         self.accelerator = accelerator
         self.epoch_videos = epoch_videos  # the videos an epoch draws, all processes together
         self.max_fraction = max_fraction
         self.max_retries = max_retries
-        self.count = 0
+        self.count = count  # a resumed epoch's: those before the stop
         self.examples: List[str] = []  # this process's first few
 
     def update(self, unreadable: Sequence[str]) -> None:
@@ -219,3 +300,183 @@ def prepare_loader(accelerator, loader):
         return accelerator.prepare(loader)
     return prepare_data_loader(loader, accelerator.device, num_processes=1, process_index=0, put_on_device=True,
                                dispatch_batches=False, non_blocking=accelerator.dataloader_config.non_blocking)
+
+
+class Preempted(Exception):
+    """A stop signal reached the run: every rank stopped after the same step, and ``checkpoint`` continues it."""
+
+    def __init__(self, signal_name: str, checkpoint: str):
+        super().__init__(f'{signal_name}: stopped; --resume auto continues from {checkpoint}')
+        self.signal_name = signal_name
+        self.checkpoint = checkpoint
+
+
+class StopSignals:
+    """SIGTERM, SIGUSR1 (a cluster's notice before it preempts or ends a job) and SIGINT (Ctrl-C) while training:
+    noted when they arrive, acted on by the training loop after a step (:class:`Recovery`), where every rank agrees.
+    A second signal changes nothing: a checkpoint being written is finished first. A context manager; the
+    handlers before it come back at its end."""
+
+    def __init__(self):
+        self.received = 0  # the first signal's number
+        self._previous: Dict[int, Any] = {}
+
+    def __enter__(self) -> 'StopSignals':
+        from .data.loader import STOP_SIGNALS
+        if threading.current_thread() is threading.main_thread():  # only it may set handlers
+            self._previous = {sig: signal.signal(sig, self._note) for sig in STOP_SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+
+    def _note(self, signum: int, frame) -> None:
+        name = signal.Signals(signum).name
+        if self.received:
+            _logger.warning(f'{name} received again: the run is already stopping, after its recovery checkpoint')
+            return
+        self.received = signum
+        _logger.warning(f'{name} received: stopping after this step, with a recovery checkpoint')
+
+    def agreed(self, accelerator) -> Optional[str]:
+        """The name of the signal any rank has received, else None: a collective where there are several."""
+        received = self.received
+        if accelerator.num_processes > 1:
+            received = int(accelerator.gather(torch.tensor([received], device=accelerator.device)).max())
+        return signal.Signals(received).name if received else None
+
+
+class Recovery:
+    """A run's mid-epoch checkpoints: every ``interval`` optimizer steps (``--recovery-interval``, 0: never) and when
+    a stop signal arrives, written as ``recovery_epoch_E_batch_B`` beside the epoch checkpoints, the newest kept;
+    and, for a run resumed from one, where the loader of the resumed epoch continues.
+
+    With a list the resumed epoch skips the trained batches (Accelerate's ``skip_first_batches``, by index: nothing
+    decoded) and every random state continues from the saved one, so the run goes on as if never stopped. A shard
+    loader's workers replay their streams to the position of the last item the training loop took from each
+    (:meth:`tps_timm.data.ShardedTrainClips.resume_epoch`): every sample of the epoch once.
+
+    Args:
+        accelerator: The run's accelerator (its registered objects are what a checkpoint holds).
+        checkpoint_dir: The run's checkpoint folder.
+        state: The run's :class:`TrainState` (registered for checkpointing).
+        interval: Optimizer steps between recovery checkpoints (0: only on a stop signal).
+        workers: The training loader's workers (a shard loader's position is per worker).
+        signals: The stop signals.
+    """
+
+    def __init__(self, accelerator, checkpoint_dir: str, state: TrainState, interval: int, workers: int,
+                 signals: StopSignals):
+        self.accelerator = accelerator
+        self.checkpoint_dir = checkpoint_dir
+        self.state = state
+        self.interval = interval
+        self.workers = workers
+        self.signals = signals
+        self.epoch = 0
+        self.positions: Dict[int, Tuple[int, int]] = {}  # shard loaders: (taken, yielded) of each worker
+        self.loss_sum, self.batches = 0.0, 0  # this rank's losses of the epoch so far
+
+    def resumes(self, epoch: int) -> bool:
+        """Whether ``epoch`` continues a recovery checkpoint's (its random state is the saved one, not reseeded)."""
+        return self.state.batch > 0 and epoch == self.state.epoch + 1
+
+    def check_resume(self, loader) -> None:
+        """A ValueError naming the difference when the resumed checkpoint's loader position cannot be continued
+        with these processes and workers."""
+        if not self.state.batch:
+            return
+        saved = self.state.ranks
+        if len(saved) != self.accelerator.num_processes:
+            raise ValueError(f'the recovery checkpoint was written by {len(saved)} processes, this run has '
+                             f'{self.accelerator.num_processes}: launch as many, or resume from an epoch checkpoint')
+        if _is_shard_loader(loader) and saved[0].get('workers') != loader.num_workers:
+            raise ValueError(f'the recovery checkpoint\'s shard loader had --workers {saved[0].get("workers")}, this '
+                             f'run {loader.num_workers}: a worker\'s position in its shards needs the same count')
+
+    def epoch_loader(self, loader, epoch: int) -> Tuple[Any, int]:
+        """The loader of ``epoch`` and the batches of it already trained (0 unless it resumes a checkpoint's)."""
+        self.epoch, self.positions, self.loss_sum, self.batches = epoch, {}, 0.0, 0
+        if not self.resumes(epoch):
+            return loader, 0
+        done, mine = self.state.batch, self.state.ranks[self.accelerator.process_index]
+        self.state.batch, self.state.ranks = 0, []
+        self.loss_sum, self.batches = mine['loss_sum'], mine['batches']
+        if _is_shard_loader(loader):
+            self.positions = {int(w): tuple(p) for w, p in mine['positions'].items()}
+            loader.dataset.resume_epoch(epoch, self.positions)
+            return loader, done
+        skipped = self.accelerator.skip_first_batches(loader, done)
+        skipped.set_epoch(epoch)
+        return skipped, done
+
+    def after_batch(self, batch_index: int, loss: float, stream_position: Optional[torch.Tensor], last: bool) -> None:
+        """After each batch: note the loader position; after an optimizer step, stop when a signal was agreed on
+        (:class:`Preempted`), and write the interval's checkpoint when due (not at an epoch's end: an epoch
+        checkpoint follows)."""
+        self.loss_sum, self.batches = self.loss_sum + loss, self.batches + 1
+        if stream_position is not None:  # (B, 3): worker, taken, yielded of each item; the last is the newest
+            worker, taken, produced = stream_position[-1].tolist()
+            self.positions[worker] = (taken, produced)
+        if not self.accelerator.sync_gradients:
+            return
+        stopping = self.signals.agreed(self.accelerator)
+        if stopping:
+            raise Preempted(stopping, self.save(batch_index + 1))
+        if self.interval and self.state.step % self.interval == 0 and not last:
+            self.save(batch_index + 1)
+
+    def after_epoch(self, checkpoint: str) -> None:
+        """After an epoch's checkpoint: stop (:class:`Preempted`) when a signal came during the epoch's end."""
+        stopping = self.signals.agreed(self.accelerator)
+        if stopping:
+            raise Preempted(stopping, checkpoint)
+
+    def save(self, batches: int) -> str:
+        """A recovery checkpoint after ``batches`` batches of the current epoch; older recovery checkpoints go."""
+        from accelerate.utils import gather_object
+        start = time.perf_counter()
+        mine = dict(positions=self.positions, workers=self.workers, loss_sum=self.loss_sum, batches=self.batches)
+        self.state.batch, self.state.ranks = batches, gather_object([mine])
+        try:
+            name = f'recovery_epoch_{self.epoch}_batch_{batches}'
+            folder = save_checkpoint_atomic(self.accelerator, self.checkpoint_dir, name, dict(
+                epoch=self.epoch, batch=batches, step=self.state.step, processes=self.accelerator.num_processes))
+        finally:
+            self.state.batch, self.state.ranks = 0, []
+        if self.accelerator.is_main_process:
+            for other in os.listdir(self.checkpoint_dir):
+                if _RECOVERY_DIR.match(other) and other != name:
+                    shutil.rmtree(os.path.join(self.checkpoint_dir, other), ignore_errors=True)
+        if self.accelerator.is_main_process:
+            _logger.info(f'recovery checkpoint {folder} ({time.perf_counter() - start:.1f} s)')
+        return folder
+
+    def epoch_loss(self) -> float:
+        """The mean training loss of the epoch, all processes (resumed epochs: the stopped run's batches too)."""
+        mean = torch.tensor(self.loss_sum / max(self.batches, 1), device=self.accelerator.device)
+        return self.accelerator.reduce(mean, reduction='mean').item()
+
+
+def _is_shard_loader(loader) -> bool:
+    from .data import ShardedTrainClips
+    return isinstance(loader.dataset, ShardedTrainClips)
+
+
+def write_preempted(out_dir: str, stop: Preempted) -> str:
+    """``preempted.json`` in the run folder: the signal and the checkpoint, for a requeue wrapper that cannot see
+    the exit code (``accelerate launch`` and torchrun exit 1 whatever their processes' code)."""
+    path = os.path.join(out_dir, PREEMPTED_FILE)
+    _write_json(path, dict(signal=stop.signal_name, checkpoint=stop.checkpoint, exit_code=EXIT_PREEMPTED,
+                           time=time.time()))
+    return path
+
+
+def clear_preempted(out_dir: str) -> None:
+    """A run that starts again is no longer a stopped one."""
+    try:
+        os.remove(os.path.join(out_dir, PREEMPTED_FILE))
+    except FileNotFoundError:
+        pass

@@ -6,6 +6,7 @@ Every item carries a seed drawn in the main process, so the clips depend on the 
 number of workers. ``repeated_aug=N`` decodes a video once and makes N differently augmented clips of it.
 """
 import os
+import signal
 from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -84,9 +85,23 @@ def collate_clips(items: List[Tuple]) -> Tuple:
     return (clips, labels, *default_collate([item[2:] for item in items]))
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)  # a preemption (SLURM), or Ctrl-C
+
+
+def ignore_stop_signals(worker_id: int = 0) -> None:
+    """A loader worker's ``worker_init_fn``: the stop signals are the main process's (a cluster signals every process
+    of a job, Ctrl-C the whole process group), which finishes its step and checkpoints while the workers keep
+    feeding it; a worker that died of the signal would break that step."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
 def loader_kwargs(workers: int, pin_memory: bool, prefetch_factor: Optional[int], persistent: bool = True) -> Dict:
-    """DataLoader settings shared by the training and validation loaders."""
-    kwargs = dict(num_workers=workers, pin_memory=pin_memory, persistent_workers=persistent and workers > 0)
+    """DataLoader settings shared by the training and validation loaders. Their workers ignore the stop signals, and
+    the workers' base seed comes from a generator of the loader's own, so that starting them draws nothing from the
+    global random state (a run resumed mid-epoch continues from the saved one)."""
+    kwargs = dict(num_workers=workers, pin_memory=pin_memory, persistent_workers=persistent and workers > 0,
+                  worker_init_fn=ignore_stop_signals, generator=torch.Generator().manual_seed(0))
     if workers > 0:
         kwargs['prefetch_factor'] = prefetch_factor
     return kwargs

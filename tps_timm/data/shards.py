@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Collection, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
+import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from .annotations import VIDEO_EXTENSIONS
@@ -461,6 +462,7 @@ class ShardedTrainClips(_ShardStream):
         self.seed = seed
         self.shuffle_buffer = shuffle_buffer
         self._epoch = multiprocessing.Value('i', 0)  # persistent workers see set_epoch through shared memory
+        self._resume: Tuple[int, Dict[int, Tuple[int, int]]] = (-1, {})  # see resume_epoch
         if self.steps_per_epoch < 1:
             raise ValueError(f'{source.num_samples} samples make no full batch of {videos_per_batch} videos on each '
                              f'of {world_size} processes')
@@ -475,6 +477,12 @@ class ShardedTrainClips(_ShardStream):
 
     def set_epoch(self, epoch: int) -> None:
         self._epoch.value = epoch
+
+    def resume_epoch(self, epoch: int, positions: Dict[int, Tuple[int, int]]) -> None:
+        """Continue ``epoch`` where a stopped run left it: each worker's ``(samples taken, items yielded)``, as the
+        last item it gave the training loop said (an item's ``position``). Set before the loader's workers start;
+        a worker's stream is the same one replayed, its taken samples read again but not decoded."""
+        self._resume = (epoch, dict(positions))
 
     def shard_order(self, epoch: int, repeat: int = 0) -> List[int]:
         """The shards in epoch ``epoch``'s order (pass ``repeat`` of a worker that cycles): the same on every rank
@@ -539,9 +547,15 @@ class ShardedTrainClips(_ShardStream):
                     raise RuntimeError(f'loader worker {worker} of rank {self.rank} found no samples in its share of '
                                        f'{self.source.spec}' + (f': {errors}' if errors else ''))
         stream = passes()
-        produced, unreadable = 0, []
+        resume_epoch, positions = self._resume
+        taken, produced = positions.get(worker, (0, 0)) if resume_epoch == epoch else (0, 0)
+        for _ in range(taken):  # what the stopped run's training loop had from this worker
+            next(stream)
+        self._drain_shard_errors()  # reported by the stopped run
+        unreadable = []
         while produced < quota:  # checked before a sample is taken: no pass is begun only to be left
             name, sample, _, _ = next(stream)
+            taken += 1
             seed = self.sample_seed(epoch, name)
             try:
                 video, data, label = self._video(name, sample)
@@ -550,12 +564,13 @@ class ShardedTrainClips(_ShardStream):
                 unreadable += [error for _, error in self._drain_shard_errors()] + [unreadable_line(e)]
                 if len(unreadable) > self.items.max_retries:
                     produced += 1
-                    yield self.items.failed_train_item(unreadable)
+                    yield (*self.items.failed_train_item(unreadable), torch.tensor((worker, taken, produced)))
                     unreadable = []
                 continue
             unreadable += [error for _, error in self._drain_shard_errors()]
             produced += 1
-            yield (*self.items.augment(clip, label, random.Random(seed)), '\n'.join(unreadable))
+            yield (*self.items.augment(clip, label, random.Random(seed)), '\n'.join(unreadable),
+                   torch.tensor((worker, taken, produced)))
             unreadable = []
 
 

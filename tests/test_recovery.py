@@ -1,0 +1,175 @@
+"""Preemption and mid-epoch recovery: a run stopped by a signal (or killed) and resumed with ``--resume auto`` ends
+with the weights of a run never stopped; damaged checkpoints are never resumed from; shard loaders resume with
+every sample of the epoch once."""
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tps_timm.data import make_demo_dataset
+from tps_timm.training import EXIT_PREEMPTED, latest_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+# every source of randomness the loop has: mixup (numpy), random erasing and drop path (torch), RandAugment on the
+# batch (seeded by the batch index), EMA; 12 steps per epoch
+RECIPE = ['--hparams', str(ROOT / 'hparams' / 'demo.yaml'), '--no-progress', '--epochs', '2', '--batch-size', '4',
+          '--demo-train-videos', '48', '--demo-val-videos', '8', '--model-ema', '--model-ema-decay', '0.9',
+          '--mixup', '0.8', '--reprob', '0.25', '--drop-path', '0.1', '--aa', 'rand-m9-n2-mstd0.5-inc1',
+          '--aa-on-batch', '--recovery-interval', '1', '--experiment', 'run']
+
+
+@pytest.fixture(scope='module')
+def demo(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('recovery_demo'))
+    make_demo_dataset(root, 48, 8, progress=False)
+    return root
+
+
+def start(demo: str, output: Path, *extra: str, launcher=(sys.executable,)) -> subprocess.Popen:
+    """train.py in a session of its own, as a cluster job: a signal to the group reaches the loader workers too."""
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    env.pop('ACCELERATE_USE_CPU', None)
+    return subprocess.Popen([*launcher, str(ROOT / 'train.py'), *RECIPE, '--demo-data', demo, '--output', str(output),
+                             *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            cwd=ROOT, start_new_session=True)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 300) -> str:
+    out, _ = proc.communicate(timeout=timeout)
+    return out
+
+
+def wait_for(predicate, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert proc.poll() is None, f'train.py ended early:\n{finish(proc)[-3000:]}'
+        assert time.monotonic() < deadline, 'timed out'
+        time.sleep(0.002)
+
+
+def final_weights(output: Path) -> dict:
+    """The exported model's tensors and the EMA's, from the last epoch's checkpoint."""
+    run = output / 'run'
+    weights = load_file(run / 'model' / 'model.safetensors')
+    checkpoint = run / 'checkpoints' / 'epoch_1'
+    emas = [torch.load(p, weights_only=False) for p in sorted(checkpoint.glob('custom_checkpoint_*.pkl'))]
+    ema = next(state for state in emas if any('patch_embed' in k for k in state))
+    return {**weights, **{f'ema.{k}': v for k, v in ema.items()}}
+
+
+def assert_identical(a: dict, b: dict) -> None:
+    assert sorted(a) == sorted(b)
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f'{len(different)} tensors differ, e.g. {different[:3]}'
+
+
+def recovery_folders(output: Path) -> list:
+    return sorted(p.name for p in (output / 'run' / 'checkpoints').glob('recovery_*'))
+
+
+def stopped_and_resumed(demo: str, cut: Path, rng: random.Random, extra=(), launcher=(sys.executable,),
+                        reference: Optional[subprocess.Popen] = None) -> None:
+    """Train into ``cut``: SIGTERM to the whole job at a random step of the first epoch, resume with ``--resume
+    auto``, SIGKILL while a random recovery checkpoint of the second epoch is being written, resume again to the
+    end. ``reference``, an unstopped run started beside it, is waited for before the end."""
+    per_step = 2 if '--grad-accum-steps' in extra else 1
+    steps = 12 // per_step
+    proc = start(demo, cut, '--workers', '1', *extra, launcher=launcher)
+    at = rng.randrange(1, steps) * per_step
+    wait_for(lambda: any(name.endswith(f'_batch_{at}') for name in recovery_folders(cut)), proc)
+    signalled = time.monotonic()
+    os.killpg(proc.pid, signal.SIGTERM)  # every process of the job, the loader worker too, as a cluster does
+    out = finish(proc)
+    took = time.monotonic() - signalled
+    assert 'SIGTERM received: stopping after this step' in out and 'exit code 75' in out, out[-3000:]
+    if launcher == (sys.executable,):  # a launcher exits 1 whatever its processes' code: preempted.json says it
+        assert proc.returncode == EXIT_PREEMPTED, out[-3000:]
+    assert took < 10 + 1, f'the stopped run took {took:.1f} s to exit'  # a step and a checkpoint of ~0.1 s each
+    preempted = json.loads((cut / 'run' / 'preempted.json').read_text())
+    assert preempted['signal'] == 'SIGTERM' and Path(preempted['checkpoint']).name in recovery_folders(cut)
+    assert len(recovery_folders(cut)) == 1  # the newest is kept
+
+    proc = start(demo, cut, '--workers', '1', '--resume', 'auto', *extra, launcher=launcher)
+    checkpoints = cut / 'run' / 'checkpoints'
+    batch = rng.randrange(2, steps) * per_step
+    wait_for(lambda: (checkpoints / f'recovery_epoch_1_batch_{batch}.tmp').exists(), proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (cut / 'run' / 'preempted.json').exists()  # the resumed run was no longer a stopped one
+    half_written = sorted(p.name for p in checkpoints.glob('recovery_*.tmp'))
+    assert half_written in ([], [f'recovery_epoch_1_batch_{batch}.tmp'])
+
+    proc = start(demo, cut, '--workers', '1', '--resume', 'auto', *extra, launcher=launcher)
+    out = finish(proc)
+    assert proc.returncode == 0, out[-3000:]
+    if half_written:  # killed mid-write (as good as always; else just after the rename: that one is whole)
+        assert f'{half_written[0]} was skipped: it was being written when the run was stopped' in out, out
+        whole = checkpoints / f'recovery_epoch_1_batch_{batch - per_step}'
+        assert f'resumed from {whole}: epoch 1 after batch {batch - per_step}' in out, out
+    if reference is not None:
+        out = finish(reference)
+        assert reference.returncode == 0, out[-3000:]
+
+
+@pytest.fixture(scope='module')
+def reference_and_resumed(demo, tmp_path_factory):
+    """An unstopped run and one stopped and resumed twice (:func:`stopped_and_resumed`), side by side."""
+    root = tmp_path_factory.mktemp('recovery')
+    reference = start(demo, root / 'reference', '--workers', '1')
+    stopped_and_resumed(demo, root / 'cut', random.Random(time.time()), reference=reference)
+    return root / 'reference', root / 'cut'
+
+
+def test_sigterm_and_sigkill_then_resume_auto_give_the_weights_of_an_unstopped_run(reference_and_resumed):
+    reference, cut = reference_and_resumed
+    assert_identical(final_weights(reference), final_weights(cut))
+
+
+@pytest.mark.long
+@pytest.mark.parametrize('variant', ['grad_accum', 'two_processes'])
+def test_the_same_with_gradient_accumulation_or_two_processes(demo, tmp_path, variant):
+    extra = ['--grad-accum-steps', '2'] if variant == 'grad_accum' else []
+    launcher = (sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2') \
+        if variant == 'two_processes' else (sys.executable,)
+    reference = start(demo, tmp_path / 'reference', '--workers', '1', *extra, launcher=launcher)
+    stopped_and_resumed(demo, tmp_path / 'cut', random.Random(time.time()), extra, launcher, reference)
+    assert_identical(final_weights(tmp_path / 'reference'), final_weights(tmp_path / 'cut'))
+
+
+def test_damaged_checkpoints_are_skipped_for_the_previous_whole_one(reference_and_resumed, tmp_path):
+    checkpoints = tmp_path / 'checkpoints'
+    shutil.copytree(reference_and_resumed[0] / 'run' / 'checkpoints', checkpoints)
+    assert sorted(p.name for p in checkpoints.iterdir()) == ['best', 'epoch_0', 'epoch_1', 'recovery_epoch_1_batch_11']
+    assert latest_checkpoint(str(checkpoints)) == (str(checkpoints / 'epoch_1'), [])
+    # further on than epoch_1: one cut short after it was written, one without its checkpoint.json, one unfinished
+    cut_short = checkpoints / 'recovery_epoch_2_batch_5'
+    shutil.copytree(checkpoints / 'epoch_1', cut_short)
+    with open(cut_short / 'model.safetensors', 'r+b') as f:
+        f.truncate(1000)
+    shutil.copytree(checkpoints / 'epoch_1', checkpoints / 'recovery_epoch_2_batch_7.tmp')
+    unmarked = checkpoints / 'recovery_epoch_2_batch_6'
+    shutil.copytree(checkpoints / 'epoch_1', unmarked)
+    (unmarked / 'checkpoint.json').unlink()
+    found, skipped = latest_checkpoint(str(checkpoints))
+    assert found == str(checkpoints / 'epoch_1')
+    size = (checkpoints / 'epoch_1' / 'model.safetensors').stat().st_size
+    assert skipped == [f'{checkpoints}/recovery_epoch_2_batch_7.tmp was skipped: it was being written when the run '
+                       'was stopped',
+                       f'{checkpoints}/recovery_epoch_2_batch_6 was skipped: it has no readable checkpoint.json (not '
+                       'finished)',
+                       f'{checkpoints}/recovery_epoch_2_batch_5 was skipped: model.safetensors holds 1000 bytes, not '
+                       f'{size}']
+    (checkpoints / 'epoch_1' / 'optimizer.bin').unlink()  # then the last recovery checkpoint is the one
+    found, skipped = latest_checkpoint(str(checkpoints))
+    assert found == str(checkpoints / 'recovery_epoch_1_batch_11')
+    assert skipped[-1] == f'{checkpoints}/epoch_1 was skipped: optimizer.bin is missing'
