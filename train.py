@@ -32,7 +32,7 @@ from tps_timm.data import ClipRandomErasing, HfStreamSource, HfVideoTable, Shard
 from tps_timm.data.loader import loader_kwargs
 from tps_timm.evaluate import eval_dataset, evaluate, warn_sample_count
 from tps_timm.hub import HubPushError, check_push_access, push_folder
-from tps_timm.training import EXIT_PREEMPTED, Preempted, Recovery, StopSignals, TrainState, UnreadableCounter, \
+from tps_timm.training import EXIT_PREEMPTED, Preempted, Recovery, TrainState, UnreadableCounter, \
     VideoMixup, append_summary, clear_preempted, copy_checkpoint_atomic, latest_checkpoint, new_run_dir, \
     optimizer_param_groups, prepare_loader, prune_checkpoints, replace_folder, save_checkpoint_atomic, write_preempted
 
@@ -295,8 +295,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         accelerator.register_for_checkpointing(ema)
     if args.resume:
         resume_from(parser, accelerator, args.resume, checkpoint_dir, state)
-    signals = StopSignals()
-    recovery = Recovery(accelerator, checkpoint_dir, state, args.recovery_interval, args.workers, signals)
+    recovery = Recovery(accelerator, checkpoint_dir, state, args.recovery_interval, args.workers)
     try:
         recovery.check_resume(train_loader)
     except ValueError as e:
@@ -311,7 +310,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     accelerator.init_trackers('tensorboard')
 
     try:
-        with signals:
+        with recovery:  # stop signals are noted, and the loader workers stopped at its end
             run_epochs(model, ema, train_loader, val_loader, optimizer, scheduler, criterion, accelerator, state,
                        clip_cfg, args, mixup, erasing, rand_augment, num_epochs, checkpoint_dir, out_dir, recovery)
     except TooManyUnreadable as e:  # raised on every process at the same step, or after the same validation

@@ -42,7 +42,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
@@ -113,7 +113,9 @@ def _forward_backward(op: Callable, x: torch.Tensor, grad: torch.Tensor) -> Call
 
 
 def bench_shifts(device: str, reps: int, dtype: torch.dtype, frames: int = 16, batch: int = 8,
-                 compile_: bool = False) -> Dict:
+                 compile_: bool = False, ops: Optional[Sequence[str]] = None) -> Dict:
+    """Seconds of each shift and data-movement op (``ops``: only those names; default all), forward and forward +
+    backward, per shape of ``SHAPES``."""
     results = {}
     for name, (channels, heads, side) in SHAPES.items():
         # the shifts alone, on windowed tokens
@@ -150,8 +152,10 @@ def bench_shifts(device: str, reps: int, dtype: torch.dtype, frames: int = 16, b
                 lambda t: permute_rows(channel_shift(t, heads), unshifted.partition, unshifted.reverse),
         }
         runs = {}
-        for ops, inputs, out_grad in ((token_ops, x, grad), (map_ops, maps, map_grad)):
-            for op_name, op in ops.items():
+        for named_ops, inputs, out_grad in ((token_ops, x, grad), (map_ops, maps, map_grad)):
+            for op_name, op in named_ops.items():
+                if ops is not None and op_name not in ops:
+                    continue
                 if compile_:  # each op as inductor compiles it (the references too: the fused-vs-compiled question)
                     op = torch.compile(op, dynamic=False)
                 runs[f'{op_name} fwd'] = _forward(op, inputs)
@@ -249,7 +253,8 @@ def _model_worker(spec: str) -> None:
         x = torch.randn(batch, 3, frames, size, size)
     else:
         import timm
-        model = timm.create_model('tps_swin_base' if kind == 'tps base' else 'tps_swin_tiny', num_classes=400)
+        model = timm.create_model('tps_swin_base' if kind == 'tps base' else 'tps_swin_tiny', num_classes=400,
+                                  **cfg.get('model_kwargs', {}))
         if kind == 'tps eager':
             use_literal_shifts(model)
         x = torch.randn(batch, 3, frames, size, size)
@@ -266,7 +271,7 @@ def _model_worker(spec: str) -> None:
         result['forward_flops'] = counter.get_total_flops()
     if cfg['compile']:
         from tps_timm.compilation import compile_model
-        model = compile_model(model, cfg['compile'])
+        model = compile_model(model, cfg['compile'], backend=cfg.get('backend', 'inductor'))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     target = torch.zeros(x.shape[0], dtype=torch.long, device=device)
 
@@ -415,7 +420,8 @@ COMPILE_MODELS = {  # size: (2D timm Swin, TPS-Swin)
 
 def _compile_worker(spec: str) -> None:
     """Compile one model in this fresh process (its own inductor cache dir, set by the parent) and time each phase:
-    the cold first training step, evaluation, training again, another batch size; graphs and recompiles per phase."""
+    the cold first training step, evaluation, training again, another batch size (or the ``phases`` the spec names);
+    graphs and recompiles per phase. The spec may also give ``model_kwargs`` (both models) and a compile ``backend``."""
     import timm
     from torch._dynamo.utils import counters
 
@@ -423,16 +429,17 @@ def _compile_worker(spec: str) -> None:
     cfg = json.loads(spec)
     device, frames, size, batch = cfg['device'], cfg['frames'], cfg['size'], cfg['batch']
     name_2d, name_tps = COMPILE_MODELS[cfg['size_name']]
+    kwargs = cfg.get('model_kwargs', {})
     if cfg['model'] == 'swin2d':
-        create = lambda: timm.create_model(name_2d, num_classes=400, img_size=size)
+        create = lambda: timm.create_model(name_2d, num_classes=400, img_size=size, **kwargs)
         clips = lambda b: torch.randn(b * frames // 2, 3, size, size, device=device)  # the same frames as images
     else:
-        create = lambda: timm.create_model(name_tps, num_classes=400, img_size=size, num_frames=frames)
+        create = lambda: timm.create_model(name_tps, num_classes=400, img_size=size, num_frames=frames, **kwargs)
         clips = lambda b: torch.randn(b, 3, frames, size, size, device=device)
     torch.manual_seed(0)
     model = create().to(device)
     warm = cfg['warm']  # the parent gives the warm run the cold run's inductor cache folder
-    compiled = compile_model(model, cfg['mode'])
+    compiled = compile_model(model, cfg['mode'], backend=cfg.get('backend', 'inductor'))
     autocast = torch.autocast(device, dtype=getattr(torch, cfg['dtype']), enabled=cfg['dtype'] != 'float32')
 
     def train_step(net, x):
@@ -449,10 +456,13 @@ def _compile_worker(spec: str) -> None:
     def graphs() -> int:
         return counters['stats']['unique_graphs']
 
-    x, x2 = clips(batch), clips(batch + 1)
+    x = clips(batch)
     phases = {}
     for phase, fn, inputs in (('first train step', train_step, x), ('eval', infer, x), ('train again', train_step, x),
-                              ('another batch size', train_step, x2)):
+                              ('another batch size', train_step, None)):
+        if phase not in cfg.get('phases', (phase,)):
+            continue
+        inputs = clips(batch + 1) if inputs is None else inputs
         before = graphs()
         phases[phase] = dict(seconds=_timed(lambda: fn(compiled, inputs), device), new_graphs=graphs() - before)
         print(f"{cfg['model']} {cfg['mode']}: {phase} {phases[phase]}", file=sys.stderr, flush=True)
@@ -516,6 +526,12 @@ DENSE_BF16_PEAK_TFLOPS = {'H100 80GB HBM3': 989.4, 'H100 SXM': 989.4, 'H100 PCIe
                           'H200': 989.4, 'A100': 312.0}
 
 
+def dense_peak_tflops(device_name: str, dtype: str) -> Optional[float]:
+    """The data-sheet dense bfloat16 peak of a known GPU by its name, for bfloat16 runs; None otherwise."""
+    return next((tflops for key, tflops in DENSE_BF16_PEAK_TFLOPS.items() if key in device_name), None) \
+        if dtype == 'bfloat16' else None
+
+
 def matmul_tflops(device: str, dtype: torch.dtype, reps: int) -> float:
     """What a large square matrix product reaches here: the practical peak that model FLOPs are compared with."""
     n = 8192 if device == 'cuda' else 2048
@@ -524,10 +540,12 @@ def matmul_tflops(device: str, dtype: torch.dtype, reps: int) -> float:
 
 
 def bench_base(device: str, reps: int, compile_: Optional[str], dtype: str, batch: int, frames: int, size: int,
-               peak_tflops: float) -> Dict:
-    """TPS-Swin-B training step: clips/s and model-FLOPs utilisation (3x the forward FLOPs per step)."""
-    step = run_worker(device=device, model='tps base', train=True, reps=reps, compile=compile_, dtype=dtype,
-                      frames=frames, size=size, batch=batch, flops=True)
+               peak_tflops: float, env: Dict[str, str] = WORKER_ENV, **worker_cfg) -> Dict:
+    """TPS-Swin-B training step: clips/s and model-FLOPs utilisation (3x the forward FLOPs per step). ``env``: the
+    worker's environment (e.g. an inductor cache folder); ``worker_cfg``: more of its spec (``model_kwargs``,
+    ``backend``)."""
+    step = run_worker(env=env, device=device, model='tps base', train=True, reps=reps, compile=compile_, dtype=dtype,
+                      frames=frames, size=size, batch=batch, flops=True, **worker_cfg)
     achieved = 3 * step['forward_flops'] / step['seconds'] / 1e12
     matmul = matmul_tflops(device, getattr(torch, dtype), reps)
     result = dict(step, batch=batch, clips_per_s=batch / step['seconds'], achieved_tflops=achieved,
@@ -852,8 +870,7 @@ def main() -> None:
     model_reps = 3 if args.quick or args.device == 'cpu' else 20  # per round
     frames, size = (16, 112) if args.quick else (32, 224)
     device_name = torch.cuda.get_device_name() if args.device == 'cuda' else f'CPU x{os.cpu_count()}'
-    peak = args.peak_tflops or next((tflops for key, tflops in DENSE_BF16_PEAK_TFLOPS.items()
-                                     if key in device_name and dtype == 'bfloat16'), None)
+    peak = args.peak_tflops or dense_peak_tflops(device_name, dtype)
     env = dict(device=device_name, torch=torch.__version__, date=time.strftime('%Y-%m-%d'), compile=args.compile,
                dtype=dtype, clip=f'{frames}x{size}', shift_batch=args.shift_batch)
     print(f"# {env['device']}, torch {env['torch']}, {env['date']}, compile={args.compile}, {dtype}", flush=True)

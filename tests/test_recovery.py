@@ -57,6 +57,27 @@ def wait_for(predicate, proc: subprocess.Popen, timeout: float = 120) -> None:
         time.sleep(0.002)
 
 
+def signal_job(proc: subprocess.Popen, sig: int) -> None:
+    """``sig`` to ``proc`` and every process under it, as SLURM signals every process of a job step, whatever its
+    session (torchrun starts each of its workers in a session of its own)."""
+    parents = {}
+    for entry in os.listdir('/proc'):
+        try:
+            with open(f'/proc/{entry}/stat') as f:
+                parents[int(entry)] = int(f.read().rsplit(')', 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    job, grew = {proc.pid}, True
+    while grew:
+        below = {pid for pid, parent in parents.items() if parent in job} - job
+        job, grew = job | below, bool(below)
+    for pid in job:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
 def final_weights(output: Path) -> dict:
     """The exported model's tensors and the EMA's, from the last epoch's checkpoint."""
     run = output / 'run'
@@ -83,12 +104,12 @@ def stopped_and_resumed(demo: str, cut: Path, rng: random.Random, extra=(), laun
     auto``, SIGKILL while a random recovery checkpoint of the second epoch is being written, resume again to the
     end. ``reference``, an unstopped run started beside it, is waited for before the end."""
     per_step = 2 if '--grad-accum-steps' in extra else 1
-    steps = 12 // per_step
+    steps = 12 // per_step // (2 if '--nproc_per_node' in launcher else 1)  # of each epoch, on each process
     proc = start(demo, cut, '--workers', '1', *extra, launcher=launcher)
     at = rng.randrange(1, steps) * per_step
     wait_for(lambda: any(name.endswith(f'_batch_{at}') for name in recovery_folders(cut)), proc)
     signalled = time.monotonic()
-    os.killpg(proc.pid, signal.SIGTERM)  # every process of the job, the loader worker too, as a cluster does
+    signal_job(proc, signal.SIGTERM)  # every process of the job, the loader worker too, as a cluster does
     out = finish(proc)
     took = time.monotonic() - signalled
     assert 'SIGTERM received: stopping after this step' in out and 'exit code 75' in out, out[-3000:]
@@ -103,7 +124,7 @@ def stopped_and_resumed(demo: str, cut: Path, rng: random.Random, extra=(), laun
     checkpoints = cut / 'run' / 'checkpoints'
     batch = rng.randrange(2, steps) * per_step
     wait_for(lambda: (checkpoints / f'recovery_epoch_1_batch_{batch}.tmp').exists(), proc)
-    os.killpg(proc.pid, signal.SIGKILL)
+    signal_job(proc, signal.SIGKILL)
     proc.wait()
     assert not (cut / 'run' / 'preempted.json').exists()  # the resumed run was no longer a stopped one
     half_written = sorted(p.name for p in checkpoints.glob('recovery_*.tmp'))
@@ -173,3 +194,71 @@ def test_damaged_checkpoints_are_skipped_for_the_previous_whole_one(reference_an
     found, skipped = latest_checkpoint(str(checkpoints))
     assert found == str(checkpoints / 'recovery_epoch_1_batch_11')
     assert skipped[-1] == f'{checkpoints}/epoch_1 was skipped: optimizer.bin is missing'
+
+
+FAKE_SRUN = '''#!/bin/bash
+# srun for the test: the command once per "node", all on this machine, in parallel; the highest exit code
+while [[ $# -gt 0 && $1 == --* ]]; do shift; done
+pids=()
+for ((node = 0; node < SLURM_NNODES; node++)); do
+    SLURM_NODEID=$node SLURM_PROCID=$node "$@" &
+    pids+=($!)
+done
+status=0
+for pid in "${pids[@]}"; do
+    wait "$pid"
+    rc=$?
+    if [ $rc -gt $status ]; then status=$rc; fi
+done
+exit $status
+'''
+FAKE_SCONTROL = '''#!/bin/bash
+case "$1" in
+    show) echo 127.0.0.1 ;;
+    requeue) echo "requeue $2" >> "$SCONTROL_LOG" ;;
+esac
+'''
+
+
+@pytest.mark.slow
+def test_the_slurm_script_on_two_local_nodes_stops_on_its_signal_requeues_and_continues(demo, tmp_path):
+    """examples/slurm/train.sbatch as SLURM would run it on two nodes (here two `accelerate launch` on 127.0.0.1,
+    one process each): SIGUSR1 to every process of the job mid-run, exit 75 and a requeue, then the requeued job
+    continues to the end."""
+    import socket
+    bin_dir = tmp_path / 'bin'
+    bin_dir.mkdir()
+    for name, text in (('srun', FAKE_SRUN), ('scontrol', FAKE_SCONTROL)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != 'ACCELERATE_USE_CPU'}
+    env.update(PATH=f'{bin_dir}:{Path(sys.executable).parent}:{env["PATH"]}', SLURM_NNODES='2', SLURM_JOB_ID='1234',
+               SLURM_JOB_NODELIST='node[0-1]', GPUS_PER_NODE='1', MAIN_PORT=str(port), OMP_NUM_THREADS='1',
+               RECIPE='hparams/demo.yaml', OUTPUT=str(tmp_path / 'out'), EXPERIMENT='run',
+               SCONTROL_LOG=str(tmp_path / 'scontrol.log'))
+    job = [str(ROOT / 'examples' / 'slurm' / 'train.sbatch'), '--no-progress', '--workers', '1', '--epochs', '2',
+           '--batch-size', '4', '--demo-data', demo, '--demo-train-videos', '48', '--demo-val-videos', '8']
+
+    def sbatch() -> subprocess.Popen:
+        return subprocess.Popen(['bash', *job], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env=env, cwd=ROOT, start_new_session=True)
+    proc = sbatch()
+    run = tmp_path / 'out' / 'run'
+    wait_for(lambda: (run / 'checkpoints' / 'epoch_0' / 'checkpoint.json').exists(), proc, timeout=300)
+    signal_job(proc, signal.SIGUSR1)  # SLURM's --signal=USR1@120: every process of the job
+    out = finish(proc)
+    assert proc.returncode == EXIT_PREEMPTED, out[-3000:]
+    assert out.count('SIGUSR1 received: stopping after this step') == 2  # each node's process
+    assert 'requeueing job 1234' in out and (tmp_path / 'scontrol.log').read_text() == 'requeue 1234\n'
+    stopped_at = json.loads((run / 'preempted.json').read_text())['checkpoint']
+    assert Path(stopped_at).name in recovery_folders(tmp_path / 'out') + ['epoch_0', 'epoch_1']
+
+    proc = sbatch()  # the requeued job
+    out = finish(proc)
+    assert proc.returncode == 0, out[-3000:]
+    assert f'resumed from {stopped_at}' in out and 'done: final val top-1' in out
+    assert (run / 'model' / 'model.safetensors').is_file() and not (run / 'preempted.json').exists()
+    assert (tmp_path / 'scontrol.log').read_text() == 'requeue 1234\n'  # not again

@@ -21,6 +21,7 @@ from .cli import build_train_parser, command_line_dests, create_model_and_clip, 
     positive_int, prefer_command_line_sources, refuse_two_sources, resolve_demo_data, train_loader_from_args
 from .data import ClipRandAugment, ShardedTrainClips, VideoReadError, batch_rand_augment, load_video_list, \
     resolve_flip_pairs
+from .data.loader import shutdown_workers
 
 __all__ = ['measure_loader', 'measure_split', 'main']
 
@@ -35,18 +36,21 @@ def measure_loader(loader, clips: int, progress: bool = True) -> Dict[str, float
     start = time.perf_counter()
     first, seen, epoch = None, 0, 0
     epochs = loader.dataset if isinstance(loader.dataset, ShardedTrainClips) else loader.sampler
-    with tqdm(total=clips, desc='loading', unit='clip', disable=not progress) as bar:
-        while seen < clips:
-            epochs.set_epoch(epoch)
-            for batch, *_ in loader:
-                if first is None:
-                    first = time.perf_counter()
-                    continue
-                seen += len(batch)
-                bar.update(len(batch))
-                if seen >= clips:
-                    break
-            epoch += 1
+    try:
+        with tqdm(total=clips, desc='loading', unit='clip', disable=not progress) as bar:
+            while seen < clips:
+                epochs.set_epoch(epoch)
+                for batch, *_ in loader:
+                    if first is None:
+                        first = time.perf_counter()
+                        continue
+                    seen += len(batch)
+                    bar.update(len(batch))
+                    if seen >= clips:
+                        break
+                epoch += 1
+    finally:
+        shutdown_workers(loader)  # they ignore SIGTERM (see build_train_loader): not left to the interpreter's exit
     end = time.perf_counter()
     return dict(clips_per_s=seen / (end - first), clips=seen, first_batch_s=first - start)
 

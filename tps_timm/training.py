@@ -364,20 +364,32 @@ class Recovery:
         state: The run's :class:`TrainState` (registered for checkpointing).
         interval: Optimizer steps between recovery checkpoints (0: only on a stop signal).
         workers: The training loader's workers (a shard loader's position is per worker).
-        signals: The stop signals.
+
+    A context manager for the training: :class:`StopSignals` are noted while it lasts, and at its end the loaders'
+    persistent workers are stopped (they ignore SIGTERM, by which an exiting interpreter would stop them).
     """
 
-    def __init__(self, accelerator, checkpoint_dir: str, state: TrainState, interval: int, workers: int,
-                 signals: StopSignals):
+    def __init__(self, accelerator, checkpoint_dir: str, state: TrainState, interval: int, workers: int):
         self.accelerator = accelerator
         self.checkpoint_dir = checkpoint_dir
         self.state = state
         self.interval = interval
         self.workers = workers
-        self.signals = signals
+        self.signals = StopSignals()
         self.epoch = 0
+        self._loaders: List[Any] = []  # the epochs' loaders (a resumed epoch's is one of its own)
         self.positions: Dict[int, Tuple[int, int]] = {}  # shard loaders: (taken, yielded) of each worker
         self.loss_sum, self.batches = 0.0, 0  # this rank's losses of the epoch so far
+
+    def __enter__(self) -> 'Recovery':
+        self.signals.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        from .data.loader import shutdown_workers
+        self.signals.__exit__(*exc)
+        shutdown_workers(*self._loaders)
+        self._loaders = []
 
     def resumes(self, epoch: int) -> bool:
         """Whether ``epoch`` continues a recovery checkpoint's (its random state is the saved one, not reseeded)."""
@@ -399,6 +411,8 @@ class Recovery:
     def epoch_loader(self, loader, epoch: int) -> Tuple[Any, int]:
         """The loader of ``epoch`` and the batches of it already trained (0 unless it resumes a checkpoint's)."""
         self.epoch, self.positions, self.loss_sum, self.batches = epoch, {}, 0.0, 0
+        if loader not in self._loaders:
+            self._loaders.append(loader)
         if not self.resumes(epoch):
             return loader, 0
         done, mine = self.state.batch, self.state.ranks[self.accelerator.process_index]
@@ -408,9 +422,10 @@ class Recovery:
             self.positions = {int(w): tuple(p) for w, p in mine['positions'].items()}
             loader.dataset.resume_epoch(epoch, self.positions)
             return loader, done
-        skipped = self.accelerator.skip_first_batches(loader, done)
-        skipped.set_epoch(epoch)
-        return skipped, done
+        skipping = self.accelerator.skip_first_batches(loader, done)
+        skipping.set_epoch(epoch)
+        self._loaders.append(skipping)
+        return skipping, done
 
     def after_batch(self, batch_index: int, loss: float, stream_position: Optional[torch.Tensor], last: bool) -> None:
         """After each batch: note the loader position; after an optimizer step, stop when a signal was agreed on

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .hf import HfStreamSource, HfVideoTable
 
 __all__ = ['SeededRandomSampler', 'available_cpus', 'batch_rand_augment', 'build_train_loader', 'collate_clips',
-           'default_workers']
+           'default_workers', 'shutdown_workers']
 
 
 def available_cpus() -> int:
@@ -94,6 +94,18 @@ def ignore_stop_signals(worker_id: int = 0) -> None:
     feeding it; a worker that died of the signal would break that step."""
     for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
+
+
+def shutdown_workers(*loaders) -> None:
+    """Stop the persistent workers of ``loaders`` now. They ignore SIGTERM, by which the interpreter's exit stops
+    daemon processes: a process that exits with a loader still referenced (by the traceback of the exception it
+    exits on) would wait for them for ever."""
+    for loader in loaders:
+        loader = getattr(loader, 'base_dataloader', loader)  # inside Accelerate's wrapper
+        iterator = getattr(loader, '_iterator', None)
+        if iterator is not None and hasattr(iterator, '_shutdown_workers'):
+            iterator._shutdown_workers()
+            loader._iterator = None  # a next pass starts new ones
 
 
 def loader_kwargs(workers: int, pin_memory: bool, prefetch_factor: Optional[int], persistent: bool = True) -> Dict:
