@@ -9,6 +9,7 @@ Outputs go to ``--output/--experiment``: checkpoints (resumable with ``--resume 
 logs, the resolved config, and the final model as a Hub-ready folder (``--push-to-hub REPO_ID`` uploads it).
 """
 import argparse
+import copy
 import logging
 import math
 import os
@@ -28,10 +29,12 @@ from tps_timm.cli import build_train_parser, check_launch, command_line_dests, c
     refuse_two_sources, resolve_demo_data, source_num_classes, train_loader_from_args
 from tps_timm.clip import ClipConfig
 from tps_timm.data import ClipRandomErasing, HfStreamSource, HfVideoTable, ShardSource, TooManyUnreadable, VideoList, \
-    batch_rand_augment, check_unreadable, load_video_list, missing_videos, normalize_clip, resolve_flip_pairs
+    batch_rand_augment, check_unreadable, is_sharded, load_video_list, missing_videos, normalize_clip, \
+    resolve_flip_pairs
 from tps_timm.data.loader import loader_kwargs
 from tps_timm.evaluate import eval_dataset, evaluate, warn_sample_count
 from tps_timm.hub import HubPushError, check_push_access, push_folder
+from tps_timm.sharding import checkpoint_model_state, full_state_dict, is_sharded_model, shard_ema
 from tps_timm.training import EXIT_PREEMPTED, Preempted, Recovery, TrainState, UnreadableCounter, \
     VideoMixup, append_summary, clear_preempted, copy_checkpoint_atomic, latest_checkpoint, new_run_dir, \
     optimizer_param_groups, prepare_loader, prune_checkpoints, replace_folder, save_checkpoint_atomic, write_preempted
@@ -278,8 +281,14 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
 
     if args.torchcompile and not args.compile_cache:  # shared by the runs under --output: reruns start warm too
         args.compile_cache = os.path.join(args.output, 'compile_cache')
+    # FSDP: no rank holds whole weights after prepare; the main process keeps an unsharded copy to export into
+    export_template = copy.deepcopy(model) if is_sharded_model(accelerator) and accelerator.is_main_process else None
+    if is_sharded_model(accelerator) and val_videos is not None and is_sharded(val_videos):
+        parser.error('--val-dataset shards give each process its own number of batches, which a sharded model '
+                     '(FSDP) cannot evaluate: validate with --val-list, or after training with validate.py')
     model = compile_from_args(args, model)
     model, optimizer = accelerator.prepare(model, optimizer)
+    ema_state = shard_ema(accelerator, ema) if ema is not None else None  # sharded like the model under FSDP
     train_loader = prepare_loader(accelerator, train_loader)
     # The prepared loader's length is this process's share: with drop_last, accelerate drops an incomplete round of
     # batches, so len / num_processes would count one update too many when the batches do not divide evenly.
@@ -292,7 +301,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
     state = TrainState()
     accelerator.register_for_checkpointing(scheduler, state)
     if ema is not None:
-        accelerator.register_for_checkpointing(ema)
+        accelerator.register_for_checkpointing(ema_state)
     if args.resume:
         resume_from(parser, accelerator, args.resume, checkpoint_dir, state)
     recovery = Recovery(accelerator, checkpoint_dir, state, args.recovery_interval, args.workers)
@@ -324,9 +333,14 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         accelerator.wait_for_everyone()  # the file is there before any launcher returns
         sys.exit(EXIT_PREEMPTED)
     accelerator.end_training()
+    exported, ema_model = accelerator.unwrap_model(model), ema.module if ema is not None else None
+    if is_sharded_model(accelerator):  # every process takes part in gathering the weights to export
+        weights = full_state_dict(accelerator, ema.module if args.export_ema else model)
+        if accelerator.is_main_process:
+            export_template.load_state_dict(weights)
+            exported, ema_model = export_template, export_template if ema is not None else None
     if accelerator.is_main_process:
-        export_model(accelerator.unwrap_model(model), ema, args, clip_cfg, train_videos, val_videos, state,
-                     checkpoint_dir, model_dir)
+        export_model(exported, ema_model, args, clip_cfg, train_videos, val_videos, state, checkpoint_dir, model_dir)
     return finish(accelerator, args, state, out_dir, model_dir)
 
 
@@ -397,26 +411,24 @@ def finish(accelerator, args, state: TrainState, out_dir: str, model_dir: str) -
     return result
 
 
-def export_model(model, ema, args, clip_cfg: ClipConfig, train_videos, val_videos, state: TrainState,
+def export_model(model, ema_model, args, clip_cfg: ClipConfig, train_videos, val_videos, state: TrainState,
                  checkpoint_dir: str, model_dir: str) -> None:
     """The chosen weights (last epoch, ``--export-best``, ``--export-ema``) as a Hub-ready folder, written whole
-    before it replaces an older one; the card says which weights they are and what they were trained on."""
-    from safetensors.torch import load_file
-
+    before it replaces an older one; the card says which weights they are and what they were trained on.
+    ``ema_model`` is the EMA's model (None without ``--model-ema``)."""
     from tps_timm.hub import save_hub_folder
     results = {k: v for k, v in state.last_eval.items() if not k.startswith('ema_')}
     if args.export_best and state.best_epoch >= 0:
-        saved = load_file(os.path.join(checkpoint_dir, 'best', 'model.safetensors'))  # the wrapped model's keys
-        model.load_state_dict({k.removeprefix('module.').replace('_orig_mod.', ''): v for k, v in saved.items()})
+        model.load_state_dict(checkpoint_model_state(os.path.join(checkpoint_dir, 'best')))
         weights = f'the best epoch by validation top-1 (epoch {state.best_epoch} of {args.epochs})'
         results = state.best_eval
     elif args.export_ema:
-        model = ema.module
+        model = ema_model
         weights = f'the EMA of the weights (decay {args.model_ema_decay}) after the last epoch ({state.epoch})'
         results = {k[4:]: v for k, v in state.last_eval.items() if k.startswith('ema_')}
     else:
         weights = f'the last epoch\'s ({state.epoch})'
-        if ema is not None:
+        if ema_model is not None:
             weights += ('; the EMA model (--model-ema) was evaluated alongside but is not these weights '
                         '(--export-ema exports it)')
     model.pretrained_cfg = dict(

@@ -234,7 +234,9 @@ def _checkpoint_models(s: Sizes) -> Dict[str, tuple]:
 
 def _step_and_checkpoint(accelerator, model: torch.nn.Module, shape: tuple, device: str, reps: int,
                          folder: str) -> tuple:
-    """Seconds of a training step of ``model`` (prepared with AdamW) and of ``accelerator.save_state(folder)``."""
+    """Seconds of a training step of ``model`` (prepared with AdamW) and of one recovery checkpoint into ``folder``
+    (train.py's atomic save: ``accelerator.save_state``, ``checkpoint.json``, the rename)."""
+    from tps_timm.training import save_checkpoint_atomic
     model, optimizer = accelerator.prepare(model, torch.optim.AdamW(model.parameters(), lr=1e-4))
     x = torch.randn(shape, device=accelerator.device)
     target = torch.zeros(shape[0], dtype=torch.long, device=accelerator.device)
@@ -248,7 +250,8 @@ def _step_and_checkpoint(accelerator, model: torch.nn.Module, shape: tuple, devi
         optimizer.zero_grad(set_to_none=True)
 
     step_s = bench.timeit(step, device, reps, warmup=1)
-    save_s = bench.timeit(lambda: accelerator.save_state(folder), device, max(1, reps // 3), warmup=1)
+    save_s = bench.timeit(lambda: save_checkpoint_atomic(accelerator, os.path.dirname(folder),
+                                                         os.path.basename(folder)), device, max(1, reps // 3), warmup=1)
     return step_s, save_s
 
 
@@ -264,7 +267,7 @@ def checkpoint_section(report: Report, s: Sizes, device: str, tmp: str) -> None:
         size = sum(f.stat().st_size for f in Path(folder).rglob('*') if f.is_file())
         clip = f'{shape[0]} x {shape[2]}x{shape[3]}'
         report.add('checkpoint', f'{name} ({params / 1e6:.1f} M params): train step ({clip}) vs '
-                   f'accelerator.save_state (model + AdamW, {size / 2 ** 20:.0f} MiB)',
+                   f'a recovery checkpoint (model + AdamW, {size / 2 ** 20:.0f} MiB)',
                    f'{step_s:.3f} s/step vs {save_s:.3f} s/checkpoint = {_ratio(save_s, step_s):.1f} steps')
         del model
         accelerator.free_memory()

@@ -1,7 +1,7 @@
 """FSDP2 (issue 23): examples/accelerate/fsdp2.yaml as Accelerate reads it, and our parameter groups, a training step,
 the gathered full state dict and sharded checkpoints under torch's ``fully_shard``, in two CPU processes (gloo).
 
-Run as a script (``torchrun --nproc_per_node 2 tests/test_fsdp.py OUT VIT_CLASSES``), this file is the two processes.
+Run as a script (``torchrun --nproc_per_node 2 tests/test_fsdp.py OUT``), this file is the two processes.
 """
 import functools
 import logging
@@ -26,7 +26,6 @@ from conftest import SMALL, run_two_cpu_processes
 
 ROOT = Path(__file__).resolve().parents[1]
 YAML = ROOT / 'examples' / 'accelerate' / 'fsdp2.yaml'
-VIT_FLAGS = ('--fsdp_transformer_layer_cls_to_wrap', 'TpsVitBlock')  # the yaml's override for TPS-ViT runs
 WD, LR = 0.1, 1e-2  # large enough that a weight decay put on the wrong parameters shows in one step
 GROUPS = dict(weight_decay=WD, backbone_lr_mult=0.1, layer_decay=0.75)  # the reference configs' groups
 
@@ -95,30 +94,37 @@ def test_the_yaml_is_an_fsdp2_config_accelerate_loads():
     assert plugin.fsdp_version == 2 and plugin.reshard_after_forward is True
     assert plugin.state_dict_type == StateDictType.SHARDED_STATE_DICT
     assert not plugin.activation_checkpointing and not plugin.cpu_ram_efficient_loading
-    assert plugin.transformer_cls_names_to_wrap == ['TpsSwinTransformerBlock']
+    # no class list: Accelerate takes the model's `_no_split_modules` (set_auto_wrap_policy), one file for both families
+    assert 'fsdp_transformer_layer_cls_to_wrap' not in config.fsdp_config and 'FSDP_TRANSFORMER_CLS_TO_WRAP' not in env
+    assert plugin.transformer_cls_names_to_wrap is None
     # the overrides its comments give
     assert launch('--num_processes', '4')[0].nproc_per_node == '4'
     multi = launch('--num_machines', '2', '--machine_rank', '1', '--main_process_ip', '10.0.0.1',
                    '--num_processes', '16')[0]
     assert (multi.nproc_per_node, multi.nnodes, multi.node_rank) == ('8', '2', 1)
-    assert ' '.join(VIT_FLAGS) in YAML.read_text()
 
 
-@pytest.mark.parametrize('family,flags', [('swin', ()), ('vit', VIT_FLAGS)])
-def test_the_wrap_policy_gives_every_transformer_block_its_own_fsdp_group(family, flags):
-    plugin = plugin_from(launch(*flags)[1])
-    ours = tps_timm_modules()
-    assert all(name in ours for name in plugin.transformer_cls_names_to_wrap), plugin.transformer_cls_names_to_wrap
+@pytest.mark.parametrize('family,block', [('swin', 'TpsSwinTransformerBlock'), ('vit', 'TpsVitBlock')])
+def test_the_wrap_policy_gives_every_transformer_block_its_own_fsdp_group(family, block):
+    """The same yaml for both families: the classes come from the model's ``_no_split_modules``, and exactly the
+    blocks are wrapped (the final norm and the root are Accelerate's own groups, after the policy's)."""
     model = build(family)
+    assert model._no_split_modules == [block] and block in tps_timm_modules()
+    plugin = plugin_from(launch()[1])
     assert [id(m) for m in wrapped_by(plugin, model)] == [id(m) for m in blocks(model)]
-    assert {type(m).__name__ for m in blocks(model)} <= set(plugin.transformer_cls_names_to_wrap)
+    assert plugin.transformer_cls_names_to_wrap == [block]  # what Accelerate took from the model
+    assert {type(m).__name__ for m in blocks(model)} == {block}
+    with mock.patch.object(type(model), '_no_split_modules', None):  # without it, nothing but the root would shard
+        assert wrapped_by(plugin_from(launch()[1]), build(family)) == []
 
 
-def test_a_class_the_model_lacks_stops_accelerate_so_one_list_cannot_serve_both_families():
-    """Why the yaml names TPS-Swin's block only and TPS-ViT runs override it; a forgotten override fails loudly."""
+def test_a_class_list_given_to_accelerate_replaces_the_models_and_must_name_only_its_classes():
+    """Why the yaml names no classes: ``--fsdp_transformer_layer_cls_to_wrap`` wins over ``_no_split_modules``, and a
+    class the model lacks stops Accelerate, so one list could not serve both families."""
     env = launch()[1]
     with pytest.raises(ValueError, match='Could not find the transformer layer class TpsSwinTransformerBlock'):
-        wrapped_by(plugin_from(env), build('vit'))
+        wrapped_by(plugin_from(launch('--fsdp_transformer_layer_cls_to_wrap', 'TpsSwinTransformerBlock')[1]),
+                   build('vit'))
     both = dict(env, FSDP_TRANSFORMER_CLS_TO_WRAP='TpsSwinTransformerBlock,TpsVitBlock')
     with pytest.raises(ValueError, match='Could not find the transformer layer class TpsVitBlock'):
         wrapped_by(plugin_from(both), build('swin'))
@@ -130,8 +136,7 @@ def test_param_groups_a_step_and_the_full_state_dict_survive_fully_shard(tmp_pat
     for key, value in launch()[1].items():
         if key.startswith('FSDP_'):
             monkeypatch.setenv(key, value)
-    vit_classes = plugin_from(launch(*VIT_FLAGS)[1]).transformer_cls_names_to_wrap
-    proc = run_two_cpu_processes(Path(__file__), str(tmp_path), ','.join(vit_classes), timeout=300)
+    proc = run_two_cpu_processes(Path(__file__), str(tmp_path), timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     assert sorted(p.name for p in tmp_path.glob('ok_*')) == ['ok_0_swin', 'ok_0_vit', 'ok_1_swin', 'ok_1_vit']
     for sub in ('pytorch_model_fsdp_0', 'optimizer_0'):  # torch.distributed.checkpoint: one file per rank
@@ -194,12 +199,13 @@ def assert_equal_state(full: dict, expected: dict, atol: float = 0.) -> None:
         assert (v - expected[k]).abs().max() <= atol, (k, (v - expected[k]).abs().max())
 
 
-def plugin_for(cls_names: str):
-    """The launched process's plugin (FSDP_* from the test's environment), wrapping the classes ``cls_names``."""
-    return plugin_from(dict(os.environ, FSDP_TRANSFORMER_CLS_TO_WRAP=cls_names))
+def launched_plugin():
+    """The launched process's plugin (FSDP_* from the test's environment: the yaml's), a new one per model as in
+    train.py (``set_auto_wrap_policy`` fills its class list from the first model it sees)."""
+    return plugin_from(dict(os.environ))
 
 
-def check_groups(family: str, cls_names: str, rank: int):
+def check_groups(family: str, rank: int):
     """Groups built after sharding equal those of the unsharded model, by name, and the gathered state dict is the
     unsharded one. Returns the sharded model, its groups, the unsharded model, its groups and its state."""
     from torch.distributed.fsdp import FSDPModule
@@ -207,7 +213,7 @@ def check_groups(family: str, cls_names: str, rank: int):
     reference = build(family).train()
     expected_state = {k: v.clone() for k, v in reference.state_dict().items()}
     reference_groups = optimizer_param_groups(reference, **GROUPS)
-    model = shard(build(family).train(), plugin_for(cls_names), rank)
+    model = shard(build(family).train(), launched_plugin(), rank)
     assert isinstance(model, FSDPModule) and all(isinstance(b, FSDPModule) for b in blocks(model))
     assert all(isinstance(p, DTensor) and p.placements == (Shard(0),) for p in model.parameters())
 
@@ -252,16 +258,15 @@ def check_step(model, groups, reference, reference_groups, initial: dict, rank: 
     return optimizer, stepped
 
 
-def check_checkpoint(family: str, cls_names: str, model, optimizer, state: dict, rank: int, world: int,
-                     folder: Path) -> None:
+def check_checkpoint(family: str, model, optimizer, state: dict, rank: int, world: int, folder: Path) -> None:
     """What ``accelerator.save_state`` / ``load_state`` do under SHARDED_STATE_DICT (accelerate's own functions):
     the sharded model and optimizer written by every rank, then read into a new sharded model and optimizer."""
     import torch.distributed as dist
     from accelerate.utils import fsdp_utils
     accelerator = SimpleNamespace(process_index=rank, num_processes=world, is_fsdp2=True, is_main_process=rank == 0,
                                   wait_for_everyone=dist.barrier)
-    plugin = plugin_for(cls_names)
-    fresh = shard(build(family).train(), plugin_for(cls_names), rank)
+    plugin = launched_plugin()
+    fresh = shard(build(family).train(), plugin, rank)
     fresh_optimizer = create_optimizer_v2(optimizer_param_groups(fresh, **GROUPS), opt='adamw')
     with mock.patch.object(fsdp_utils, 'logger', logging.getLogger(__name__)):  # its logger needs an Accelerator
         fsdp_utils.save_fsdp_model(plugin, accelerator, model, str(folder))
@@ -276,7 +281,7 @@ def check_checkpoint(family: str, cls_names: str, model, optimizer, state: dict,
                    for k in ('exp_avg', 'exp_avg_sq')) and fresh_optimizer.state[new]['step'] == 1
 
 
-def main(out: str, vit_classes: str) -> None:
+def main(out: str) -> None:
     """Both families' groups and gathered state dicts; the step and the checkpoint on TPS-ViT, the quicker (DTensor
     ops cost per call on the CPU, and TPS-Swin has more, smaller parameters)."""
     import torch.distributed as dist
@@ -284,11 +289,11 @@ def main(out: str, vit_classes: str) -> None:
     dist.init_process_group('gloo')
     rank, world = dist.get_rank(), dist.get_world_size()
     try:
-        check_groups('swin', os.environ['FSDP_TRANSFORMER_CLS_TO_WRAP'], rank)
+        check_groups('swin', rank)
         (Path(out) / f'ok_{rank}_swin').touch()
-        model, groups, reference, reference_groups, initial = check_groups('vit', vit_classes, rank)
+        model, groups, reference, reference_groups, initial = check_groups('vit', rank)
         optimizer, stepped = check_step(model, groups, reference, reference_groups, initial, rank, world)
-        check_checkpoint('vit', vit_classes, model, optimizer, stepped, rank, world, Path(out) / 'checkpoint')
+        check_checkpoint('vit', model, optimizer, stepped, rank, world, Path(out) / 'checkpoint')
         (Path(out) / f'ok_{rank}_vit').touch()
     finally:
         dist.destroy_process_group()

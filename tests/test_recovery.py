@@ -1,6 +1,7 @@
 """Preemption and mid-epoch recovery: a run stopped by a signal (or killed) and resumed with ``--resume auto`` ends
 with the weights of a run never stopped; damaged checkpoints are never resumed from; shard loaders resume with
 every sample of the epoch once."""
+import csv
 import json
 import os
 import random
@@ -239,8 +240,9 @@ def test_the_slurm_script_on_two_local_nodes_stops_on_its_signal_requeues_and_co
                SLURM_JOB_NODELIST='node[0-1]', GPUS_PER_NODE='1', MAIN_PORT=str(port), OMP_NUM_THREADS='1',
                RECIPE='hparams/demo.yaml', OUTPUT=str(tmp_path / 'out'), EXPERIMENT='run',
                SCONTROL_LOG=str(tmp_path / 'scontrol.log'))
+    # 48 clips in batches of 9: 5 batches, 2 per process (the odd one is dropped)
     job = [str(ROOT / 'examples' / 'slurm' / 'train.sbatch'), '--no-progress', '--workers', '1', '--epochs', '2',
-           '--batch-size', '4', '--demo-data', demo, '--demo-train-videos', '48', '--demo-val-videos', '8']
+           '--batch-size', '9', '--demo-data', demo, '--demo-train-videos', '48', '--demo-val-videos', '8']
 
     def sbatch() -> subprocess.Popen:
         return subprocess.Popen(['bash', *job], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -262,3 +264,8 @@ def test_the_slurm_script_on_two_local_nodes_stops_on_its_signal_requeues_and_co
     assert f'resumed from {stopped_at}' in out and 'done: final val top-1' in out
     assert (run / 'model' / 'model.safetensors').is_file() and not (run / 'preempted.json').exists()
     assert (tmp_path / 'scontrol.log').read_text() == 'requeue 1234\n'  # not again
+    # the cosine schedule counts the 2 updates per epoch that each process made, and ends at --min-lr (0); counting
+    # 5 / 2 -> 3 would leave it at a quarter of the peak
+    with open(run / 'summary.csv') as f:
+        rows = list(csv.DictReader(f))
+    assert [row['epoch'] for row in rows] == ['0', '1'] and float(rows[-1]['lr']) == pytest.approx(0, abs=1e-9)

@@ -162,7 +162,7 @@ def test_a_shard_epoch_resumed_from_a_recovery_checkpoint_gives_every_sample_onc
     loaded and resumed: the batches still to come hold exactly the samples the first 3 did not."""
     from accelerate import Accelerator
 
-    from tps_timm.training import Recovery, StopSignals, TrainState, prepare_loader
+    from tps_timm.training import Recovery, TrainState, prepare_loader
     full, _ = _epoch_clips([_train_stream(data)], epoch=1, workers=2)
     accelerator = Accelerator(cpu=True)
     state = TrainState(epoch=0, step=3)
@@ -172,7 +172,7 @@ def test_a_shard_epoch_resumed_from_a_recovery_checkpoint_gives_every_sample_onc
         loader = prepare_loader(accelerator, torch.utils.data.DataLoader(_train_stream(data), batch_size=2,
                                                                          num_workers=2))
         loader.set_epoch(1)  # as train.py does
-        recovery = Recovery(accelerator, str(tmp_path), state, 0, 2, StopSignals())
+        recovery = Recovery(accelerator, str(tmp_path), state, 0, 2)
         loader, start = recovery.epoch_loader(loader, 1)
         clips = []
         for index, (clip, label, _, position) in enumerate(loader, start):

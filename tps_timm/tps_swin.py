@@ -550,6 +550,8 @@ class TpsSwinTransformer(nn.Module):
     ``(B, D, H, W, C)`` with ``D = ceil(T / 2)``. The window layouts of clips of ``num_frames x img_size`` are kept as
     buffers (``set_input_size`` changes them); other clips build theirs per call.
     """
+    # the blocks FSDP wraps one by one (Accelerate's TRANSFORMER_BASED_WRAP reads this)
+    _no_split_modules = ['TpsSwinTransformerBlock']
 
     def __init__(
             self,

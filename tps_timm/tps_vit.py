@@ -137,6 +137,8 @@ class TpsVisionTransformer(VisionTransformer):
     ``prune_intermediate_layers`` and the rest are timm's; ``forward_features`` averages over time before them and
     ``forward_intermediates`` gives ``(B, C, D, H, W)`` maps.
     """
+    # the blocks FSDP wraps one by one (Accelerate's TRANSFORMER_BASED_WRAP reads this)
+    _no_split_modules = ['TpsVitBlock']
 
     def _init_video(self, tubelet_size: int, temporal_mixing: str, num_frames: Optional[int],
                     temporal_pos_embed: bool, max_temporal_tokens: int) -> None:
