@@ -100,8 +100,8 @@ def recovery_folders(output: Path) -> list:
 
 
 def stopped_and_resumed(demo: str, cut: Path, rng: random.Random, extra=(), launcher=(sys.executable,),
-                        reference: Optional[subprocess.Popen] = None) -> None:
-    """Train into ``cut``: SIGTERM to the whole job at a random step of the first epoch, resume with ``--resume
+                        reference: Optional[subprocess.Popen] = None, stop: int = signal.SIGTERM) -> None:
+    """Train into ``cut``: ``stop`` to the whole job at a random step of the first epoch, resume with ``--resume
     auto``, SIGKILL while a random recovery checkpoint of the second epoch is being written, resume again to the
     end. ``reference``, an unstopped run started beside it, is waited for before the end."""
     per_step = 2 if '--grad-accum-steps' in extra else 1
@@ -110,15 +110,16 @@ def stopped_and_resumed(demo: str, cut: Path, rng: random.Random, extra=(), laun
     at = rng.randrange(1, steps) * per_step
     wait_for(lambda: any(name.endswith(f'_batch_{at}') for name in recovery_folders(cut)), proc)
     signalled = time.monotonic()
-    signal_job(proc, signal.SIGTERM)  # every process of the job, the loader worker too, as a cluster does
+    signal_job(proc, stop)  # every process of the job, the loader worker too, as a cluster does
     out = finish(proc)
     took = time.monotonic() - signalled
-    assert 'SIGTERM received: stopping after this step' in out and 'exit code 75' in out, out[-3000:]
+    name = signal.Signals(stop).name
+    assert f'{name} received: stopping after this step' in out and 'exit code 75' in out, out[-3000:]
     if launcher == (sys.executable,):  # a launcher exits 1 whatever its processes' code: preempted.json says it
         assert proc.returncode == EXIT_PREEMPTED, out[-3000:]
     assert took < 10 + 1, f'the stopped run took {took:.1f} s to exit'  # a step and a checkpoint of ~0.1 s each
     preempted = json.loads((cut / 'run' / 'preempted.json').read_text())
-    assert preempted['signal'] == 'SIGTERM' and Path(preempted['checkpoint']).name in recovery_folders(cut)
+    assert preempted['signal'] == name and Path(preempted['checkpoint']).name in recovery_folders(cut)
     assert len(recovery_folders(cut)) == 1  # the newest is kept
 
     proc = start(demo, cut, '--workers', '1', '--resume', 'auto', *extra, launcher=launcher)
@@ -164,7 +165,8 @@ def test_the_same_with_gradient_accumulation_or_two_processes(demo, tmp_path, va
     launcher = (sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2') \
         if variant == 'two_processes' else (sys.executable,)
     reference = start(demo, tmp_path / 'reference', '--workers', '1', *extra, launcher=launcher)
-    stopped_and_resumed(demo, tmp_path / 'cut', random.Random(time.time()), extra, launcher, reference)
+    stop = signal.SIGINT if variant == 'grad_accum' else signal.SIGTERM  # Ctrl-C on one machine
+    stopped_and_resumed(demo, tmp_path / 'cut', random.Random(time.time()), extra, launcher, reference, stop)
     assert_identical(final_weights(tmp_path / 'reference'), final_weights(tmp_path / 'cut'))
 
 
@@ -269,3 +271,29 @@ def test_the_slurm_script_on_two_local_nodes_stops_on_its_signal_requeues_and_co
     with open(run / 'summary.csv') as f:
         rows = list(csv.DictReader(f))
     assert [row['epoch'] for row in rows] == ['0', '1'] and float(rows[-1]['lr']) == pytest.approx(0, abs=1e-9)
+
+
+def test_stop_signals_are_noted_not_obeyed_and_loader_workers_ignore_them(caplog):
+    """SIGINT (Ctrl-C) as SIGTERM and SIGUSR1: noted while training (no KeyboardInterrupt), a second one only said,
+    the handlers before it back at the end; a loader worker (worker_init_fn) survives all three."""
+    from tps_timm.data.loader import STOP_SIGNALS, ignore_stop_signals
+    from tps_timm.training import StopSignals
+
+    class OneProcess:
+        num_processes = 1
+    with StopSignals() as signals:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.01)  # Python runs the handler at the next bytecode
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.01)
+        assert signals.agreed(OneProcess()) == 'SIGINT'
+    assert 'SIGINT received: stopping after this step' in caplog.text and 'SIGTERM received again' in caplog.text
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C outside training: as before
+    pid = os.fork()
+    if pid == 0:  # a loader worker: ignores the stop signals, then exits by itself
+        ignore_stop_signals()
+        for sig in STOP_SIGNALS:
+            os.kill(os.getpid(), sig)
+        os._exit(7)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 7
