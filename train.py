@@ -231,10 +231,15 @@ def training_parts(args, model, device: torch.device):
 
 def resume_from(parser, accelerator, resume: Optional[str], checkpoint_dir: str, state: TrainState) -> None:
     """Load ``--resume`` (a checkpoint folder, or ``auto``: the furthest-on whole one of this run's, if any)."""
-    if resume == 'auto':
-        resume, skipped = latest_checkpoint(checkpoint_dir)
+    if resume == 'auto':  # the main process chooses: another may see a shared folder a moment late
+        from accelerate.utils import broadcast_object_list
+        resume, skipped = broadcast_object_list([latest_checkpoint(checkpoint_dir)])[0] \
+            if accelerator.num_processes > 1 else latest_checkpoint(checkpoint_dir)
         for line in skipped:
             accelerator.print(line)
+        if resume is None and skipped:  # starting afresh would overwrite them
+            parser.error(f'--resume auto: no whole checkpoint in {checkpoint_dir} (see above); give --resume '
+                         f'FOLDER, or move the folder away to start afresh')
     if resume:
         if not os.path.isdir(resume):
             parser.error(f'--resume: no checkpoint folder {resume}')
@@ -326,19 +331,19 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict:
         accelerator.end_training()
         sys.exit(f'{parser.prog}: error: epoch {state.epoch + 1}: {e}' if accelerator.is_main_process else 1)
     except Preempted as e:  # every process, after the same step and the checkpoint
-        accelerator.end_training()
         if accelerator.is_main_process:
             write_preempted(out_dir, e)
             print(f'{parser.prog}: {e}; exit code {EXIT_PREEMPTED}', file=sys.stderr, flush=True)
         accelerator.wait_for_everyone()  # the file is there before any launcher returns
+        accelerator.end_training()  # (it ends the process group: after the last collective)
         sys.exit(EXIT_PREEMPTED)
-    accelerator.end_training()
     exported, ema_model = accelerator.unwrap_model(model), ema.module if ema is not None else None
     if is_sharded_model(accelerator):  # every process takes part in gathering the weights to export
         weights = full_state_dict(accelerator, ema.module if args.export_ema else model)
         if accelerator.is_main_process:
             export_template.load_state_dict(weights)
             exported, ema_model = export_template, export_template if ema is not None else None
+    accelerator.end_training()
     if accelerator.is_main_process:
         export_model(exported, ema_model, args, clip_cfg, train_videos, val_videos, state, checkpoint_dir, model_dir)
     return finish(accelerator, args, state, out_dir, model_dir)

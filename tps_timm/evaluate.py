@@ -1,5 +1,6 @@
 """Multi-view video inference, shared by validate.py, train.py, predict and embed: outputs averaged over clips x
 crops, per video."""
+import contextlib
 import logging
 import time
 from typing import Collection, Dict, Iterator, Optional, Sequence, Tuple, Union
@@ -76,23 +77,25 @@ def evaluate(model: torch.nn.Module, loader, accelerator, mean: Sequence[float],
     probs_all, labels_all, readable_all, unreadable = [], [], [], []
     views_seen, num_views = 0, 0
     start = time.perf_counter()
-    for batch in tqdm(loader, desc=desc, disable=not (progress and accelerator.is_main_process),
-                      leave=False):
-        video = batch['video'].to(accelerator.device)
-        num_videos, num_views = video.shape[:2]
-        with accelerator.autocast():
-            logits = model(normalize_clip(video.flatten(0, 1), mean, std))
-        probs = logits.float().softmax(-1).view(num_videos, num_views, -1).mean(1)
-        labels, readable = batch['label'], batch['readable']
-        if sharded:
-            unreadable += [name for name, ok in zip(batch['name'], readable.tolist()) if not ok]
-        else:
-            probs, labels, readable, index = accelerator.gather_for_metrics((probs, labels, readable, batch['index']))
-            unreadable += index[~readable.bool()].tolist()
-        probs_all.append(probs.cpu())
-        labels_all.append(labels.cpu())
-        readable_all.append(readable.cpu())
-        views_seen += len(labels) * num_views
+    batches = iter(tqdm(loader, desc=desc, disable=not (progress and accelerator.is_main_process), leave=False))
+    with contextlib.closing(batches):  # an error stops the workers here: they ignore SIGTERM (loader_kwargs)
+        for batch in batches:
+            video = batch['video'].to(accelerator.device)
+            num_videos, num_views = video.shape[:2]
+            with accelerator.autocast():
+                logits = model(normalize_clip(video.flatten(0, 1), mean, std))
+            probs = logits.float().softmax(-1).view(num_videos, num_views, -1).mean(1)
+            labels, readable = batch['label'], batch['readable']
+            if sharded:
+                unreadable += [name for name, ok in zip(batch['name'], readable.tolist()) if not ok]
+            else:
+                probs, labels, readable, index = accelerator.gather_for_metrics(
+                    (probs, labels, readable, batch['index']))
+                unreadable += index[~readable.bool()].tolist()
+            probs_all.append(probs.cpu())
+            labels_all.append(labels.cpu())
+            readable_all.append(readable.cpu())
+            views_seen += len(labels) * num_views
     parts = [torch.cat(p) if p else torch.zeros(0) for p in (probs_all, labels_all, readable_all)]
     if sharded and accelerator.num_processes > 1:  # every rank's videos, once: the shards are dealt, not padded
         gathered = gather_object([(*parts, unreadable, views_seen, num_views)])

@@ -150,13 +150,23 @@ def save_checkpoint_atomic(accelerator, checkpoint_dir: str, name: str, info: Op
     accelerator.wait_for_everyone()
     accelerator.save_state(tmp)
     accelerator.wait_for_everyone()
+    files = _file_sizes(tmp)
+    if accelerator.num_processes > 1:  # each process sees its own files whole (a shared folder may lag elsewhere)
+        from accelerate.utils import gather_object
+        files = {}
+        for seen in gather_object([_file_sizes(tmp)]):
+            for name, size in seen.items():
+                files[name] = max(size, files.get(name, 0))
     if accelerator.is_main_process:
-        files = {os.path.relpath(os.path.join(d, f), tmp): os.path.getsize(os.path.join(d, f))
-                 for d, _, names in os.walk(tmp) for f in names}
         _write_json(os.path.join(tmp, CHECKPOINT_INFO), dict(info or {}, files=files, time=time.time()))
         replace_folder(tmp, final)
     accelerator.wait_for_everyone()
     return final
+
+
+def _file_sizes(folder: str) -> Dict[str, int]:
+    return {os.path.relpath(os.path.join(d, f), folder): os.path.getsize(os.path.join(d, f))
+            for d, _, names in os.walk(folder) for f in names}
 
 
 def _write_json(path: str, value: Any) -> None:
@@ -318,7 +328,8 @@ class StopSignals:
     handlers before it come back at its end."""
 
     def __init__(self):
-        self.received = 0  # the first signal's number
+        self.received: List[int] = []  # the signals' numbers, as they came
+        self._said = 0  # of them, those logged
         self._previous: Dict[int, Any] = {}
 
     def __enter__(self) -> 'StopSignals':
@@ -333,16 +344,18 @@ class StopSignals:
         self._previous = {}
 
     def _note(self, signum: int, frame) -> None:
-        name = signal.Signals(signum).name
-        if self.received:
-            _logger.warning(f'{name} received again: the run is already stopping, after its recovery checkpoint')
-            return
-        self.received = signum
-        _logger.warning(f'{name} received: stopping after this step, with a recovery checkpoint')
+        self.received.append(signum)  # only noted: writing to a stream the interrupted code was writing could fail
 
     def agreed(self, accelerator) -> Optional[str]:
-        """The name of the signal any rank has received, else None: a collective where there are several."""
-        received = self.received
+        """The name of the signal any rank has received, else None: a collective where there are several. The
+        signals that came since the last call are logged here."""
+        for signum in self.received[self._said:]:
+            name = signal.Signals(signum).name
+            _logger.warning(f'{name} received again: the run is already stopping, after its recovery checkpoint'
+                            if self._said else f'{name} received: stopping after this step, with a recovery '
+                            f'checkpoint')
+            self._said += 1
+        received = self.received[0] if self.received else 0
         if accelerator.num_processes > 1:
             received = int(accelerator.gather(torch.tensor([received], device=accelerator.device)).max())
         return signal.Signals(received).name if received else None
@@ -377,7 +390,8 @@ class Recovery:
         self.workers = workers
         self.signals = StopSignals()
         self.epoch = 0
-        self._loaders: List[Any] = []  # the epochs' loaders (a resumed epoch's is one of its own)
+        self.epoch_batches = 0  # of the epoch in progress, on each process
+        self._loaders: List[Any] = []  # the training loader, and a resumed epoch's own while it lasts
         self.positions: Dict[int, Tuple[int, int]] = {}  # shard loaders: (taken, yielded) of each worker
         self.loss_sum, self.batches = 0.0, 0  # this rank's losses of the epoch so far
 
@@ -404,15 +418,21 @@ class Recovery:
         if len(saved) != self.accelerator.num_processes:
             raise ValueError(f'the recovery checkpoint was written by {len(saved)} processes, this run has '
                              f'{self.accelerator.num_processes}: launch as many, or resume from an epoch checkpoint')
+        if saved[0].get('epoch_batches', len(loader)) != len(loader):
+            raise ValueError(f'the recovery checkpoint\'s epoch had {saved[0]["epoch_batches"]} batches per process, '
+                             f'this run\'s has {len(loader)} (another --batch-size or training set?): resume from an '
+                             f'epoch checkpoint')
         if _is_shard_loader(loader) and saved[0].get('workers') != loader.num_workers:
             raise ValueError(f'the recovery checkpoint\'s shard loader had --workers {saved[0].get("workers")}, this '
                              f'run {loader.num_workers}: a worker\'s position in its shards needs the same count')
 
     def epoch_loader(self, loader, epoch: int) -> Tuple[Any, int]:
         """The loader of ``epoch`` and the batches of it already trained (0 unless it resumes a checkpoint's)."""
+        from .data.loader import shutdown_workers
         self.epoch, self.positions, self.loss_sum, self.batches = epoch, {}, 0.0, 0
-        if loader not in self._loaders:
-            self._loaders.append(loader)
+        self.epoch_batches = len(loader)
+        shutdown_workers(*[other for other in self._loaders if other is not loader])  # a resumed epoch's
+        self._loaders = [loader]
         if not self.resumes(epoch):
             return loader, 0
         done, mine = self.state.batch, self.state.ranks[self.accelerator.process_index]
@@ -453,7 +473,8 @@ class Recovery:
         """A recovery checkpoint after ``batches`` batches of the current epoch; older recovery checkpoints go."""
         from accelerate.utils import gather_object
         start = time.perf_counter()
-        mine = dict(positions=self.positions, workers=self.workers, loss_sum=self.loss_sum, batches=self.batches)
+        mine = dict(positions=self.positions, workers=self.workers, loss_sum=self.loss_sum, batches=self.batches,
+                    epoch_batches=self.epoch_batches)
         self.state.batch, self.state.ranks = batches, gather_object([mine])
         try:
             name = f'recovery_epoch_{self.epoch}_batch_{batches}'
@@ -461,9 +482,9 @@ class Recovery:
                 epoch=self.epoch, batch=batches, step=self.state.step, processes=self.accelerator.num_processes))
         finally:
             self.state.batch, self.state.ranks = 0, []
-        if self.accelerator.is_main_process:
+        if self.accelerator.is_main_process:  # the older ones, and any a killed run left half written
             for other in os.listdir(self.checkpoint_dir):
-                if _RECOVERY_DIR.match(other) and other != name:
+                if _RECOVERY_DIR.match(other.removesuffix('.tmp')) and other != name:
                     shutil.rmtree(os.path.join(self.checkpoint_dir, other), ignore_errors=True)
         if self.accelerator.is_main_process:
             _logger.info(f'recovery checkpoint {folder} ({time.perf_counter() - start:.1f} s)')
