@@ -16,6 +16,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from timm.data import Mixup
 
+from .data.shards import write_json_atomic
+
 __all__ = ['VideoMixup', 'optimizer_param_groups', 'TrainState', 'save_checkpoint_atomic', 'copy_checkpoint_atomic',
            'list_checkpoints', 'prune_checkpoints', 'append_summary', 'replace_folder', 'holds_run', 'new_run_dir',
            'UnreadableCounter', 'StopSignals', 'Recovery', 'Preempted', 'EXIT_PREEMPTED', 'latest_checkpoint',
@@ -158,7 +160,7 @@ def save_checkpoint_atomic(accelerator, checkpoint_dir: str, name: str, info: Op
             for name, size in seen.items():
                 files[name] = max(size, files.get(name, 0))
     if accelerator.is_main_process:
-        _write_json(os.path.join(tmp, CHECKPOINT_INFO), dict(info or {}, files=files, time=time.time()))
+        write_json_atomic(os.path.join(tmp, CHECKPOINT_INFO), dict(info or {}, files=files, time=time.time()))
         replace_folder(tmp, final)
     accelerator.wait_for_everyone()
     return final
@@ -167,11 +169,6 @@ def save_checkpoint_atomic(accelerator, checkpoint_dir: str, name: str, info: Op
 def _file_sizes(folder: str) -> Dict[str, int]:
     return {os.path.relpath(os.path.join(d, f), folder): os.path.getsize(os.path.join(d, f))
             for d, _, names in os.walk(folder) for f in names}
-
-
-def _write_json(path: str, value: Any) -> None:
-    from .data.shards import write_json_atomic
-    write_json_atomic(path, value)
 
 
 def checkpoint_position(folder: str) -> Optional[Tuple[int, int]]:
@@ -482,11 +479,10 @@ class Recovery:
                 epoch=self.epoch, batch=batches, step=self.state.step, processes=self.accelerator.num_processes))
         finally:
             self.state.batch, self.state.ranks = 0, []
-        if self.accelerator.is_main_process:  # the older ones, and any a killed run left half written
+        if self.accelerator.is_main_process:  # the older ones go, and any a killed run left half written
             for other in os.listdir(self.checkpoint_dir):
                 if _RECOVERY_DIR.match(other.removesuffix('.tmp')) and other != name:
                     shutil.rmtree(os.path.join(self.checkpoint_dir, other), ignore_errors=True)
-        if self.accelerator.is_main_process:
             _logger.info(f'recovery checkpoint {folder} ({time.perf_counter() - start:.1f} s)')
         return folder
 
@@ -505,7 +501,7 @@ def write_preempted(out_dir: str, stop: Preempted) -> str:
     """``preempted.json`` in the run folder: the signal and the checkpoint, for a requeue wrapper that cannot see
     the exit code (``accelerate launch`` and torchrun exit 1 whatever their processes' code)."""
     path = os.path.join(out_dir, PREEMPTED_FILE)
-    _write_json(path, dict(signal=stop.signal_name, checkpoint=stop.checkpoint, exit_code=EXIT_PREEMPTED,
+    write_json_atomic(path, dict(signal=stop.signal_name, checkpoint=stop.checkpoint, exit_code=EXIT_PREEMPTED,
                            time=time.time()))
     return path
 
