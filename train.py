@@ -10,6 +10,7 @@ logs, the resolved config, and the final model as a Hub-ready folder (``--push-t
 """
 import argparse
 import copy
+import dataclasses
 import logging
 import math
 import os
@@ -29,8 +30,8 @@ from tps_timm.cli import build_train_parser, check_launch, command_line_dests, c
     refuse_two_sources, resolve_demo_data, source_num_classes, train_loader_from_args
 from tps_timm.clip import ClipConfig
 from tps_timm.data import ClipRandomErasing, HfStreamSource, HfVideoTable, ShardSource, TooManyUnreadable, VideoList, \
-    batch_rand_augment, check_unreadable, is_sharded, load_video_list, missing_videos, normalize_clip, \
-    resolve_flip_pairs
+    batch_rand_augment, check_unreadable, is_sharded, load_video_list, median_video_seconds, missing_videos, \
+    normalize_clip, resolve_flip_pairs
 from tps_timm.data.loader import loader_kwargs
 from tps_timm.evaluate import eval_dataset, evaluate, warn_sample_count
 from tps_timm.hub import HubPushError, check_push_access, push_folder
@@ -436,6 +437,8 @@ def export_model(model, ema_model, args, clip_cfg: ClipConfig, train_videos, val
         if ema_model is not None:
             weights += ('; the EMA model (--model-ema) was evaluated alongside but is not these weights '
                         '(--export-ema exports it)')
+    # the time a uniform clip spans (a timeline's window): these training videos', not an earlier model's
+    clip_cfg = dataclasses.replace(clip_cfg, train_video_seconds=median_video_seconds(train_videos))
     model.pretrained_cfg = dict(
         model.pretrained_cfg, **clip_cfg.pretrained_cfg_fields(), num_classes=model.num_classes,
         dataset=Path(args.hparams).stem if args.hparams else None,  # the recipe's

@@ -51,3 +51,19 @@ def run_two_cpu_processes(script: Path, *args: str, timeout: float = 600) -> sub
     return subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
                            str(script), *args], capture_output=True, text=True, timeout=timeout, env=env,
                           cwd=Path(__file__).resolve().parents[1])
+
+
+@pytest.fixture(scope='session')
+def trained_demo(tmp_path_factory):
+    """The one trained demo model of the suite: the demo recipe (TPS-Swin, full demo set) for 6 epochs without flips
+    or scale jitter, validated once at the end. ``model_dir`` is its model folder, ``demo`` the demo set's paths
+    (``root``, ``train``, ``val``, ``classes``), ``result`` what train.main returned."""
+    import train
+    from tps_timm.data import make_demo_dataset
+    root = Path(__file__).resolve().parents[1]
+    demo = make_demo_dataset(str(tmp_path_factory.mktemp('demo_full')), progress=False)
+    out = tmp_path_factory.mktemp('trained_demo')
+    result = train.main(['--hparams', str(root / 'hparams' / 'demo.yaml'), '--no-progress', '--workers', '0',
+                         '--demo-data', demo['root'], '--output', str(out), '--hflip', '0', '--scale', '1', '1',
+                         '--ratio', '1', '1', '--eval-interval', '100', '--epochs', '6', '--experiment', 'tps'])
+    return dict(model_dir=result['model_dir'], out_dir=result['out_dir'], demo=demo, result=result)

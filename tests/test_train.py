@@ -280,14 +280,14 @@ def test_failed_upload_after_training_keeps_the_model_and_says_how_to_retry(tmp_
 
 
 @pytest.mark.slow
-def test_shifts_learn_temporal_order(tmp_path_factory):
+def test_shifts_learn_temporal_order(trained_demo, tmp_path_factory):
     """On classes that differ only in the direction of time, TPS learns them; without the shifts it cannot."""
-    demo = str(tmp_path_factory.mktemp('demo_full'))
+    demo = trained_demo['demo']['root']
     out = tmp_path_factory.mktemp('learn')
-    quick = [*DEMO, '--demo-data', demo, '--output', str(out), '--hflip', '0', '--scale', '1', '1', '--ratio', '1', '1',
-             '--eval-interval', '100']  # validated once, after the last epoch
-    tps = train.main([*quick, '--epochs', '6', '--experiment', 'tps'])
-    flat = train.main([*quick, '--epochs', '2', '--experiment', 'none', '--model-kwargs', 'temporal_mixing=none'])
+    tps = trained_demo['result']  # the demo recipe for 6 epochs, without flips or scale jitter (conftest)
+    flat = train.main([*DEMO, '--demo-data', demo, '--output', str(out), '--hflip', '0', '--scale', '1', '1',
+                       '--ratio', '1', '1', '--eval-interval', '100', '--epochs', '2', '--experiment', 'none',
+                       '--model-kwargs', 'temporal_mixing=none'])
     assert tps['val_top1'] >= 90, tps
     assert flat['val_top1'] <= 60, flat
     with open(Path(tps['out_dir']) / 'summary.csv', newline='') as f:  # validated at the end only: one header

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 _logger = logging.getLogger(__name__)
 
-__all__ = ['ArgumentParser', 'positive_int', 'non_negative_int', 'fraction', 'command_line_dests',
+__all__ = ['ArgumentParser', 'positive_int', 'non_negative_int', 'positive_float', 'non_negative_float', 'fraction',
+           'command_line_dests',
            'build_train_parser', 'parse_with_hparams', 'add_data_args', 'add_clip_args',
            'add_test_view_args', 'add_model_args', 'model_brings_weights', 'create_model_from_args',
            'create_model_or_exit', 'compile_from_args', 'set_clip_size', 'clip_config_from_args',
@@ -52,6 +53,23 @@ def _int_at_least(low: int, what: str):
 
 positive_int = _int_at_least(1, 'at least 1')
 non_negative_int = _int_at_least(0, '0 or more')
+
+
+def _float_above(low: float, inclusive: bool, what: str):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'expected a number, got {text!r}') from None
+        if not (value >= low if inclusive else value > low) or value != value or value == float('inf'):
+            raise argparse.ArgumentTypeError(f'must be {what}, got {text}')
+        return value
+    parse.__name__ = 'float'
+    return parse
+
+
+positive_float = _float_above(0.0, False, 'a number above 0')
+non_negative_float = _float_above(0.0, True, '0 or more')
 
 
 def fraction(text: str) -> float:

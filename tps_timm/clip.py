@@ -35,6 +35,8 @@ class ClipConfig:
         std: Normalization std.
         num_clips: Test clips per video.
         num_crops: Test crops per clip (1 centre crop or 3 along the long side).
+        train_video_seconds: The median duration of the training videos (train.py records it): the time a uniform
+            clip spans, so the window of a timeline over a longer video (None: not recorded).
     """
     num_frames: int = 32
     frame_interval: int = 2
@@ -45,6 +47,7 @@ class ClipConfig:
     std: Tuple[float, ...] = IMAGENET_DEFAULT_STD
     num_clips: int = 1
     num_crops: int = 3
+    train_video_seconds: Optional[float] = None
 
     # the train.py flags (and args.yaml keys) that set a field; mean and std come with the model
     FLAGS: ClassVar[Tuple[str, ...]] = ('num_frames', 'frame_interval', 'sampling', 'img_size', 'short_side',
@@ -62,6 +65,8 @@ class ClipConfig:
             raise ValueError(f'sampling must be one of {", ".join(SAMPLINGS)}, got {self.sampling!r}')
         if self.num_crops not in (1, 3):
             raise ValueError(f'num_crops must be 1 or 3, got {self.num_crops!r}')
+        if self.train_video_seconds is not None and not self.train_video_seconds > 0:
+            raise ValueError(f'train_video_seconds must be > 0 or None, got {self.train_video_seconds!r}')
 
     @property
     def train_short_side(self) -> int:
@@ -85,28 +90,33 @@ class ClipConfig:
         return cls().replace(
             num_frames=cfg.get('num_frames'), frame_interval=cfg.get('frame_interval'), sampling=cfg.get('sampling'),
             img_size=input_size[-1] if input_size else None, short_side=cfg.get('short_side'), mean=cfg.get('mean'),
-            std=cfg.get('std'), num_clips=cfg.get('test_num_clips'), num_crops=cfg.get('test_num_crops'))
+            std=cfg.get('std'), num_clips=cfg.get('test_num_clips'), num_crops=cfg.get('test_num_crops'),
+            train_video_seconds=cfg.get('train_video_seconds'))
 
     def pretrained_cfg_fields(self) -> Dict[str, Any]:
         """These settings as pretrained-config keys (``VideoPretrainedCfg``'s fields), to write into a model's
         ``pretrained_cfg`` (and so into the ``config.json`` timm saves)."""
         return dict(num_frames=self.num_frames, frame_interval=self.frame_interval, sampling=self.sampling,
                     input_size=(3, self.img_size, self.img_size), short_side=self.short_side, mean=self.mean,
-                    std=self.std, test_num_clips=self.num_clips, test_num_crops=self.num_crops)
+                    std=self.std, test_num_clips=self.num_clips, test_num_crops=self.num_crops,
+                    train_video_seconds=self.train_video_seconds)
 
     # --- an exported file's metadata (JSON)
     def to_metadata(self) -> Dict[str, Any]:
         """These settings as the JSON metadata of an exported file."""
         return dict(num_frames=self.num_frames, img_size=self.img_size, frame_interval=self.frame_interval,
                     sampling=self.sampling, short_side=self.short_side, mean=list(self.mean), std=list(self.std),
-                    test_num_clips=self.num_clips, test_num_crops=self.num_crops)
+                    test_num_clips=self.num_clips, test_num_crops=self.num_crops,
+                    train_video_seconds=self.train_video_seconds)
 
     @classmethod
     def from_metadata(cls, meta: Mapping[str, Any]) -> 'ClipConfig':
-        """The settings of an exported file's metadata (files exported before ``short_side`` was kept lack it)."""
+        """The settings of an exported file's metadata (files exported before ``short_side`` and
+        ``train_video_seconds`` were kept lack them)."""
         return cls(num_frames=meta['num_frames'], frame_interval=meta['frame_interval'], sampling=meta['sampling'],
                    img_size=meta['img_size'], short_side=meta.get('short_side'), mean=meta['mean'], std=meta['std'],
-                   num_clips=meta['test_num_clips'], num_crops=meta['test_num_crops'])
+                   num_clips=meta['test_num_clips'], num_crops=meta['test_num_crops'],
+                   train_video_seconds=meta.get('train_video_seconds'))
 
     # --- train.py's flags and args.yaml
     def to_flags(self) -> Dict[str, Any]:

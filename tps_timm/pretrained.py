@@ -35,6 +35,7 @@ class VideoPretrainedCfg(PretrainedCfg):
     short_side: Optional[int] = ClipConfig.short_side  # the training resize; None: 256/224 of the crop
     test_num_clips: int = ClipConfig.num_clips
     test_num_crops: int = ClipConfig.num_crops
+    train_video_seconds: Optional[float] = None  # median training-video duration: a uniform clip's time span
     dataset: Optional[str] = None
 
 

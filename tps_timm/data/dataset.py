@@ -1,7 +1,7 @@
 """Video clip datasets: decode, sample, transform; unreadable files never stop a run."""
 import logging
 import random
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterator, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -10,9 +10,10 @@ from torch.utils.data import Dataset
 from .annotations import VideoList
 from .sampling import ClipSampler
 from .transforms import ClipEvalTransform, ClipTrainTransform
-from .video_io import VideoReadError, load_clip
+from .video_io import VideoReadError, load_clip, video_seconds
 
-__all__ = ['ClipItems', 'VideoDataset', 'TooManyUnreadable', 'check_unreadable', 'item_seed', 'unreadable_line']
+__all__ = ['ClipItems', 'VideoDataset', 'TooManyUnreadable', 'check_unreadable', 'item_seed', 'unreadable_line',
+           'median_video_seconds']
 
 _logger = logging.getLogger(__name__)
 _SHOWN = 3  # unreadable videos named in an error
@@ -109,6 +110,11 @@ class ClipItems:
         return dict(video=views.permute(0, 2, 1, 3, 4).contiguous(), label=label, index=index, readable=True,
                     error='')
 
+    def eval_items(self, name: str, label: int, index: int, data: Optional[bytes] = None) -> Iterator[Dict]:
+        """The items of one video for a stream of them: its one item (a timeline's :class:`WindowItems` gives
+        several)."""
+        yield self.eval_item(name, label, index, data)
+
     def unreadable_eval_item(self, name: str, reason: str, index: int, label: int = -1) -> Dict[str, torch.Tensor]:
         """A video that cannot be evaluated: zero views, ``readable=False`` and the reason, which evaluation counts
         and leaves out of the accuracy."""
@@ -191,3 +197,33 @@ class VideoDataset(ClipItems, Dataset):
         else:  # not one readable video in a row of draws
             return self.failed_train_item(unreadable)
         return (*self.augment(clip, label, random.Random(seed)), '\n'.join(unreadable))
+
+
+def median_video_seconds(videos, count: int = 64) -> Optional[float]:
+    """The median duration of up to ``count`` videos of a source, from their headers: of a table (a list, a Hugging
+    Face table) evenly spread over it, of shards (or a streamed dataset) the first ones. None when none states one
+    (e.g. frame folders)."""
+    found = []
+    if hasattr(videos, 'video'):
+        picks = sorted({i * len(videos) // count for i in range(count)}) if len(videos) > count else range(len(videos))
+        samples = (videos.video(i)[:2] for i in picks)
+    else:
+        def first_samples():
+            for shard in range(videos.num_shards):
+                for name, sample in videos.shard_samples(shard, lambda exn: True):
+                    try:
+                        yield videos.sample_video(name, sample)[:2]
+                    except ValueError:  # a sample without a usable video: the next one
+                        continue
+        samples = first_samples()
+    for name, data in samples:
+        try:
+            seconds = video_seconds(name, data)
+        except Exception as e:  # unreadable here is reported by training itself
+            _logger.debug(f'no duration for {name}: {e}')
+            continue
+        if seconds:
+            found.append(seconds)
+        if len(found) == count:
+            break
+    return float(np.median(found)) if found else None

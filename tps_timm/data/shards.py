@@ -575,8 +575,9 @@ class ShardedTrainClips(_ShardStream):
 
 
 class ShardedEvalClips(_ShardStream):
-    """Evaluation items (dicts of :class:`~tps_timm.data.dataset.ClipItems`, with ``name`` = ``shard:key``) of every
-    sample once across all ranks and workers, in shard order within a worker; ``index`` orders them as the shards
+    """Evaluation items (dicts of :class:`~tps_timm.data.dataset.ClipItems`, or a timeline's windows of
+    :class:`~tps_timm.data.windows.WindowItems`, with ``name`` = ``shard:key``) of every sample once across all ranks
+    and workers, in shard order within a worker; ``index`` orders them as the shards
     do (shard position x 2**32 + position in the shard). It has no length: a rank's share is known only once read
     (progress bars count batches).
 
@@ -602,7 +603,8 @@ class ShardedEvalClips(_ShardStream):
             except VideoReadError as e:
                 yield dict(self.items.unreadable_eval_item(name, e.reason, index), name=name)
                 continue
-            yield dict(self.items.eval_item(video, label, index, data), name=name)
+            for item in self.items.eval_items(video, label, index, data):  # one, or a timeline's windows
+                yield dict(item, name=name)
         yield from self._shard_error_items()  # e.g. the last shard was truncated
 
     def _shard_error_items(self) -> Iterator[Dict]:

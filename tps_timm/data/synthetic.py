@@ -9,11 +9,11 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-__all__ = ['DEMO_CLASSES', 'render_clip', 'write_video', 'make_demo_dataset']
+__all__ = ['DEMO_CLASSES', 'render_clip', 'render_actions', 'write_video', 'make_demo_dataset']
 
 DEMO_CLASSES = ('moving left to right', 'moving right to left', 'growing', 'shrinking', 'appearing',
                 'disappearing', 'rotating clockwise', 'rotating counter-clockwise')
@@ -27,8 +27,10 @@ def _time_course(label: int, frames: int, rng: np.random.Generator) -> np.ndarra
     return course if label % 2 == 0 else course[::-1]
 
 
-def render_clip(label: int, frames: int = 16, size: int = 64, rng: Optional[np.random.Generator] = None) -> np.ndarray:
-    """One clip of class ``label`` as uint8 ``(frames, size, size, 3)``."""
+def render_clip(label: int, frames: int = 16, size: int = 64, rng: Optional[np.random.Generator] = None,
+                return_masks: bool = False) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
+    """One clip of class ``label`` as uint8 ``(frames, size, size, 3)``; with ``return_masks`` also where the shape
+    is in each frame, bool ``(frames, size, size)`` (what a saliency map should find)."""
     rng = rng or np.random.default_rng()
     ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
     background = rng.integers(0, 256, 3)
@@ -38,6 +40,7 @@ def render_clip(label: int, frames: int = 16, size: int = 64, rng: Optional[np.r
     cy, cx = rng.uniform(0.3, 0.7, 2) * size
     travel = rng.uniform(0.5, 0.8) * size
     clip = np.empty((frames, size, size, 3), np.float32)
+    masks = np.zeros((frames, size, size), bool)
     for t, p in enumerate(course):
         alpha = np.zeros((size, size), np.float32)
         kind = label // 2
@@ -56,8 +59,22 @@ def render_clip(label: int, frames: int = 16, size: int = 64, rng: Optional[np.r
             across = -dx * math.sin(angle) + dy * math.cos(angle)
             alpha[(np.abs(along) <= size * 0.38) & (np.abs(across) <= size * 0.07)] = 1
         clip[t] = background * (1 - alpha[..., None]) + colour * alpha[..., None]
+        masks[t] = alpha > 0
     clip += rng.normal(0, 6, clip.shape)
-    return np.clip(clip, 0, 255).astype(np.uint8)
+    clip = np.clip(clip, 0, 255).astype(np.uint8)
+    return (clip, masks) if return_masks else clip
+
+
+def render_actions(labels: Sequence[int], frames_each: int = 24, size: int = 64,
+                   rng: Optional[np.random.Generator] = None) -> Tuple[np.ndarray, List[Tuple[int, int, int]]]:
+    """A long video of demo actions back to back, each ``frames_each`` frames (in a scene of its own): uint8
+    ``(frames, size, size, 3)`` and the truth, ``(label, first frame, end frame)`` per action."""
+    rng = rng or np.random.default_rng()
+    clips, truth = [], []
+    for i, label in enumerate(labels):
+        clips.append(render_clip(label, frames_each, size, rng))
+        truth.append((label, i * frames_each, (i + 1) * frames_each))
+    return np.concatenate(clips), truth
 
 
 def write_video(path: str, frames: np.ndarray, fps: int = 12, codec: str = 'libx264', gop: Optional[int] = None,

@@ -18,7 +18,8 @@ from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-__all__ = ['BACKENDS', 'VideoReadError', 'available_backends', 'default_backend', 'load_clip', 'short_side_size']
+__all__ = ['BACKENDS', 'VideoReadError', 'available_backends', 'default_backend', 'load_clip', 'short_side_size',
+           'decoded_frames', 'frame_to_rgb', 'video_seconds']
 
 BACKENDS = ('torchcodec', 'decord', 'pyav')  # the default order: fastest first
 _IMAGE_EXTS = ('.jpg', '.jpeg', '.png')
@@ -218,3 +219,59 @@ def load_clip(path: str, index_fn: IndexFn, backend: Optional[str] = None,
         except Exception as e:  # any decoder failure: try the next backend
             reasons.append(f'{name}: {type(e).__name__}: {e}'.strip())
     raise VideoReadError(path, '; '.join(reasons))
+
+
+def frame_to_rgb(frame) -> np.ndarray:
+    """A decoded PyAV frame as uint8 RGB ``(H, W, 3)``: the pixels every backend gives for it."""
+    return frame.to_ndarray(format='rgb24')
+
+
+@contextlib.contextmanager
+def decoded_frames(path: str, data: Optional[bytes] = None, threads: int = 1):
+    """One pass over a video's frames in order, without seeking (PyAV): ``(frames per second, frames the header
+    counts or None, an iterator of PyAV frames)``; :func:`frame_to_rgb` converts the ones wanted.
+
+    Raises:
+        VideoReadError: The file is missing, empty, has no video stream or no frame rate, or fails to decode
+            (also while iterating).
+    """
+    import av
+    if data is None and not os.path.isfile(path):
+        raise VideoReadError(path, 'a folder of frames has no frame rate: give a video file' if os.path.isdir(path)
+                             else 'no such file')
+    if (len(data) if data is not None else os.path.getsize(path)) == 0:
+        raise VideoReadError(path, 'empty file')
+    try:
+        container = av.open(_opened(path if data is None else data))
+    except Exception as e:
+        raise VideoReadError(path, f'pyav: {type(e).__name__}: {e}') from None
+    with container:
+        if not container.streams.video:
+            raise VideoReadError(path, 'no video stream')
+        stream = container.streams.video[0]
+        stream.codec_context.thread_count = threads
+        rate = stream.average_rate or stream.guessed_rate
+        if not rate:
+            raise VideoReadError(path, 'no frame rate in the container')
+
+        def frames():
+            try:
+                yield from container.decode(stream)
+            except Exception as e:  # a broken packet midway: what was decoded stands, the rest is an error
+                raise VideoReadError(path, f'pyav: {type(e).__name__}: {e}') from None
+        yield float(rate), (stream.frames or None), frames()
+
+
+def video_seconds(path: str, data: Optional[bytes] = None) -> Optional[float]:
+    """A video file's duration from its header (None when it states none, or for a folder of frames)."""
+    import av
+    if data is None and not os.path.isfile(path):
+        return None
+    with av.open(_opened(path if data is None else data)) as container:
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate
+        if stream.frames and rate:
+            return float(stream.frames / rate)
+        if stream.duration and stream.time_base:
+            return float(stream.duration * stream.time_base)
+        return container.duration / 1e6 if container.duration else None
