@@ -122,6 +122,8 @@ def build_parser() -> ArgumentParser:
                        help='write where the model looks for its top class (Grad-CAM over the frames) to OUT, and '
                             'a strip of 8 frames with their maps to OUT with .png')
     group.add_argument('--explain-class', default=None, metavar='NAME', help='explain this class, not the top one')
+    group.add_argument('--explain-method', choices=('gradcam', 'hirescam'), default='gradcam',
+                       help='gradcam: channels weighed by their mean gradient; hirescam: each position by its own')
     group.add_argument('--explain-stage', type=non_negative_int, default=None,
                        help='the stage (TPS-Swin) or block (TPS-ViT) whose maps are used (default: the last with at '
                             'least 4x4 maps at the clip size)')
@@ -197,7 +199,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         from .saliency import explain_video
         try:
             print(explain_video(model, args.videos[0] if not videos else videos[0], clip, class_names, args.explain,
-                                args.explain_class, args.explain_stage))
+                                args.explain_class, args.explain_stage, args.explain_method))
         except (ValueError, VideoReadError) as e:
             sys.exit(f'{parser.prog}: error: {e}')
         return

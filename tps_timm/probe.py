@@ -2,11 +2,12 @@
 
     python -m tps_timm.probe --train-embeddings TRAIN.npy|.parquet --train-list train.txt
         --val-embeddings VAL.npy|.parquet --val-list val.txt [--data-root ROOT] [--class-names classes.txt]
-        [--epochs N] [--lr LR] [--weight-decay WD] [--knn-k 20] [--seed 0] [--output head.safetensors]
-        [--model MODEL_FOLDER --output-model OUT_FOLDER] [--results-file results.json]
+        [--max-missing FRACTION] [--epochs N] [--lr LR] [--weight-decay WD] [--knn-k 20] [--seed 0]
+        [--output head.safetensors] [--model MODEL_FOLDER --output-model OUT_FOLDER] [--results-file results.json]
 
 The lists are list files (``relative/path label`` per line); a video's label goes to the embedding row of its path
-as ``embed`` resolved it (``--data-root`` joined to the relative path: give the ``--data-root`` of the embed run).
+as ``embed`` resolved it (``--data-root`` joined to the relative path: give the ``--data-root`` of the embed run);
+a list video without a row is an error, unless ``--max-missing`` allows some (unreadable when embedded).
 The linear probe is a multinomial logistic regression fitted by full-batch L-BFGS on the CPU, on features
 standardised with the training mean and std; the k-NN classifier votes with the ``--knn-k`` most cosine-similar
 training rows, each weighted by ``exp(similarity / 0.07)`` (the DINO protocol). Both report top-1 / top-5 on the
@@ -26,8 +27,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-__all__ = ['LabelledFeatures', 'LinearProbe', 'load_split', 'fit_linear_probe', 'head_logits', 'knn_scores', 'topk_accuracy',
-           'is_normalized', 'save_head', 'read_head', 'load_model_folder', 'write_probe_model', 'main']
+__all__ = ['LabelledFeatures', 'LinearProbe', 'load_split', 'fit_linear_probe', 'head_logits', 'knn_scores',
+           'topk_accuracy', 'is_normalized', 'save_head', 'read_head', 'load_model_folder', 'write_probe_model', 'main']
 
 KNN_TEMPERATURE = 0.07  # DINO's
 _SHOWN = 3  # names quoted in an error
@@ -259,6 +260,7 @@ def write_probe_model(model: torch.nn.Module, weight: torch.Tensor, bias: torch.
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """Run the probe and the k-NN; returns their results (what ``--results-file`` gets)."""
     from .cli import ArgumentParser, fraction, non_negative_int, positive_int
     from .data import read_class_names
     parser = ArgumentParser(prog='python -m tps_timm.probe', description=__doc__.split('\n\n')[0])

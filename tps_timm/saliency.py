@@ -2,8 +2,11 @@
 
 ``python -m tps_timm.predict VIDEO --explain OUT.mp4|OUT.gif`` runs :func:`explain_video`: the video's first test
 clip (one centre crop) goes through the model; the gradient of the explained class's logit with respect to a
-stage's maps weighs each channel (its mean over time and space), the weighted maps are summed and rectified
-(Grad-CAM, Selvaraju et al. 2017), upsampled over time and space to the clip, and blended over its frames. Works for
+stage's maps weighs them, the weighted maps are summed over channels and rectified, upsampled over time and space
+to the clip, and blended over its frames. ``gradcam`` (Selvaraju et al. 2017) weighs each channel by its mean
+gradient; ``hirescam`` (Draelos & Carin 2020) weighs each position's activations by their own gradients, which
+keeps the map to what the model computed there (on the demo model it finds the moving shape more often: see
+``docs/benchmarks.md``). Works for
 every model that declares its stages in ``feature_info`` and lays them out with ``fx_feature_maps`` (TPS-Swin: the
 stages, TPS-ViT: the blocks).
 """
@@ -19,8 +22,9 @@ import torch.nn.functional as F
 from .clip import ClipConfig
 from .data import ClipEvalTransform, ClipSampler, load_clip, normalize_clip, write_video
 
-__all__ = ['Explanation', 'grad_cam', 'explain_clip', 'explain_video', 'MIN_MAP_SIZE']
+__all__ = ['Explanation', 'METHODS', 'grad_cam', 'explain_clip', 'explain_video', 'MIN_MAP_SIZE']
 
+METHODS = ('gradcam', 'hirescam')
 MIN_MAP_SIZE = 4  # the default stage is the last whose maps are at least this many tokens a side
 _STRIP_FRAMES = 8
 _SHOWN_SIZE = 224  # frames are drawn at least this large
@@ -49,10 +53,12 @@ def _stage_modules(model: torch.nn.Module) -> List[torch.nn.Module]:
 
 
 def grad_cam(model: torch.nn.Module, clip: torch.Tensor, class_index: Optional[int] = None,
-             stage: Optional[int] = None) -> Dict[str, object]:
-    """Grad-CAM of one normalised clip ``(1, C, T, H, W)``: ``cam`` ``(D, h, w)`` (rectified, max 1 unless all 0),
-    the ``class_index`` explained (default: the top class), its ``probability``, and the ``stage`` used (default:
-    the last with maps of at least ``MIN_MAP_SIZE`` a side)."""
+             stage: Optional[int] = None, method: str = 'gradcam') -> Dict[str, object]:
+    """Grad-CAM (``method``: one of ``METHODS``) of one normalised clip ``(1, C, T, H, W)``: ``cam`` ``(D, h, w)``
+    (rectified, max 1 unless all 0), the ``class_index`` explained (default: the top class), its ``probability``,
+    and the ``stage`` used (default: the last with maps of at least ``MIN_MAP_SIZE`` a side)."""
+    if method not in METHODS:
+        raise ValueError(f'--explain-method {method!r}: choose from {", ".join(METHODS)}')
     modules = _stage_modules(model)
     if stage is not None and not 0 <= stage < len(modules):
         raise ValueError(f'--explain-stage {stage}: the model has stages 0..{len(modules) - 1}')
@@ -74,7 +80,7 @@ def grad_cam(model: torch.nn.Module, clip: torch.Tensor, class_index: Optional[i
             x = clip.detach().requires_grad_(True)  # so that every stage's output is in the graph
             logits = model(x).float()
             probs = logits.softmax(-1)[0]
-            chosen = int(probs.argmax()) if class_index is None else class_index
+            chosen = int(probs.detach().argmax()) if class_index is None else class_index
             if stage is None:
                 sizes = [layout(outputs[i].detach(), x).shape[-2:] for i in range(len(modules))]
                 fitting = [i for i, size in enumerate(sizes) if min(size) >= MIN_MAP_SIZE]
@@ -88,10 +94,12 @@ def grad_cam(model: torch.nn.Module, clip: torch.Tensor, class_index: Optional[i
     output = outputs[stage]
     maps = layout(output.detach(), x)[0]  # (C, D, h, w)
     grads = layout(output.grad, x)[0]
-    weights = grads.mean(dim=(1, 2, 3))  # a channel's importance: its mean gradient
-    cam = F.relu((weights[:, None, None, None] * maps).sum(0))
+    if method == 'gradcam':  # a channel's importance: its mean gradient
+        cam = F.relu((grads.mean(dim=(1, 2, 3))[:, None, None, None] * maps).sum(0))
+    else:  # hirescam: each position's activations weighed by their own gradients
+        cam = F.relu((grads * maps).sum(0))
     peak = cam.max()
-    return dict(cam=cam / peak if peak > 0 else cam, class_index=chosen, probability=float(probs[chosen]),
+    return dict(cam=cam / peak if peak > 0 else cam, class_index=chosen, probability=float(probs[chosen].detach()),
                 stage=stage)
 
 
@@ -105,7 +113,7 @@ def _class_index(class_names: Sequence[str], name: Optional[str]) -> Optional[in
 
 
 def explain_clip(model: torch.nn.Module, path: str, clip: ClipConfig, class_names: Sequence[str],
-                 class_name: Optional[str] = None, stage: Optional[int] = None,
+                 class_name: Optional[str] = None, stage: Optional[int] = None, method: str = 'gradcam',
                  backend: Optional[str] = None) -> Explanation:
     """The saliency of video ``path``'s first test clip (one centre crop) for ``class_name`` (default: its top
     class), upsampled to the clip's frames."""
@@ -115,7 +123,7 @@ def explain_clip(model: torch.nn.Module, path: str, clip: ClipConfig, class_name
     view = ClipEvalTransform(clip.img_size, None, 1)(torch.from_numpy(frames[0]).permute(0, 3, 1, 2))[0]  # T,C,H,W
     device = next(iter(model.parameters()), torch.empty(0)).device
     x = normalize_clip(view.permute(1, 0, 2, 3)[None].to(device), clip.mean, clip.std)
-    result = grad_cam(model, x, class_index, stage)
+    result = grad_cam(model, x, class_index, stage, method)
     cam = result['cam']
     maps = F.interpolate(cam[None, None].float(), size=tuple(x.shape[2:]), mode='trilinear', align_corners=False)
     return Explanation(maps=maps[0, 0].clamp(0, 1).cpu().numpy(), frames=view.permute(0, 2, 3, 1).numpy(),
@@ -166,12 +174,12 @@ def write_explanation(explanation: Explanation, out: str, fps: float = 8.0) -> s
 
 
 def explain_video(model: torch.nn.Module, path: str, clip: ClipConfig, class_names: Sequence[str], out: str,
-                  class_name: Optional[str] = None, stage: Optional[int] = None) -> str:
+                  class_name: Optional[str] = None, stage: Optional[int] = None, method: str = 'gradcam') -> str:
     """Explain video ``path`` (:func:`explain_clip`), write ``out`` and its PNG strip; returns a line saying what
     was explained and written."""
-    explanation = explain_clip(model, path, clip, class_names, class_name, stage)
+    explanation = explain_clip(model, path, clip, class_names, class_name, stage, method)
     png = write_explanation(explanation, out)
     depth, height, width = explanation.map_shape
     return (f'{path}: where the model looks for {class_names[explanation.class_index]!r} '
-            f'({explanation.probability:.1%}): Grad-CAM on stage {explanation.stage} ({depth} x {height} x {width} '
+            f'({explanation.probability:.1%}): {method} on stage {explanation.stage} ({depth} x {height} x {width} '
             f'maps) -> {out}, strip {png}')
