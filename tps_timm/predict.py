@@ -201,7 +201,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             print(explain_video(model, args.videos[0] if not videos else videos[0], clip, class_names, args.explain,
                                 args.explain_class, args.explain_stage, args.explain_method))
         except (ValueError, VideoReadError) as e:
-            sys.exit(f'{parser.prog}: error: {e}')
+            parser.error(str(e))
         return
     model = compile_from_args(args, model)
     if args.stream:
@@ -211,7 +211,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                                       stream_format=args.stream_format, timeout=args.stream_timeout,
                                       output=args.output, top_k=args.top_k)
         except StreamEnded as e:
-            sys.exit(f'{parser.prog}: error: {e}')
+            parser.error(str(e))
         print(summary, file=sys.stderr)
         return
     sharded = is_sharded(videos)

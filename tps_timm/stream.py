@@ -85,7 +85,7 @@ class _Reader(threading.Thread):
 def classify_stream(model: torch.nn.Module, source: str, clip: ClipConfig, class_names: Sequence[str],
                     window: Optional[float] = None, stride: Optional[float] = None,
                     stream_format: Optional[str] = None, timeout: float = 10.0, output: Optional[str] = None,
-                    top_k: int = 1, pace: Optional[bool] = None, out: IO = sys.stdout) -> str:
+                    top_k: int = 1, pace: Optional[bool] = None, out: Optional[IO] = None) -> str:
     """Classify ``source`` as it plays; print (or write to ``output`` as JSON lines) each window's top classes, and
     return a summary: windows, frames, whether the model kept up (else by how much it fell behind and how many
     windows it skipped), and why the stream ended.
@@ -95,7 +95,9 @@ def classify_stream(model: torch.nn.Module, source: str, clip: ClipConfig, class
         stride: Seconds between windows (default half a window).
         timeout: Seconds without a frame after which the stream counts as stalled.
         pace: Deliver frames at the source's frame rate (default: for a regular file only).
+        out: Where the windows are printed without ``output`` (default: standard output).
     """
+    out = out or sys.stdout
     container = open_source(source, stream_format, timeout)
     if not container.streams.video:
         container.close()
