@@ -186,3 +186,25 @@ def test_an_interrupted_embedding_run_resumes_from_its_shards(demo, demo_model, 
     result = embed_videos(model, paths, clip, output, save_every=5, progress=False)
     assert (result['skipped'], result['embedded'], result['rows']) == (5, 7, 12)
     assert sorted(p.name for p in tmp_path.iterdir()) == ['e.npy'] and list(read_embeddings(output)) == paths
+
+
+def test_timeline_with_the_onnx_model_gives_the_pytorch_timeline(demo, demo_model, demo_onnx, tmp_path, capsys):
+    from tps_timm.data import render_actions, write_video
+    from tps_timm.predict import main as predict_main
+    out, _ = demo_onnx
+    frames, _ = render_actions([0, 2, 5], 16, 64, np.random.default_rng(0))
+    video = tmp_path / 'long.mp4'
+    write_video(video, frames, fps=12)
+    timelines = {}
+    for name, model in (('pytorch', demo_model), ('onnx', out)):
+        predict_main([str(video), '--model', str(model), '--timeline', '--window', '1', '--stride', '0.5',
+                      '--batch-size', '3', '--output', str(tmp_path / f'{name}.json')])
+        timelines[name] = json.loads((tmp_path / f'{name}.json').read_text())[0]
+    assert len(timelines['onnx']['windows']) == len(timelines['pytorch']['windows']) == 7
+    for a, b in zip(timelines['onnx']['windows'], timelines['pytorch']['windows']):
+        assert (a['start'], a['end']) == (b['start'], b['end'])
+        assert [t['label'] for t in a['top']] == [t['label'] for t in b['top']]
+        assert all(abs(s['probability'] - t['probability']) < 1e-4 for s, t in zip(a['top'], b['top']))
+    with pytest.raises(SystemExit):  # uniform clips and no recorded duration: asks for the window
+        predict_main([str(video), '--model', str(out), '--timeline'])
+    assert 'give --window SECONDS' in capsys.readouterr().err

@@ -241,6 +241,20 @@ def test_embed_and_predict_on_shards_in_two_processes_write_what_one_writes(data
     assert list(read_embeddings(str(tmp_path / 'one.npy'))) == list(one)
 
 
+def test_timeline_on_shards_equals_the_lists(data, tmp_path):
+    from tps_timm.predict import main as predict_main
+    args = [*SMALL_MODEL, '--timeline', '--window', '0.5', '--stride', '0.25', '--batch-size', '5']
+    predict_main([*args, '--dataset', data['val_shards'], '--workers', '2', '--output', str(tmp_path / 'wds.json')])
+    predict_main([*args, data['val'], '--data-root', data['root'], '--class-names', data['classes'], '--output',
+                  str(tmp_path / 'list.json')])
+    shards, lists = (json.loads((tmp_path / f).read_text()) for f in ('wds.json', 'list.json'))
+    assert [r['video'] for r in shards] == [f'val-{j // 4:06d}.tar:videos/val_{j:05d}' for j in range(10)]
+    assert [Path(r['video']).stem for r in lists] == [f'val_{j:05d}' for j in range(10)]
+    for a, b in zip(shards, lists):
+        assert len(a['windows']) == len(b['windows']) == 5  # 16 frames: 6-frame windows at 0, 3, 6, 9 and the tail
+        assert a['windows'] == b['windows'] and a['segments'] == b['segments']
+
+
 def _write_shard(path, samples):
     from webdataset import TarWriter
     with open(path, 'wb') as f, TarWriter(f, encoder=False) as writer:

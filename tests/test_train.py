@@ -1,5 +1,6 @@
 """train.py end to end on generated videos, its building blocks, and the learning test."""
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -45,9 +46,11 @@ def test_few_step_run_writes_outputs(tmp_path, small_demo):
     assert config['label_names'][0] == 'moving left to right' and config['num_classes'] == 8
     assert config['pretrained_cfg']['num_frames'] == 8 and config['model_args']['embed_dim'] == 32
     assert config['pretrained_cfg']['dataset'] == 'demo'  # the recipe's, not the architecture's default tag
+    assert config['pretrained_cfg']['train_video_seconds'] == pytest.approx(16 / 12)  # a timeline's window
     # every clip setting the run used, in the folder and in args.yaml alike
     recorded = ClipConfig().replace_from_flags(yaml.safe_load((out / 'args.yaml').read_text()))
-    assert ClipConfig.from_pretrained_cfg(config['pretrained_cfg']) == recorded == ClipConfig(
+    in_folder = ClipConfig.from_pretrained_cfg(config['pretrained_cfg'])  # with the data's duration, not a flag
+    assert dataclasses.replace(in_folder, train_video_seconds=None) == recorded == ClipConfig(
         num_frames=8, frame_interval=1, sampling='uniform', img_size=48, short_side=48, num_clips=1, num_crops=1)
     card = (out / 'model' / 'README.md').read_text()
     assert 'pipeline_tag: video-classification' in card and 'import tps_timm' in card and '## Results' in card
