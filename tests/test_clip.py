@@ -18,7 +18,7 @@ from tps_timm.pretrained import VideoPretrainedCfg
 V0 = Path(__file__).resolve().parent / 'data' / 'v0_run'
 DEMO_CLIP = ClipConfig(num_frames=8, frame_interval=1, sampling='uniform', img_size=48, num_clips=1, num_crops=1)
 SETTINGS = ClipConfig(num_frames=12, frame_interval=3, sampling='uniform', img_size=96, short_side=110,
-                      mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), num_clips=4, num_crops=1)
+                      mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), num_clips=4, num_crops=1, train_video_seconds=2.5)
 
 
 def test_conversions_round_trip():
@@ -26,7 +26,9 @@ def test_conversions_round_trip():
     assert ClipConfig.from_pretrained_cfg(SETTINGS.pretrained_cfg_fields()) == SETTINGS  # a config.json dict
     assert ClipConfig.from_metadata(json.loads(json.dumps(SETTINGS.to_metadata()))) == SETTINGS
     flags = yaml.safe_load(yaml.safe_dump(SETTINGS.to_flags()))  # as args.yaml holds them
-    assert ClipConfig(mean=SETTINGS.mean, std=SETTINGS.std).replace_from_flags(flags) == SETTINGS
+    # the training videos' duration is the data's, not a flag
+    assert ClipConfig(mean=SETTINGS.mean, std=SETTINGS.std, train_video_seconds=2.5).replace_from_flags(flags) == \
+        SETTINGS
 
 
 def test_defaults_are_stated_once():
