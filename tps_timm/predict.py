@@ -17,7 +17,6 @@ import sys
 import time
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-import numpy as np
 import torch
 
 from .cli import ArgumentParser, add_clip_args, add_dataset_arg, add_hf_args, add_model_args, add_test_view_args, \
@@ -28,7 +27,7 @@ from .clip import ClipConfig
 from .data import ShardSource, TooManyUnreadable, VideoReadError, check_unreadable, is_sharded, read_class_names, \
     window_seconds
 from .evaluate import video_outputs
-from .timeline import timeline_outputs, timeline_record, write_timelines
+from .timeline import report_timelines, timeline_outputs, timeline_record
 
 Prediction = Union[List, str]  # [(class name, probability), ...] or the reason a video is unreadable
 
@@ -237,7 +236,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if not accelerator.is_main_process:
         return
     if args.timeline:
-        failed = report_timelines(args, [row[2] for row in rows], class_names, seconds)
+        failed = report_timelines([row[2] for row in rows], class_names, seconds, args.output, args.plot)
         total = len(rows)
     else:
         results = {name: prediction for _, name, prediction in rows}
@@ -265,49 +264,6 @@ def report_predictions(args, results: Dict[str, Prediction], seconds: float) -> 
         for name, prob in result:
             print(f'  {prob:7.2%}  {name}')
     return failed
-
-
-def report_timelines(args, rows: List[Tuple[Dict, Optional[np.ndarray], List]], class_names: List[str],
-                     seconds: float) -> List[str]:
-    """Print or write every video's timeline and draw the plots asked for; returns the unreadable videos."""
-    records = [record for record, _, _ in rows]
-    failed = [r['video'] for r in records if 'windows' not in r]
-    if args.plot:
-        from .plot import plot_timeline
-        folder = None if len(records) == 1 and args.plot.lower().endswith('.png') else args.plot
-        if folder:
-            os.makedirs(folder, exist_ok=True)
-        for record, probs, thumbnails in rows:
-            if probs is not None:
-                path = os.path.join(folder, f'{_stem(record["video"])}.png') if folder else args.plot
-                plot_timeline(path, record, probs, class_names, thumbnails)
-        print(f'drew {len(records) - len(failed)} timeline{"s" if len(records) - len(failed) != 1 else ""} to '
-              f'{folder or args.plot}', file=sys.stderr)
-    windows = sum(len(r.get('windows', [])) for r in records)
-    if args.output:
-        write_timelines(args.output, records)
-        print(f'wrote the timelines of {len(records)} videos ({windows} windows, {len(failed)} unreadable) to '
-              f'{args.output} in {seconds:.1f} s ({windows / max(seconds, 1e-9):.1f} windows/s)')
-        return failed
-    for record in records:
-        print(record['video'])
-        if 'windows' not in record:
-            print(f'  unreadable: {record["error"]}')
-            continue
-        print(f'  {record["duration"]:.2f} s, {len(record["windows"])} windows of {record["window"]:.2f} s every '
-              f'{record["stride"]:.2f} s' + (f'; {record["note"]}' if record.get('note') else ''))
-        for segment in record['segments']:
-            print(f'  {segment["start"]:8.2f} - {segment["end"]:8.2f} s  {segment["probability"]:7.2%}  '
-                  f'{segment["label"]}')
-        if record.get('error'):
-            print(f'  stopped: {record["error"]}')
-    return failed
-
-
-def _stem(name: str) -> str:
-    """A file name for a video's plot: its base name without the extension (a shard sample's key)."""
-    base = os.path.basename(name.rstrip('/')).split(':')[-1]
-    return os.path.splitext(base)[0] or 'video'
 
 
 if __name__ == '__main__':

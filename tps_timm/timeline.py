@@ -8,6 +8,7 @@ import csv
 import json
 import logging
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -18,7 +19,8 @@ from .clip import ClipConfig
 from .data import ShardSource, VideoList, VideoWindows, WindowItems, collate_eval_items, is_sharded, normalize_clip
 from .data.shards import ShardedEvalClips
 
-__all__ = ['VideoTimeline', 'timeline_outputs', 'timeline_segments', 'timeline_record', 'write_timelines']
+__all__ = ['VideoTimeline', 'timeline_outputs', 'timeline_segments', 'timeline_record', 'write_timelines',
+           'report_timelines']
 
 _logger = logging.getLogger(__name__)
 THUMBNAIL_SIZE = 96  # the key frames kept for a plot, at most this many pixels a side
@@ -214,6 +216,48 @@ def write_timelines(path: str, records: List[Dict[str, Any]]) -> None:
                     writer.writerow([record['video'], kind, '', '', '', '', '', record[kind]])
 
 
-def window_counts(records: List[Dict[str, Any]]) -> Tuple[int, int]:
-    """(windows, videos read) of written timelines."""
-    return sum(len(r.get('windows', [])) for r in records), sum('windows' in r for r in records)
+def report_timelines(rows: List[Tuple[Dict[str, Any], Optional[np.ndarray], List[np.ndarray]]],
+                     class_names: Sequence[str], seconds: float, output: Optional[str] = None,
+                     plot: Optional[str] = None) -> List[str]:
+    """Print every video's timeline (``(record, window probabilities, key frames)`` rows), or write them to
+    ``output``; draw them to ``plot`` (a PNG for one video, else a folder of ``<video name>.png``); returns the
+    unreadable videos."""
+    records = [record for record, _, _ in rows]
+    failed = [r['video'] for r in records if 'windows' not in r]
+    if plot:
+        from .plot import plot_timeline
+        folder = None if len(records) == 1 and plot.lower().endswith('.png') else plot
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+        for record, probs, thumbnails in rows:
+            if probs is not None:
+                path = os.path.join(folder, f'{_stem(record["video"])}.png') if folder else plot
+                plot_timeline(path, record, probs, class_names, thumbnails)
+        print(f'drew {len(records) - len(failed)} timeline{"s" if len(records) - len(failed) != 1 else ""} to '
+              f'{folder or plot}', file=sys.stderr)
+    windows = sum(len(r.get('windows', [])) for r in records)
+    if output:
+        write_timelines(output, records)
+        print(f'wrote the timelines of {len(records)} videos ({windows} windows, {len(failed)} unreadable) to '
+              f'{output} in {seconds:.1f} s ({windows / max(seconds, 1e-9):.1f} windows/s)')
+        return failed
+    for record in records:
+        print(record['video'])
+        if 'windows' not in record:
+            print(f'  unreadable: {record["error"]}')
+            continue
+        print(f'  {record["duration"]:.2f} s, {len(record["windows"])} windows of {record["window"]:.2f} s every '
+              f'{record["stride"]:.2f} s' + (f'; {record["note"]}' if record.get('note') else ''))
+        for segment in record['segments']:
+            print(f'  {segment["start"]:8.2f} - {segment["end"]:8.2f} s  {segment["probability"]:7.2%}  '
+                  f'{segment["label"]}')
+        if record.get('error'):
+            print(f'  stopped: {record["error"]}')
+    return failed
+
+
+def _stem(name: str) -> str:
+    """A file name for a video's plot: its base name without the extension (a shard sample's key)."""
+    base = os.path.basename(name.rstrip('/')).split(':')[-1]
+    return os.path.splitext(base)[0] or 'video'
+
