@@ -15,10 +15,14 @@ from tps_timm.probe import fit_linear_probe, head_logits, load_split, main as pr
 
 @pytest.fixture(scope='module')
 def embedded(trained_demo, tmp_path_factory):
-    """The demo train and val videos embedded (one file each model) by the trained demo model and by a randomly
-    initialised model of the same architecture and clip settings."""
+    """Half the demo training videos (``demo['train']``: the first half of the list, every class in it) and the
+    validation videos, embedded (one file each model) by the trained demo model and by a randomly initialised model
+    of the same architecture and clip settings."""
     out = tmp_path_factory.mktemp('probe')
-    demo, trained = trained_demo['demo'], trained_demo['model_dir']
+    trained = trained_demo['model_dir']
+    lines = Path(trained_demo['demo']['train']).read_text().splitlines()
+    (out / 'train.txt').write_text('\n'.join(lines[:len(lines) // 2]) + '\n')
+    demo = dict(trained_demo['demo'], train=str(out / 'train.txt'))
     config = json.loads((Path(trained) / 'config.json').read_text())
     torch.manual_seed(0)
     untrained = timm.create_model(config['architecture'], pretrained_cfg_overlay=config['pretrained_cfg'],
@@ -146,6 +150,9 @@ def test_probe_errors_are_one_line(embedded, tmp_path, capsys):
                                              '--output-model', str(tmp_path / 'model')))
     assert 'embed without --normalize' in err, err
     assert not (tmp_path / 'model').exists()
+    err = _one_line_error(capsys, probe_args(embedded, embedded['trained'], '--model', embedded['model_dir'],
+                                             '--output-model', str(tmp_path)))  # holds val.txt: never removed
+    assert 'is not a model folder' in err and val_list.exists(), err
 
     narrow = str(tmp_path / 'narrow.npy')
     write_embeddings(narrow, {p: e[:100] for p, e in rows.items()})

@@ -232,6 +232,11 @@ def load_model_folder(folder: str) -> torch.nn.Module:
     return timm.create_model(f'local-dir:{folder}', pretrained=True).eval()
 
 
+def _replaceable(folder: str) -> bool:
+    """Whether ``folder`` may be replaced by a model folder: an empty folder or a model folder."""
+    return os.path.isdir(folder) and (not os.listdir(folder) or os.path.isfile(os.path.join(folder, 'config.json')))
+
+
 def write_probe_model(model: torch.nn.Module, weight: torch.Tensor, bias: torch.Tensor, out_dir: str,
                       label_names: Optional[Sequence[str]] = None, recipe: Optional[Dict[str, Any]] = None) -> Path:
     """Give ``model`` the head ``(weight, bias)`` (of its raw pooled features) as its classifier and save it as a
@@ -241,6 +246,9 @@ def write_probe_model(model: torch.nn.Module, weight: torch.Tensor, bias: torch.
     ``recipe`` (the probe's settings) goes into the model card.
     """
     from .hub import save_hub_folder
+    out = os.path.abspath(out_dir)
+    if os.path.exists(out) and not _replaceable(out):
+        raise ValueError(f'{out_dir} exists and is not a model folder: not replaced')
     if weight.shape[1] != model.num_features:
         raise ValueError(f'the head takes {weight.shape[1]} features, the model gives {model.num_features}')
     model.reset_classifier(weight.shape[0])
@@ -250,7 +258,6 @@ def write_probe_model(model: torch.nn.Module, weight: torch.Tensor, bias: torch.
         classifier.bias.copy_(bias)
     cfg = {k: v for k, v in model.pretrained_cfg.items() if k != 'label_names'}  # the backbone's classes
     model.pretrained_cfg = dict(cfg, num_classes=model.num_classes, tag=None, hf_hub_id=None, dataset=None)
-    out = os.path.abspath(out_dir)
     tmp = out + '.tmp'
     shutil.rmtree(tmp, ignore_errors=True)
     save_hub_folder(model, tmp, list(label_names) if label_names else None, folder=out, recipe=recipe)
@@ -310,6 +317,10 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     normalized = is_normalized(train.features) or is_normalized(val.features)
     model = None
     if args.output_model:
+        if os.path.exists(args.output_model) and not _replaceable(args.output_model):
+            parser.error(f'--output-model {args.output_model} exists and is not a model folder: give a new folder')
+        if os.path.realpath(args.output_model) == os.path.realpath(args.model.replace('local-dir:', '', 1)):
+            parser.error('--output-model is the --model folder: give a new folder')
         if normalized:
             parser.error('--output-model: the embeddings are L2-normalised (embed --normalize), which the model\'s '
                          'classifier does not see: embed without --normalize to make a model of the probe')
