@@ -67,8 +67,8 @@ def timeline_speed(path: str) -> None:
     separate_s = time.perf_counter() - start
     same = all(torch.equal(a['video'], b) for a, b in zip(one_pass, separate))
     ratio = separate_s / one_pass_s
-    print(f'timeline: {len(one_pass)} windows of {one_pass[0]["seconds"]:.2f} s; one pass {len(one_pass) / one_pass_s:.1f} '
-          f'windows/s, each window by itself ({backend}) {len(separate) / separate_s:.1f} windows/s: '
+    print(f'timeline: {len(one_pass)} windows of {one_pass[0]["seconds"]:.2f} s; one pass '
+          f'{len(one_pass) / one_pass_s:.1f} windows/s, each window by itself ({backend}) {len(separate) / separate_s:.1f} windows/s: '
           f'{ratio:.1f}x (target >= 3x: {"PASS" if ratio >= 3 else "FAIL"}); identical clips: {same}')
 
 
@@ -101,7 +101,8 @@ def main() -> None:
         path = os.path.join(tmp, 'long.mp4')
         start = time.perf_counter()
         write_test_video(path, args.seconds)
-        print(f'wrote a {args.seconds} s 640x360 h264 video (keyframe every 10 s) in {time.perf_counter() - start:.1f} s')
+        print(f'wrote a {args.seconds} s 640x360 h264 video (keyframe every 10 s) in '
+              f'{time.perf_counter() - start:.1f} s')
         timeline_speed(path)
     stream_speed(args.model, args.stream_seconds)
 

@@ -60,8 +60,10 @@ def test_a_file_played_as_a_stream_keeps_up_and_names_the_actions(demo, streams,
     wall = time.monotonic() - started
     assert wall >= 3.5  # played at its frame rate: 4 s of video
     records = [json.loads(line) for line in out.read_text().splitlines()]
-    assert len(records) == 5 and [r['end'] for r in records] == pytest.approx([4 / 3, 2, 8 / 3, 10 / 3, 4], abs=1e-3)
-    assert records[0]['top'][0]['label'] == 'moving left to right' and records[-1]['top'][0]['label'] == 'rotating clockwise'
+    assert len(records) == 5
+    assert [r['end'] for r in records] == pytest.approx([4 / 3, 2, 8 / 3, 10 / 3, 4], abs=1e-3)
+    assert records[0]['top'][0]['label'] == 'moving left to right'
+    assert records[-1]['top'][0]['label'] == 'rotating clockwise'
     assert 'kept up' in summary and 'the stream ended' in summary and '5 windows from 48 frames' in summary, summary
     assert max(r['latency'] for r in records) < 0.5, records
 

@@ -297,20 +297,7 @@ def test_shifts_learn_temporal_order(trained_demo, tmp_path_factory):
         rows = list(csv.DictReader(f))
     assert [r['eval_top1'] for r in rows[:-1]] == [''] * 5 and float(rows[-1]['eval_top1']) == tps['val_top1']
 
-    # the trained model as an encoder: the nearest neighbour of each validation video is of its class
-    from tps_timm.embed import main as embed_main, read_embeddings
-    embeddings = str(out / 'val.npy')
-    embed_main(['--model', tps['model_dir'], '--input', str(Path(demo) / 'val.txt'), '--data-root', demo,
-                '--output', embeddings, '--normalize', '--batch-size', '8', '--no-progress'])
-    rows = read_embeddings(embeddings)
-    labels = {str(Path(demo) / line.split()[0]): int(line.split()[1])
-              for line in (Path(demo) / 'val.txt').read_text().splitlines()}
-    paths = list(rows)
-    vectors = torch.from_numpy(np.stack([rows[p] for p in paths]))
-    similarity = vectors @ vectors.T - 2 * torch.eye(len(paths))  # not itself
-    nearest = similarity.argmax(1).tolist()
-    hits = sum(labels[paths[i]] == labels[paths[j]] for i, j in enumerate(nearest))
-    assert hits >= 0.9 * len(paths), hits / len(paths)
+    # the trained model as an encoder: tests/test_probe.py (linear probe and k-NN on its embeddings)
 
 
 @pytest.mark.long

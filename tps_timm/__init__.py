@@ -9,4 +9,4 @@ from .tps_vit import TpsVisionTransformer, to_video
 
 __all__ = ['ClipConfig', 'channel_shift', 'patch_shift', 'TEMPORAL_MIXING', 'VideoPretrainedCfg', 'TpsSwinTransformer',
            'checkpoint_filter_fn', 'TpsVisionTransformer', 'to_video']
-__version__ = '0.4.0'
+__version__ = '0.5.0'

@@ -89,7 +89,7 @@ def build_parser() -> ArgumentParser:
     add_test_view_args(parser)
     parser.add_argument('--top-k', type=positive_int, default=5)
     parser.add_argument('--batch-size', type=positive_int, default=None,
-                        help='videos per batch (default 1); with --timeline or --stream, windows per batch (default 8)')
+                        help='videos per batch (default 1); with --timeline, windows per batch (default 8)')
     parser.add_argument('--workers', type=non_negative_int, default=0, help='loader processes')
     parser.add_argument('--output', default=None, help='write the predictions to this .csv or .json file (--stream: '
                                                        'JSON lines, .jsonl)')
