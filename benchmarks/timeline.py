@@ -68,7 +68,8 @@ def timeline_speed(path: str) -> None:
     same = all(torch.equal(a['video'], b) for a, b in zip(one_pass, separate))
     ratio = separate_s / one_pass_s
     print(f'timeline: {len(one_pass)} windows of {one_pass[0]["seconds"]:.2f} s; one pass '
-          f'{len(one_pass) / one_pass_s:.1f} windows/s, each window by itself ({backend}) {len(separate) / separate_s:.1f} windows/s: '
+          f'{len(one_pass) / one_pass_s:.1f} windows/s, each window by itself ({backend}) '
+          f'{len(separate) / separate_s:.1f} windows/s: '
           f'{ratio:.1f}x (target >= 3x: {"PASS" if ratio >= 3 else "FAIL"}); identical clips: {same}')
 
 
