@@ -27,7 +27,7 @@ from ..cli import ArgumentParser, non_negative_int, positive_int
 from .annotations import DATASET_FORMATS, VideoList, load_video_list
 from .loader import available_cpus
 from .shards import write_info, write_json_atomic
-from .video_io import VideoReadError, short_side_size
+from .video_io import VideoReadError, decoded_frames, short_side_size
 
 __all__ = ['encode_video', 'output_paths', 'prepare_dataset', 'merge_shards', 'shard_record_path', 'prepare_tar_shards',
            'merge_tar_shards', 'tar_shard_names', 'main']
@@ -50,19 +50,6 @@ def _output_size(height: int, width: int, short_side: int) -> Tuple[int, int]:
     return _even(height), _even(width)
 
 
-def _frames(container, stream, path: str) -> Iterator:
-    """The decoded frames, with decoder failures raised as a VideoReadError (writer failures are not the source's)."""
-    frames = container.decode(stream)
-    while True:
-        try:
-            frame = next(frames)
-        except StopIteration:
-            return
-        except Exception as e:  # any demuxer or decoder failure
-            raise VideoReadError(path, f'{type(e).__name__}: {e}') from e
-        yield frame
-
-
 def encode_video(src: str, dst: str, short_side: int = 256, gop: int = 16, crf: int = 23,
                  preset: str = 'veryfast', tune: Optional[str] = 'fastdecode') -> int:
     """Re-encode the video stream of ``src`` as an h264 mp4 at ``dst``, written atomically.
@@ -77,11 +64,6 @@ def encode_video(src: str, dst: str, short_side: int = 256, gop: int = 16, crf: 
     Raises:
         VideoReadError: ``src`` is missing, empty, not a video or undecodable (``dst`` is then left untouched).
     """
-    import av
-    if not os.path.isfile(src):
-        raise VideoReadError(src, 'no such file')
-    if os.path.getsize(src) == 0:
-        raise VideoReadError(src, 'empty file')
     folder, name = os.path.split(dst)
     stem = os.path.splitext(name)[0]
     os.makedirs(folder or '.', exist_ok=True)
@@ -89,20 +71,8 @@ def encode_video(src: str, dst: str, short_side: int = 256, gop: int = 16, crf: 
         os.remove(stale)  # left by an interrupted run
     tmp = os.path.join(folder, f'{stem}.tmp-{os.getpid()}.mp4')
     try:
-        try:
-            source = av.open(src)
-        except Exception as e:
-            raise VideoReadError(src, f'{type(e).__name__}: {e}') from e
-        with source:
-            if not source.streams.video:
-                raise VideoReadError(src, 'no video stream')
-            in_stream = source.streams.video[0]
-            in_stream.codec_context.thread_count = 1  # one process per CPU already
-            rate = in_stream.average_rate or in_stream.guessed_rate
-            if not rate:
-                raise VideoReadError(src, 'no frame rate')
-            count = _encode_frames(_frames(source, in_stream, src), tmp, Fraction(rate), short_side, gop, crf, preset,
-                                   tune)
+        with decoded_frames(src) as (rate, _, frames):  # one process per CPU already: one decoder thread
+            count = _encode_frames(frames, tmp, rate, short_side, gop, crf, preset, tune)
         if not count:
             raise VideoReadError(src, 'no frames decoded')
         os.replace(tmp, dst)

@@ -228,8 +228,8 @@ def frame_to_rgb(frame) -> np.ndarray:
 
 @contextlib.contextmanager
 def decoded_frames(path: str, data: Optional[bytes] = None, threads: int = 1):
-    """One pass over a video's frames in order, without seeking (PyAV): ``(frames per second, frames the header
-    counts or None, an iterator of PyAV frames)``; :func:`frame_to_rgb` converts the ones wanted.
+    """One pass over a video's frames in order, without seeking (PyAV): ``(frame rate (a Fraction), frames the
+    header counts or None, an iterator of PyAV frames)``; :func:`frame_to_rgb` converts the ones wanted.
 
     Raises:
         VideoReadError: The file is missing, empty, has no video stream or no frame rate, or fails to decode
@@ -259,7 +259,7 @@ def decoded_frames(path: str, data: Optional[bytes] = None, threads: int = 1):
                 yield from container.decode(stream)
             except Exception as e:  # a broken packet midway: what was decoded stands, the rest is an error
                 raise VideoReadError(path, f'pyav: {type(e).__name__}: {e}') from None
-        yield float(rate), (stream.frames or None), frames()
+        yield rate, (stream.frames or None), frames()
 
 
 def video_seconds(path: str, data: Optional[bytes] = None) -> Optional[float]:

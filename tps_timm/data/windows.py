@@ -46,7 +46,8 @@ class WindowItems:
     def eval_items(self, name: str, label: int, index: int, data: Optional[bytes] = None) -> Iterator[Dict]:
         """The windows of video ``name`` (or of its bytes ``data``) as items, in order."""
         try:
-            with decoded_frames(name, data) as (fps, _, frames):
+            with decoded_frames(name, data) as (rate, _, frames):
+                fps = float(rate)
                 seconds = window_seconds(self.clip, fps, self.window)
                 layout = WindowLayout.from_seconds(seconds, self.stride or seconds / 2, fps)
                 for number, window in enumerate(sliding_windows(frames, layout, self.sampler, frame_to_rgb)):
