@@ -208,3 +208,6 @@ def test_timeline_with_the_onnx_model_gives_the_pytorch_timeline(demo, demo_mode
     with pytest.raises(SystemExit):  # uniform clips and no recorded duration: asks for the window
         predict_main([str(video), '--model', str(out), '--timeline'])
     assert 'give --window SECONDS' in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # no gradients in an exported file
+        predict_main([str(video), '--model', str(out), '--explain', str(tmp_path / 'x.gif')])
+    assert 'is an exported file; give the model folder it was exported from' in capsys.readouterr().err
