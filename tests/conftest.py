@@ -63,7 +63,8 @@ def trained_demo(tmp_path_factory):
     root = Path(__file__).resolve().parents[1]
     demo = make_demo_dataset(str(tmp_path_factory.mktemp('demo_full')), progress=False)
     out = tmp_path_factory.mktemp('trained_demo')
-    result = train.main(['--hparams', str(root / 'hparams' / 'demo.yaml'), '--no-progress', '--workers', '0',
+    # one loader worker: decoding beside the steps (the clips do not depend on the worker count)
+    result = train.main(['--hparams', str(root / 'hparams' / 'demo.yaml'), '--no-progress', '--workers', '1',
                          '--demo-data', demo['root'], '--output', str(out), '--hflip', '0', '--scale', '1', '1',
                          '--ratio', '1', '1', '--eval-interval', '100', '--epochs', '6', '--experiment', 'tps'])
     return dict(model_dir=result['model_dir'], out_dir=result['out_dir'], demo=demo, result=result)

@@ -72,7 +72,7 @@ def test_a_pipe_that_stalls_ends_cleanly_with_what_was_seen(demo, streams, tmp_p
     model, clip = demo
     fifo = str(tmp_path / 'live')
     os.mkfifo(fifo)
-    feeder = _feed(fifo, streams['ts'], 2.0, stall_after=0.75, hold=6.0)
+    feeder = _feed(fifo, streams['ts'], 2.0, stall_after=0.75, hold=2.5)
     printed = io.StringIO()
     summary = classify_stream(model, fifo, clip, list(DEMO_CLASSES), timeout=1.5, out=printed)
     lines = printed.getvalue().splitlines()

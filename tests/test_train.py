@@ -290,7 +290,7 @@ def test_shifts_learn_temporal_order(trained_demo, tmp_path_factory):
     tps = trained_demo['result']  # the demo recipe for 6 epochs, without flips or scale jitter (conftest)
     flat = train.main([*DEMO, '--demo-data', demo, '--output', str(out), '--hflip', '0', '--scale', '1', '1',
                        '--ratio', '1', '1', '--eval-interval', '100', '--epochs', '2', '--experiment', 'none',
-                       '--model-kwargs', 'temporal_mixing=none'])
+                       '--model-kwargs', 'temporal_mixing=none', '--workers', '1'])
     assert tps['val_top1'] >= 90, tps
     assert flat['val_top1'] <= 60, flat
     with open(Path(tps['out_dir']) / 'summary.csv', newline='') as f:  # validated at the end only: one header
