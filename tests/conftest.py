@@ -55,16 +55,19 @@ def run_two_cpu_processes(script: Path, *args: str, timeout: float = 600) -> sub
 
 @pytest.fixture(scope='session')
 def trained_demo(tmp_path_factory):
-    """The one trained demo model of the suite: the demo recipe (TPS-Swin, full demo set) for 6 epochs without flips
-    or scale jitter, validated once at the end. ``model_dir`` is its model folder, ``demo`` the demo set's paths
-    (``root``, ``train``, ``val``, ``classes``), ``result`` what train.main returned."""
+    """The one trained demo model of the suite: the demo recipe (TPS-Swin, the demo set of train.py's default size)
+    for 6 epochs without flips or scale jitter, validated once at the end. ``model_dir`` is its model folder, ``demo``
+    the demo set's paths (``root``, ``train``, ``val``, ``classes``), ``result`` what train.main returned."""
     import train
     from tps_timm.data import make_demo_dataset
     root = Path(__file__).resolve().parents[1]
-    demo = make_demo_dataset(str(tmp_path_factory.mktemp('demo_full')), progress=False)
+    data = tmp_path_factory.mktemp('demo_full')
     out = tmp_path_factory.mktemp('trained_demo')
     # one loader worker: decoding beside the steps (the clips do not depend on the worker count)
     result = train.main(['--hparams', str(root / 'hparams' / 'demo.yaml'), '--no-progress', '--workers', '1',
-                         '--demo-data', demo['root'], '--output', str(out), '--hflip', '0', '--scale', '1', '1',
+                         '--demo-data', str(data), '--output', str(out), '--hflip', '0', '--scale', '1', '1',
                          '--ratio', '1', '1', '--eval-interval', '100', '--epochs', '6', '--experiment', 'tps'])
+    parser = train.build_parser()
+    demo = make_demo_dataset(str(data), parser.get_default('demo_train_videos'), parser.get_default('demo_val_videos'),
+                             progress=False)  # the set train.py generated: its paths
     return dict(model_dir=result['model_dir'], out_dir=result['out_dir'], demo=demo, result=result)
