@@ -39,14 +39,17 @@ def _feed(path: str, data: bytes, seconds: float, stall_after: float = 1.0, hold
     """Write ``data`` into the named pipe ``path`` over ``seconds`` (as a live source would), stopping after the
     ``stall_after`` fraction of it for ``hold`` seconds with the pipe still open."""
     def run():
-        with open(path, 'wb') as pipe:
-            chunks = np.array_split(np.frombuffer(data, np.uint8), 40)
-            for i, chunk in enumerate(chunks):
-                pipe.write(chunk.tobytes())
-                pipe.flush()
-                time.sleep(seconds / len(chunks))
-                if i + 1 == round(stall_after * len(chunks)) and hold:
-                    time.sleep(hold)  # open, silent: a stalled source
+        try:
+            with open(path, 'wb') as pipe:
+                chunks = np.array_split(np.frombuffer(data, np.uint8), 40)
+                for i, chunk in enumerate(chunks):
+                    pipe.write(chunk.tobytes())
+                    pipe.flush()
+                    time.sleep(seconds / len(chunks))
+                    if i + 1 == round(stall_after * len(chunks)) and hold:
+                        time.sleep(hold)  # open, silent: a stalled source
+        except BrokenPipeError:  # the reader stopped reading (it gave up on the stalled stream)
+            pass
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread

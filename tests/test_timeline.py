@@ -140,6 +140,16 @@ def test_timeline_errors_are_one_line(trained_demo, long_video, tmp_path, capsys
         assert exit_info.value.code == 2
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, err
+    missing = str(tmp_path / 'missing.mp4')  # an unreadable video is listed, counted and named
+    out = tmp_path / 'with_missing.json'
+    predict.main([missing, long_video['short'], '--model', str(folder), '--timeline', '--window', '1', '--output',
+                  str(out), '--max-unreadable', '0.5'])
+    records = json.loads(out.read_text())
+    assert records[0] == dict(video=missing, error='no such file') and len(records[1]['windows']) == 1
+    assert 'wrote the timelines of 2 videos (1 windows, 1 unreadable)' in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        predict.main([missing, long_video['short'], '--model', str(folder), '--timeline', '--window', '1'])
+    assert '1 of 2 videos (50.0%) were unreadable' in str(exit_info.value) and missing in str(exit_info.value)
     import tps_timm.plot
     monkeypatch.setattr(tps_timm.plot, 'check_plotting', lambda: 'drawing a plot needs matplotlib: pip install x')
     with pytest.raises(SystemExit):

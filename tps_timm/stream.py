@@ -153,6 +153,9 @@ def classify_stream(model: torch.nn.Module, source: str, clip: ClipConfig, class
         reader.stop.set()
         if sink:
             sink.close()
+        reader.join(2.0)  # a reader blocked on a stalled source stays (a daemon); one that stopped lets go its input
+        if not reader.is_alive():
+            container.close()
     if windows == 0:
         raise StreamEnded(f'--stream {source}: {ended} before a single frame came')
     return _summary(source, windows, skipped, reader.count, fps, time.monotonic() - started, layout, compute, lags,
