@@ -68,7 +68,7 @@ def test_a_file_played_as_a_stream_keeps_up_and_names_the_actions(demo, streams,
     assert records[0]['top'][0]['label'] == 'moving left to right'
     assert records[-1]['top'][0]['label'] == 'rotating clockwise'
     assert 'kept up' in summary and 'the stream ended' in summary and '5 windows from 48 frames' in summary, summary
-    assert max(r['latency'] for r in records) < 0.5, records
+    assert max(r['latency'] for r in records) < 1.0, records
 
 
 def test_a_pipe_that_stalls_ends_cleanly_with_what_was_seen(demo, streams, tmp_path):

@@ -27,6 +27,8 @@ def plot_timeline(path: str, record: Dict[str, Any], probs: np.ndarray, class_na
     import matplotlib
     matplotlib.use('Agg')  # files only: no display
     import matplotlib.pyplot as plt
+
+    from .timeline import window_edges
     windows = record['windows']
     starts = np.array([w['start'] for w in windows])
     ends = np.array([w['end'] for w in windows])
@@ -48,8 +50,7 @@ def plot_timeline(path: str, record: Dict[str, Any], probs: np.ndarray, class_na
     frames_ax.set_ylim(0, 1)
     frames_ax.set_title(record['video'], fontsize=9, loc='left')
     # each window coloured over the time it stands for (as the segments count it): its neighbours' midpoints
-    centres = (starts + ends) / 2
-    edges = np.concatenate([[0.0], (centres[1:] + centres[:-1]) / 2, [duration]])
+    edges = window_edges(starts, ends)
     heat = heat_ax.pcolormesh(edges, np.arange(len(shown) + 1), probs[:, shown].T, cmap='viridis', vmin=0, vmax=1,
                               shading='flat')
     heat_ax.set_yticks(np.arange(len(shown)) + 0.5, [class_names[c] for c in shown], fontsize=8)

@@ -140,6 +140,8 @@ def _check_modes(parser: ArgumentParser, args) -> None:
             parser.error('--stream reads its SOURCE: give no videos or --dataset with it')
     elif bool(args.videos) == bool(args.dataset):
         parser.error('give the videos (files, folders, lists) or --dataset, one of them')
+    if args.timeline and args.output and not args.output.lower().endswith(('.json', '.csv')):
+        parser.error(f'--output {args.output}: a timeline is written as .json or .csv')
     if args.explain:
         if args.dataset or len(args.videos) != 1:
             parser.error('--explain explains one video: give one video file')
@@ -196,11 +198,14 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     class_names = label_names_for(model, names)
     if args.explain:
         from .saliency import explain_video
+        if len(videos) != 1:
+            parser.error(f'--explain explains one video: {args.videos[0]} holds {len(videos)}')
         try:
-            print(explain_video(model, args.videos[0] if not videos else videos[0], clip, class_names, args.explain,
-                                args.explain_class, args.explain_stage, args.explain_method))
+            print(explain_video(model, videos[0], clip, class_names, args.explain, args.explain_class,
+                                args.explain_stage, args.explain_method, args.video_backend))
         except (ValueError, VideoReadError) as e:
             parser.error(str(e))
+        accelerator.end_training()
         return
     model = compile_from_args(args, model)
     if args.stream:
@@ -212,6 +217,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         except StreamEnded as e:
             parser.error(str(e))
         print(summary, file=sys.stderr)
+        accelerator.end_training()
         return
     sharded = is_sharded(videos)
     start = time.perf_counter()

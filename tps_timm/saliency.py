@@ -174,10 +174,11 @@ def write_explanation(explanation: Explanation, out: str, fps: float = 8.0) -> s
 
 
 def explain_video(model: torch.nn.Module, path: str, clip: ClipConfig, class_names: Sequence[str], out: str,
-                  class_name: Optional[str] = None, stage: Optional[int] = None, method: str = 'gradcam') -> str:
+                  class_name: Optional[str] = None, stage: Optional[int] = None, method: str = 'gradcam',
+                  backend: Optional[str] = None) -> str:
     """Explain video ``path`` (:func:`explain_clip`), write ``out`` and its PNG strip; returns a line saying what
     was explained and written."""
-    explanation = explain_clip(model, path, clip, class_names, class_name, stage, method)
+    explanation = explain_clip(model, path, clip, class_names, class_name, stage, method, backend)
     png = write_explanation(explanation, out)
     depth, height, width = explanation.map_shape
     return (f'{path}: where the model looks for {class_names[explanation.class_index]!r} '

@@ -60,13 +60,15 @@ class _Reader(threading.Thread):
     def run(self) -> None:
         start = time.monotonic()
         rate = float(self.stream.average_rate or self.stream.guessed_rate or 0)
+        first = None
         try:
             for frame in self.container.decode(self.stream):
                 if self.stop.is_set():
                     break
-                if self.pace:  # a file: deliver each frame when a stream would
+                if self.pace:  # a file: deliver each frame when a stream would, from its first frame on
                     at = frame.time if frame.time is not None else self.count / rate
-                    delay = start + at - time.monotonic()
+                    first = at if first is None else first
+                    delay = start + at - first - time.monotonic()
                     if delay > 0 and self.stop.wait(delay):
                         break
                 with self.changed:
@@ -113,17 +115,19 @@ def classify_stream(model: torch.nn.Module, source: str, clip: ClipConfig, class
     sampler = ClipSampler.for_clip(clip, 1)
     transform = ClipEvalTransform(clip.img_size, None, 1)
     reader = _Reader(container, layout.window_frames, os.path.isfile(source) if pace is None else pace)
-    sink = open(output, 'w', encoding='utf-8') if output else None
-    model.eval()
-    device = next(iter(model.parameters()), torch.empty(0)).device
-    with torch.no_grad():  # the first forward's one-time costs, before the stream's clock starts
-        model(torch.zeros(1, 3, clip.num_frames, clip.img_size, clip.img_size, device=device))
+    sink = None
     windows, skipped, compute, lags = 0, 0, [], []
     due = layout.window_frames  # the frame count at which the next window is complete
     ended = 'the stream ended'
     started = time.monotonic()
-    reader.start()
     try:
+        sink = open(output, 'w', encoding='utf-8') if output else None
+        model.eval()
+        device = next(iter(model.parameters()), torch.empty(0)).device
+        with torch.no_grad():  # the first forward's one-time costs, before the stream's clock starts
+            model(torch.zeros(1, 3, clip.num_frames, clip.img_size, clip.img_size, device=device))
+        started = reader.last_arrival = time.monotonic()  # the stall clock starts now, not at the warm-up
+        reader.start()
         while True:
             with reader.changed:
                 while reader.count < due and not reader.finished and \
@@ -153,7 +157,8 @@ def classify_stream(model: torch.nn.Module, source: str, clip: ClipConfig, class
         reader.stop.set()
         if sink:
             sink.close()
-        reader.join(2.0)  # a reader blocked on a stalled source stays (a daemon); one that stopped lets go its input
+        if reader.is_alive():
+            reader.join(2.0)  # one blocked on a stalled source stays (a daemon); one that stopped lets go its input
         if not reader.is_alive():
             container.close()
     if windows == 0:
@@ -200,10 +205,14 @@ def _summary(source: str, windows: int, skipped: int, frames: int, fps: float, w
     elif per_window > stride:
         pace = f'fell behind: {per_window * 1e3:.0f} ms per window against a {stride:.2f} s stride ' \
                f'({per_window / stride:.1f}x), so {skipped} of {windows + skipped} windows were skipped'
-    else:
+    elif frames / fps > 1.2 * wall:
         pace = f'the source came faster than real time ({frames / fps:.1f} s of video in {wall:.1f} s), so the ' \
                f'newest window was taken each time: {skipped} of {windows + skipped} windows were skipped ' \
                f'({per_window * 1e3:.0f} ms per window)'
+    else:
+        pace = f'fell behind at times: {per_window * 1e3:.0f} ms per window (the slowest ' \
+               f'{max(compute) * 1e3:.0f} ms) against a {stride:.2f} s stride, so {skipped} of ' \
+               f'{windows + skipped} windows were skipped'
     return (f'--stream {source}: {windows} windows from {frames} frames ({frames / fps:.1f} s at {fps:g} fps) in '
             f'{wall:.1f} s; {pace}; answers came {float(np.median(lags)):.2f} s after their last frame (median, '
             f'max {max(lags):.2f} s); {ended}')

@@ -19,8 +19,8 @@ from .clip import ClipConfig
 from .data import ShardSource, VideoList, VideoWindows, WindowItems, collate_eval_items, is_sharded, normalize_clip
 from .data.shards import ShardedEvalClips
 
-__all__ = ['VideoTimeline', 'timeline_outputs', 'timeline_segments', 'timeline_record', 'write_timelines',
-           'report_timelines']
+__all__ = ['VideoTimeline', 'timeline_outputs', 'window_edges', 'timeline_segments', 'timeline_record',
+           'write_timelines', 'report_timelines']
 
 _logger = logging.getLogger(__name__)
 THUMBNAIL_SIZE = 96  # the key frames kept for a plot, at most this many pixels a side
@@ -92,7 +92,7 @@ def timeline_outputs(model: torch.nn.Module, videos: Union[Sequence[str], ShardS
                 timeline.error = batch['error'][i]
                 continue
             timeline.fps, timeline.window = float(batch['fps'][i]), float(batch['seconds'][i])
-            timeline.stride = stride or timeline.window / 2
+            timeline.stride = float(batch['stride'][i])
             timeline.padded = bool(batch['padded'][i])
             timeline.starts.append(float(batch['start'][i]))
             timeline.ends.append(float(batch['end'][i]))
@@ -119,6 +119,13 @@ def _thumbnail(clip: torch.Tensor) -> np.ndarray:
     return frame[0].round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
 
 
+def window_edges(starts: Sequence[float], ends: Sequence[float]) -> np.ndarray:
+    """The time each window stands for: from the midpoint between its centre and the previous one's (0 for the
+    first) to the midpoint with the next one's (the video's end for the last); ``len(starts) + 1`` edges."""
+    centres = (np.asarray(starts, dtype=np.float64) + np.asarray(ends, dtype=np.float64)) / 2
+    return np.concatenate([[0.0], (centres[1:] + centres[:-1]) / 2, [max(ends)]])
+
+
 def timeline_segments(starts: Sequence[float], ends: Sequence[float], probs: torch.Tensor, min_prob: float = 0.0,
                       min_segment: float = 0.0) -> List[Dict[str, Any]]:
     """Runs of windows with the same top class as segments ``{start, end, class_index, probability}``.
@@ -131,8 +138,7 @@ def timeline_segments(starts: Sequence[float], ends: Sequence[float], probs: tor
     """
     if not len(starts):
         return []
-    centres = (np.asarray(starts) + np.asarray(ends)) / 2
-    edges = np.concatenate([[0.0], (centres[1:] + centres[:-1]) / 2, [max(ends)]])
+    edges = window_edges(starts, ends)
     top_prob, top_class = probs.max(1)
     labels = [int(c) if p >= min_prob else None for p, c in zip(top_prob.tolist(), top_class.tolist())]
     runs: List[Dict[str, Any]] = []
@@ -229,9 +235,13 @@ def report_timelines(rows: List[Tuple[Dict[str, Any], Optional[np.ndarray], List
         folder = None if len(records) == 1 and plot.lower().endswith('.png') else plot
         if folder:
             os.makedirs(folder, exist_ok=True)
+        taken: Dict[str, int] = {}
         for record, probs, thumbnails in rows:
             if probs is not None:
-                path = os.path.join(folder, f'{_stem(record["video"])}.png') if folder else plot
+                stem = _stem(record['video'])
+                taken[stem] = taken.get(stem, 0) + 1
+                stem = stem if taken[stem] == 1 else f'{stem}-{taken[stem] - 1}'  # videos of one name in two folders
+                path = os.path.join(folder, f'{stem}.png') if folder else plot
                 plot_timeline(path, record, probs, class_names, thumbnails)
         print(f'drew {len(records) - len(failed)} timeline{"s" if len(records) - len(failed) != 1 else ""} to '
               f'{folder or plot}', file=sys.stderr)

@@ -206,21 +206,17 @@ def median_video_seconds(videos, count: int = 64) -> Optional[float]:
     found = []
     if hasattr(videos, 'video'):
         picks = sorted({i * len(videos) // count for i in range(count)}) if len(videos) > count else range(len(videos))
-        samples = (videos.video(i)[:2] for i in picks)
+        samples = ((lambda i=i: videos.video(i)[:2]) for i in picks)
     else:
-        def first_samples():
-            for shard in range(videos.num_shards):
-                for name, sample in videos.shard_samples(shard, lambda exn: True):
-                    try:
-                        yield videos.sample_video(name, sample)[:2]
-                    except ValueError:  # a sample without a usable video: the next one
-                        continue
-        samples = first_samples()
-    for name, data in samples:
+        samples = ((lambda name=name, sample=sample: videos.sample_video(name, sample)[:2])
+                   for shard in range(videos.num_shards)
+                   for name, sample in videos.shard_samples(shard, lambda exn: True))
+    for sample in samples:
         try:
+            name, data = sample()
             seconds = video_seconds(name, data)
-        except Exception as e:  # unreadable here is reported by training itself
-            _logger.debug(f'no duration for {name}: {e}')
+        except Exception as e:  # a row without a usable video, unreadable: training itself reports those
+            _logger.debug(f'no duration: {e}')
             continue
         if seconds:
             found.append(seconds)

@@ -28,7 +28,8 @@ class WindowItems:
     centre crop.
 
     Items are dicts: ``video`` uint8 ``(1, C, T, H, W)``, ``label``, ``index`` (the video's), ``window`` (its number
-    in the video), ``start`` / ``end`` (seconds), ``fps``, ``seconds`` (the window's length), ``padded`` (the video is
+    in the video), ``start`` / ``end`` (seconds), ``fps``, ``seconds`` / ``stride`` (the window's length and
+    step, in whole frames), ``padded`` (the video is
     shorter than a window), ``readable`` and ``error``. A video that cannot be read (or stops decoding midway) ends
     with an item of ``readable=False`` and ``window=-1`` carrying the reason.
     """
@@ -50,12 +51,16 @@ class WindowItems:
                 fps = float(rate)
                 seconds = window_seconds(self.clip, fps, self.window)
                 layout = WindowLayout.from_seconds(seconds, self.stride or seconds / 2, fps)
+                number = -1
                 for number, window in enumerate(sliding_windows(frames, layout, self.sampler, frame_to_rgb)):
                     clip = torch.from_numpy(np.stack(window.frames)).permute(0, 3, 1, 2)  # T, C, H, W
                     view = self.transform(clip)  # (1, T, C, H, W)
                     yield dict(video=view.permute(0, 2, 1, 3, 4).contiguous(), label=label, index=index,
                                window=number, start=window.start / fps, end=window.end / fps, fps=fps,
-                               seconds=seconds, padded=window.padded, readable=True, error='')
+                               seconds=layout.window_frames / fps, stride=layout.stride_frames / fps,
+                               padded=window.padded, readable=True, error='')
+                if number < 0:
+                    raise VideoReadError(name, 'no frames decoded')
         except VideoReadError as e:
             yield self.unreadable_eval_item(name, e.reason, index, label)
 
@@ -64,8 +69,8 @@ class WindowItems:
         _logger.warning(f'unreadable video {name}: {reason}')
         size = self.clip.img_size
         return dict(video=torch.zeros(1, 3, self.clip.num_frames, size, size, dtype=torch.uint8), label=label,
-                    index=index, window=-1, start=0.0, end=0.0, fps=0.0, seconds=0.0, padded=False, readable=False,
-                    error=reason)
+                    index=index, window=-1, start=0.0, end=0.0, fps=0.0, seconds=0.0, stride=0.0, padded=False,
+                    readable=False, error=reason)
 
 
 class VideoWindows(IterableDataset):
