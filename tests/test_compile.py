@@ -143,6 +143,7 @@ def test_compiled_shifts_are_bit_equal_to_the_references(device):
         assert torch.equal(ya, yb) and torch.equal(xa.grad, xb.grad)
 
 
+@pytest.mark.long  # ~35 s (two fresh processes compiling): out of the default run, in `pytest -m long`
 def test_compile_cache_folder_makes_a_new_process_warm(tmp_path):
     """A second process compiling the same model with the same cache folder loads instead of compiling."""
     script = textwrap.dedent('''

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ('CUDA tests', 'compile', 'train step', 'shifts', 'aa-on-batch', 'checkpoint', 'multi-GPU')
 
 
-@pytest.mark.slow
+@pytest.mark.long  # ~45 s on 2 cores: out of the default run (suite time), in `pytest -m long`
 def test_smoke_runs_every_section_and_appends_the_table(tmp_path):
     docs = tmp_path / 'benchmarks.md'
     docs.write_text('# Benchmarks\n')
