@@ -11,7 +11,7 @@ from .clip import ClipConfig
 from .data import ClipEvalTransform, ClipItems, ClipSampler, ShardedEvalClips, ShardSource, VideoDataset, VideoList, \
     is_sharded, normalize_clip
 
-__all__ = ['eval_dataset', 'video_metrics', 'evaluate', 'video_outputs', 'warn_sample_count']
+__all__ = ['eval_dataset', 'video_metrics', 'evaluate', 'video_outputs', 'warn_sample_count', 'model_device']
 
 _logger = logging.getLogger(__name__)
 
@@ -30,6 +30,11 @@ def eval_dataset(videos: Union[VideoList, ShardSource], clip: ClipConfig, short_
         return ShardedEvalClips(videos, ClipItems(sampler, transform, backend=backend), rank, world_size, num_classes,
                                 skip)
     return VideoDataset(videos, sampler, transform, backend=backend)
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Where the model's parameters are (the CPU for an exported model, which has none)."""
+    return next(iter(model.parameters()), torch.empty(0)).device
 
 
 def warn_sample_count(dataset, num_videos: int, flag: str = '--dataset') -> None:
@@ -137,7 +142,7 @@ def video_outputs(model: torch.nn.Module, videos: Union[Sequence[str], ShardSour
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers, shuffle=False,
                                          collate_fn=collate_eval_items)
     model.eval()
-    device = next(iter(model.parameters()), torch.empty(0)).device
+    device = model_device(model)
     names = (lambda batch: batch['name']) if sharded else (lambda batch: [videos[i] for i in batch['index']])
     with tqdm(total=None if sharded else len(videos), desc=desc, disable=not progress, leave=False) as bar:
         for batch in loader:

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from .clip import ClipConfig
 from .data import ClipEvalTransform, ClipSampler, load_clip, normalize_clip, write_video
+from .evaluate import model_device
 
 __all__ = ['Explanation', 'METHODS', 'grad_cam', 'explain_clip', 'explain_video', 'MIN_MAP_SIZE']
 
@@ -121,7 +122,7 @@ def explain_clip(model: torch.nn.Module, path: str, clip: ClipConfig, class_name
     sampler = ClipSampler.for_clip(clip, 1)
     frames, indices = load_clip(path, lambda n: sampler(n), backend)
     view = ClipEvalTransform(clip.img_size, None, 1)(torch.from_numpy(frames[0]).permute(0, 3, 1, 2))[0]  # T,C,H,W
-    device = next(iter(model.parameters()), torch.empty(0)).device
+    device = model_device(model)
     x = normalize_clip(view.permute(1, 0, 2, 3)[None].to(device), clip.mean, clip.std)
     result = grad_cam(model, x, class_index, stage, method)
     cam = result['cam']

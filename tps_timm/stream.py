@@ -20,6 +20,7 @@ import torch
 
 from .clip import ClipConfig
 from .data import ClipEvalTransform, ClipSampler, WindowLayout, frame_to_rgb, normalize_clip, window_seconds
+from .evaluate import model_device
 
 __all__ = ['StreamEnded', 'classify_stream', 'open_source']
 
@@ -123,7 +124,7 @@ def classify_stream(model: torch.nn.Module, source: str, clip: ClipConfig, class
     try:
         sink = open(output, 'w', encoding='utf-8') if output else None
         model.eval()
-        device = next(iter(model.parameters()), torch.empty(0)).device
+        device = model_device(model)
         with torch.no_grad():  # the first forward's one-time costs, before the stream's clock starts
             model(torch.zeros(1, 3, clip.num_frames, clip.img_size, clip.img_size, device=device))
         started = reader.last_arrival = time.monotonic()  # the stall clock starts now, not at the warm-up

@@ -17,6 +17,7 @@ import torch
 
 from .clip import ClipConfig
 from .data import ShardSource, VideoList, VideoWindows, WindowItems, collate_eval_items, is_sharded, normalize_clip
+from .evaluate import model_device
 from .data.shards import ShardedEvalClips
 
 __all__ = ['VideoTimeline', 'timeline_outputs', 'window_edges', 'timeline_segments', 'timeline_record',
@@ -73,7 +74,7 @@ def timeline_outputs(model: torch.nn.Module, videos: Union[Sequence[str], ShardS
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers,
                                          collate_fn=collate_eval_items)
     model.eval()
-    device = next(iter(model.parameters()), torch.empty(0)).device
+    device = model_device(model)
     timelines: Dict[int, VideoTimeline] = {}
     batches = iter(tqdm(loader, desc='timeline', unit='batch', disable=not progress, leave=False))
     for batch in batches:
